@@ -1,0 +1,149 @@
+"""FastAPI app factory: health, readiness, metrics, problem details and a body-size limit
+on every service, so a service module only adds its own routers."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from optisync_common.health import ReadinessCheck, run_checks
+from optisync_common.logging import configure_logging, get_logger
+from optisync_common.metrics import http_metrics_middleware, metrics_response
+from optisync_common.problems import install_problem_handlers, problem_response
+from optisync_common.resources import Resources, open_resources
+from optisync_common.settings import ServiceSettings
+
+log = get_logger(__name__)
+
+Hook = Callable[[FastAPI, Resources], Awaitable[None]]
+
+
+class BodySizeLimit:
+    """Reject bodies over `limit` bytes with 413, counting streamed chunks too."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._reject(scope, receive, send)
+            return
+        received = 0
+        too_large = False
+        rejected = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, too_large
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                # End the body here; whatever the app answers is replaced by 413 below.
+                too_large = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal rejected
+            if not too_large:
+                await send(message)
+            elif not rejected:
+                rejected = True
+                await self._reject(scope, receive, send)
+
+        await self.app(scope, limited_receive, guarded_send)
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem_response(
+            413, "payload_too_large", f"request bodies are limited to {self.limit} bytes"
+        )
+        await response(scope, receive, send)
+
+
+def health_router() -> APIRouter:
+    router = APIRouter(tags=["ops"])
+
+    @router.get("/healthz", summary="Liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="Readiness: every dependency answers")
+    async def readyz(request: Request) -> JSONResponse:
+        resources: Resources = request.app.state.resources
+        checks = {**resources.readiness_checks(), **request.app.state.extra_checks}
+        ready, report = await run_checks(checks)
+        return JSONResponse(
+            {"status": "ready" if ready else "not_ready", "checks": report},
+            status_code=200 if ready else 503,
+        )
+
+    @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return metrics_response()
+
+    return router
+
+
+def create_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter] = (),
+    kafka: bool = True,
+    mongo: bool = True,
+    redis: bool = True,
+    on_startup: Sequence[Hook] = (),
+    on_shutdown: Sequence[Hook] = (),
+    extra_checks: Mapping[str, ReadinessCheck] | None = None,
+) -> FastAPI:
+    configure_logging(settings.service_name, settings.log_level)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        async with open_resources(settings, kafka=kafka, mongo=mongo, redis=redis) as resources:
+            app.state.resources = resources
+            app.state.settings = settings
+            app.state.extra_checks = dict(extra_checks or {})
+            for hook in on_startup:
+                await hook(app, resources)
+            log.info("service_started", port=settings.http_port, region=settings.region)
+            try:
+                yield {}
+            finally:
+                for hook in on_shutdown:
+                    await hook(app, resources)
+
+    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app.state.settings = settings
+    install_problem_handlers(app)
+    app.middleware("http")(http_metrics_middleware(settings.service_name))
+    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    app.include_router(health_router())
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def serve(app: FastAPI, settings: ServiceSettings) -> None:
+    """Run one service's HTTP app with uvicorn (uvloop + httptools when installed)."""
+    import uvicorn
+
+    uvicorn.run(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,  # our structlog JSON config stays in charge
+        access_log=False,  # request metrics cover this without a log line per request
+        proxy_headers=True,
+    )

@@ -1,0 +1,75 @@
+"""Roster domain: stores, exam types, optometrists and shifts, in store-local time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, time
+from zoneinfo import ZoneInfo
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    start: time
+    end: time
+
+    def __post_init__(self) -> None:
+        if self.end <= self.start:
+            raise ValueError(f"time range must end after it starts: {self.start}-{self.end}")
+
+
+@dataclass(frozen=True)
+class Store:
+    store_id: str
+    name: str
+    region: str
+    timezone: str
+    # weekday ("mon".."sun") -> opening ranges in local time; a missing day is closed
+    opening_hours: dict[str, tuple[TimeRange, ...]]
+    locale: str = "zh-CN"
+    slot_minutes: int = 15
+
+    def __post_init__(self) -> None:
+        ZoneInfo(self.timezone)  # raises for an unknown IANA zone
+        unknown = set(self.opening_hours) - set(WEEKDAYS)
+        if unknown:
+            raise ValueError(f"unknown weekdays in opening hours: {sorted(unknown)}")
+
+    def hours_on(self, day: date) -> tuple[TimeRange, ...]:
+        return self.opening_hours.get(WEEKDAYS[day.weekday()], ())
+
+
+@dataclass(frozen=True)
+class ExamType:
+    code: str
+    name: str
+    duration_minutes: int
+    required_skill: str
+
+
+@dataclass(frozen=True)
+class Optometrist:
+    optometrist_id: str
+    name: str
+    skills: frozenset[str]
+    home_store_id: str
+    store_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Shift:
+    shift_id: str
+    optometrist_id: str
+    store_id: str
+    day: date
+    hours: TimeRange
+    breaks: tuple[TimeRange, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Chain:
+    stores: tuple[Store, ...]
+    exam_types: tuple[ExamType, ...]
+    optometrists: tuple[Optometrist, ...]
+    shifts: tuple[Shift, ...]
