@@ -25,6 +25,7 @@ from optisync_common.http import create_app, serve
 from optisync_common.metrics import EVENTS_CONSUMED
 from optisync_common.resources import NotReady, Resources
 from optisync_common.settings import ServiceSettings
+from optisync_common.topics import ensure_internal_topics
 from schemas.envelope import Envelope
 from schemas.serde import DecodeError, decode
 
@@ -105,8 +106,18 @@ class StreamWorker:
         )
         return api
 
+    async def _declare_changelogs(self) -> None:
+        changelogs = [
+            (table.changelog_topic.get_topic_name(), table.partitions or 1, {
+                "cleanup.policy": "compact", "min.compaction.lag.ms": "60000",
+            })
+            for table in self.app.tables.values()
+        ]  # fmt: skip
+        await ensure_internal_topics(self.settings.kafka_bootstrap, changelogs)
+
     @contextlib.asynccontextmanager
     async def _running_faust(self) -> AsyncIterator[None]:
+        await self._declare_changelogs()
         async with faust_app_running(self.app, stop_timeout=30):
             self._running = True
             try:

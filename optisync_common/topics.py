@@ -103,6 +103,27 @@ async def _apply(
     return report
 
 
+async def ensure_internal_topics(
+    bootstrap: str, topics: Sequence[tuple[str, int, dict[str, str]]], replication_factor: int = 1
+) -> list[str]:
+    """Create stream-framework topics (faust changelogs) that the registry does not list, and
+    wait until they are visible, so a worker never starts against half-made metadata."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    await admin.start()
+    try:
+        present = set(await admin.list_topics())
+        missing = [t for t in topics if t[0] not in present]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(
+                    [NewTopic(n, p, replication_factor, topic_configs=c) for n, p, c in missing]
+                )
+            await _wait_visible(admin, [n for n, _, _ in missing])
+        return [n for n, _, _ in missing]
+    finally:
+        await admin.close()
+
+
 async def _wait_visible(admin: AIOKafkaAdminClient, names: list[str], within_s: float = 15) -> None:
     """Creation is asynchronous in KRaft: wait until the metadata shows every new topic, so
     whoever runs next (services, the next apply) sees them."""

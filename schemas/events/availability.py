@@ -28,16 +28,23 @@ class ExamTypeSlots(PayloadModel):
     duration_minutes: int = Field(ge=5, le=480)
     free_starts: list[LocalTime] = Field(default_factory=list)
     free_count: int = Field(ge=0)
+    capacity: list[int] = Field(
+        default_factory=list,
+        description="since 1.1: per entry of free_starts, how many optometrists could take it",
+    )
 
     @model_validator(mode="after")
     def _check_count(self) -> Self:
         if self.free_count != len(self.free_starts):
             raise ValueError("free_count must equal len(free_starts)")
+        if self.capacity and len(self.capacity) != len(self.free_starts):
+            raise ValueError("capacity must have one entry per free start")
         return self
 
 
 class StoreDayAvailability(EventPayload):
     event_type: ClassVar[str] = "StoreDayAvailability"
+    event_version: ClassVar[str] = "1.1"
     topic: ClassVar[str] = AVAILABILITY
 
     store_id: Id

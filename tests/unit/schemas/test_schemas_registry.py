@@ -70,7 +70,7 @@ def test_registry_has_every_design_topic() -> None:
 @pytest.mark.parametrize(
     ("name", "partitions", "scope", "pii"),
     [
-        (ROSTER_EVENTS, 6, "all-regions", False),
+        (ROSTER_EVENTS, 12, "all-regions", False),
         (BOOKING_COMMANDS, 12, "local", True),
         (BOOKING_EVENTS, 12, "local", True),
         (BOOKING_FACTS, 12, "to-hq", False),

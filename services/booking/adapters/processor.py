@@ -1,0 +1,601 @@
+"""The availability processor's message handling: decode-free, framework-free.
+
+It applies one envelope (a booking command or a roster event) to the store's state held in
+four key-value tables and returns the envelopes to publish. The faust entrypoint passes its
+changelog-backed tables; tests pass plain dicts. Table layout (all co-partitioned by store):
+
+* `configs`  store_id -> store configuration (hours, time zone, exam types, optometrists)
+* `days`     "store_id|YYYY-MM-DD" -> shifts and busy intervals of one store-local day
+* `bookings` booking_id -> booking record (no personal data beyond the customer ref)
+* `idem`     "store_id|idempotency_key" -> {command event id, time, encoded outputs}
+
+Delivery is at-least-once: after a crash a command may be applied again. Its idempotency record
+then replays the exact outputs (same event ids) instead of deciding twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from schemas.envelope import Envelope, deterministic_event_id
+from schemas.events.availability import ExamTypeSlots, StoreDayAvailability
+from schemas.events.base import EventPayload, RejectionReason, local_iso
+from schemas.events.booking import (
+    BookingCancelled,
+    BookingCheckedIn,
+    BookingCommand,
+    BookingCompleted,
+    BookingConfirmed,
+    BookingNoShow,
+    BookingRejected,
+    BookingRescheduled,
+    CancelBooking,
+    CheckInBooking,
+    CommandFailed,
+    CompleteBooking,
+    MarkNoShow,
+    RequestBooking,
+    RescheduleBooking,
+)
+from schemas.events.facts import BookingFact, FactKind
+from schemas.events.roster import (
+    ExamTypeDefined,
+    OptometristJoined,
+    OptometristLeft,
+    ShiftCancelled,
+    ShiftChanged,
+    ShiftPublished,
+    StoreHoursChanged,
+    StoreRegistered,
+)
+from schemas.serde import decode, encode
+from services.booking.adapters.processor_state import (
+    booking_from_json,
+    booking_to_json,
+    config_from_json,
+    config_to_json,
+    day_from_json,
+    day_to_json,
+)
+from services.booking.domain import decisions
+from services.booking.domain.calendar import local_date, to_local
+from services.booking.domain.model import (
+    Booking,
+    BookingStatus,
+    Day,
+    ExamSpec,
+    Reason,
+    Shift,
+    StoreConfig,
+)
+
+Table = MutableMapping[str, Any]
+IDEMPOTENCY_TTL_S = 24 * 3600
+
+
+@dataclass
+class ProcessorTables:
+    configs: Table
+    days: Table
+    bookings: Table
+    idem: Table
+
+
+def _epoch(instant: dt.datetime) -> int:
+    return int(instant.timestamp())
+
+
+def _utc(epoch: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC)
+
+
+class AvailabilityProcessor:
+    def __init__(
+        self, tables: ProcessorTables, region: str, idempotency_ttl_s: int = IDEMPOTENCY_TTL_S
+    ) -> None:
+        self.t = tables
+        self.region = region
+        self.idempotency_ttl_s = idempotency_ttl_s
+
+    # ----------------------------------------------------------------------- entry point
+
+    def handle(self, envelope: Envelope[Any], now: dt.datetime) -> list[Envelope[Any]]:
+        payload = envelope.payload
+        if isinstance(payload, BookingCommand):
+            return self._command(envelope, payload, now)
+        self._roster(envelope, payload)
+        return self._roster_outputs(envelope, payload, now)
+
+    # ----------------------------------------------------------------------- commands
+
+    def _command(
+        self, env: Envelope[Any], cmd: BookingCommand, now: dt.datetime
+    ) -> list[Envelope[Any]]:
+        idem_key = f"{env.store_id}|{cmd.idempotency_key}"
+        record = self.t.idem.get(idem_key)
+        if record is not None and record["at"] > _epoch(now) - self.idempotency_ttl_s:
+            return self._repeat(env, cmd, record, now)
+        outputs = self._decide(env, cmd, now)
+        # Only the decision's own events are replayable; the availability view is
+        # recomputed from current state on a replay.
+        kept = [o for o in outputs if not isinstance(o.payload, StoreDayAvailability)]
+        self.t.idem[idem_key] = {
+            "cmd": str(env.event_id),
+            "at": _epoch(now),
+            "outputs": [encode(o).value.decode() for o in kept],
+        }
+        return outputs
+
+    def _repeat(
+        self, env: Envelope[Any], cmd: BookingCommand, record: dict[str, Any], now: dt.datetime
+    ) -> list[Envelope[Any]]:
+        stored = [decode(v.encode()) for v in record["outputs"]]
+        if record["cmd"] == str(env.event_id):
+            # The same message again (redelivery after a crash): exactly the same outputs.
+            return stored
+        # A client retry with the same key: the same result, without a second booking.
+        first = stored[0].payload if stored else None
+        if isinstance(cmd, RequestBooking):
+            if isinstance(first, BookingRejected):
+                return [self._derive(env, first.model_copy(), now, "retry")]
+            booking_id = first.booking_id if isinstance(first, BookingConfirmed) else None
+            return [
+                self._derive(
+                    env,
+                    BookingRejected(
+                        booking_id=cmd.booking_id,
+                        idempotency_key=cmd.idempotency_key,
+                        reason=RejectionReason.DUPLICATE,
+                        detail="this idempotency key was already used",
+                        slot_start=cmd.slot_start,
+                        existing_booking_id=booking_id,
+                    ),
+                    now,
+                    "retry",
+                )
+            ]
+        return [
+            self._failed(env, cmd, Reason.DUPLICATE, "this idempotency key was already used", now)
+        ]
+
+    def _decide(
+        self, env: Envelope[Any], cmd: BookingCommand, now: dt.datetime
+    ) -> list[Envelope[Any]]:
+        cfg = self._config(env.store_id)
+        if cfg is None or not cfg.registered:
+            if isinstance(cmd, RequestBooking):
+                return [self._rejected(env, cmd, Reason.UNKNOWN_STORE, "unknown store", (), now)]
+            return [self._failed(env, cmd, Reason.UNKNOWN_STORE, "unknown store", now)]
+        if isinstance(cmd, RequestBooking):
+            return self._book(env, cfg, cmd, now)
+        if isinstance(
+            cmd, CancelBooking | RescheduleBooking | CheckInBooking | MarkNoShow | CompleteBooking
+        ):
+            booking = self._booking(env.store_id, cmd.booking_id)
+        else:
+            return [
+                self._failed(
+                    env, cmd, Reason.INVALID_TRANSITION, f"{env.type} is not handled yet", now
+                )
+            ]
+        if booking is None:
+            return [self._failed(env, cmd, Reason.UNKNOWN_BOOKING, "no such booking", now)]
+        if isinstance(cmd, CancelBooking):
+            return self._cancel(env, cfg, cmd, booking, now)
+        if isinstance(cmd, RescheduleBooking):
+            return self._reschedule(env, cfg, cmd, booking, now)
+        return self._transition(env, cfg, cmd, booking, now)
+
+    def _book(
+        self, env: Envelope[Any], cfg: StoreConfig, cmd: RequestBooking, now: dt.datetime
+    ) -> list[Envelope[Any]]:
+        start = _epoch(cmd.slot_start)
+        day = self._day(cfg, local_date(start, cfg.timezone))
+        request = decisions.BookRequest(
+            booking_id=cmd.booking_id,
+            customer_ref=cmd.customer.customer_ref,
+            exam_type=cmd.exam_type,
+            start=start,
+            idempotency_key=cmd.idempotency_key,
+            channel=cmd.channel.value,
+            optometrist_id=cmd.optometrist_id,
+        )
+        outcome = decisions.decide_booking(cfg, day, request, _epoch(now))
+        requested = self._fact(
+            env,
+            cfg,
+            FactKind.REQUESTED,
+            cmd.exam_type,
+            cmd.channel.value,
+            day.date,
+            now,
+            lead_minutes=(start - _epoch(now)) // 60,
+        )
+        if isinstance(outcome, decisions.Rejected):
+            out = [
+                self._rejected(
+                    env,
+                    cmd,
+                    outcome.reason,
+                    outcome.detail,
+                    outcome.alternatives,
+                    now,
+                    outcome.existing_booking_id,
+                )
+            ]
+            if outcome.reason != Reason.DUPLICATE:
+                out += [
+                    requested,
+                    self._fact(
+                        env,
+                        cfg,
+                        FactKind.REJECTED,
+                        cmd.exam_type,
+                        cmd.channel.value,
+                        day.date,
+                        now,
+                        reason=outcome.reason,
+                    ),
+                ]
+            return out
+        booking = outcome.booking
+        self._save_booking(booking)
+        self._save_day(cfg.store_id, day)
+        confirmed = BookingConfirmed(
+            booking_id=booking.booking_id,
+            idempotency_key=cmd.idempotency_key,
+            customer=cmd.customer,
+            channel=cmd.channel,
+            exam_type=booking.exam_type,
+            optometrist_id=booking.optometrist_id,
+            slot_start=_utc(booking.start),
+            slot_end=_utc(booking.end),
+            local_start=local_iso(_utc(booking.start), cfg.timezone),
+            timezone=cfg.timezone,
+        )
+        return [
+            self._derive(env, confirmed, now),
+            requested,
+            self._fact(
+                env,
+                cfg,
+                FactKind.CONFIRMED,
+                booking.exam_type,
+                booking.channel,
+                day.date,
+                now,
+                lead_minutes=(start - _epoch(now)) // 60,
+            ),
+            self._availability(env, cfg, day, now),
+        ]
+
+    def _cancel(
+        self,
+        env: Envelope[Any],
+        cfg: StoreConfig,
+        cmd: CancelBooking,
+        booking: Booking,
+        now: dt.datetime,
+    ) -> list[Envelope[Any]]:
+        day = self._day(cfg, booking.date)
+        outcome = decisions.cancel(cfg, day, booking, _epoch(now))
+        if isinstance(outcome, decisions.Rejected):
+            return [self._failed(env, cmd, outcome.reason, outcome.detail, now)]
+        self._save_booking(outcome.booking)
+        self._save_day(cfg.store_id, day)
+        event = BookingCancelled(
+            booking_id=booking.booking_id,
+            idempotency_key=cmd.idempotency_key,
+            customer_ref=booking.customer_ref,
+            by=cmd.by,
+            reason=cmd.reason,
+            late=outcome.late,
+            minutes_before_start=outcome.minutes_before_start,
+            exam_type=booking.exam_type,
+            optometrist_id=booking.optometrist_id,
+            slot_start=_utc(booking.start),
+            local_start=local_iso(_utc(booking.start), cfg.timezone),
+        )
+        return [
+            self._derive(env, event, now),
+            self._fact(
+                env,
+                cfg,
+                FactKind.CANCELLED,
+                booking.exam_type,
+                booking.channel,
+                booking.date,
+                now,
+                lead_minutes=outcome.minutes_before_start,
+                cancelled_by=cmd.by,
+                late=outcome.late,
+            ),
+            self._availability(env, cfg, day, now),
+        ]
+
+    def _reschedule(
+        self,
+        env: Envelope[Any],
+        cfg: StoreConfig,
+        cmd: RescheduleBooking,
+        booking: Booking,
+        now: dt.datetime,
+    ) -> list[Envelope[Any]]:
+        new_start = _epoch(cmd.new_slot_start)
+        old_day = self._day(cfg, booking.date)
+        new_date = local_date(new_start, cfg.timezone)
+        new_day = old_day if new_date == old_day.date else self._day(cfg, new_date)
+        outcome = decisions.reschedule(
+            cfg, old_day, new_day, booking, new_start, _epoch(now), cmd.optometrist_id
+        )
+        if isinstance(outcome, decisions.Rejected):
+            return [self._failed(env, cmd, outcome.reason, outcome.detail, now)]
+        new = outcome.new
+        self._save_booking(new)
+        self._save_day(cfg.store_id, old_day)
+        outputs = []
+        if new_day is not old_day:
+            self._save_day(cfg.store_id, new_day)
+            outputs.append(self._availability(env, cfg, new_day, now))
+        event = BookingRescheduled(
+            booking_id=booking.booking_id,
+            idempotency_key=cmd.idempotency_key,
+            customer_ref=booking.customer_ref,
+            exam_type=booking.exam_type,
+            old_slot_start=_utc(booking.start),
+            old_optometrist_id=booking.optometrist_id,
+            old_local_start=local_iso(_utc(booking.start), cfg.timezone),
+            new_slot_start=_utc(new.start),
+            new_slot_end=_utc(new.end),
+            new_optometrist_id=new.optometrist_id,
+            new_local_start=local_iso(_utc(new.start), cfg.timezone),
+        )
+        return [
+            self._derive(env, event, now),
+            self._fact(
+                env,
+                cfg,
+                FactKind.RESCHEDULED,
+                booking.exam_type,
+                booking.channel,
+                new.date,
+                now,
+                lead_minutes=(new.start - _epoch(now)) // 60,
+            ),
+            self._availability(env, cfg, old_day, now),
+            *outputs,
+        ]
+
+    def _transition(
+        self,
+        env: Envelope[Any],
+        cfg: StoreConfig,
+        cmd: BookingCommand,
+        booking: Booking,
+        now: dt.datetime,
+    ) -> list[Envelope[Any]]:
+        target, fact = {
+            CheckInBooking: (BookingStatus.CHECKED_IN, FactKind.CHECKED_IN),
+            MarkNoShow: (BookingStatus.NO_SHOW, FactKind.NO_SHOW),
+            CompleteBooking: (BookingStatus.COMPLETED, FactKind.COMPLETED),
+        }[type(cmd)]
+        outcome = decisions.transition(booking, target, _epoch(now))
+        if isinstance(outcome, decisions.Rejected):
+            return [self._failed(env, cmd, outcome.reason, outcome.detail, now)]
+        self._save_booking(outcome)
+        outputs = []
+        if target == BookingStatus.NO_SHOW:
+            # A no-show frees the rest of the interval for walk-ins.
+            day = self._day(cfg, booking.date)
+            if day.release(booking.booking_id) is not None:
+                day.seq += 1
+                self._save_day(cfg.store_id, day)
+                outputs.append(self._availability(env, cfg, day, now))
+        event: EventPayload
+        if isinstance(cmd, CheckInBooking):
+            event = BookingCheckedIn(
+                booking_id=booking.booking_id,
+                idempotency_key=cmd.idempotency_key,
+                optometrist_id=booking.optometrist_id,
+                staff_id=cmd.staff_id,
+            )
+        elif isinstance(cmd, MarkNoShow):
+            event = BookingNoShow(
+                booking_id=booking.booking_id,
+                idempotency_key=cmd.idempotency_key,
+                slot_start=_utc(booking.start),
+            )
+        else:
+            event = BookingCompleted(
+                booking_id=booking.booking_id,
+                idempotency_key=cmd.idempotency_key,
+                optometrist_id=booking.optometrist_id,
+            )
+        return [
+            self._derive(env, event, now),
+            self._fact(env, cfg, fact, booking.exam_type, booking.channel, booking.date, now),
+            *outputs,
+        ]
+
+    # ----------------------------------------------------------------------- roster
+
+    def _roster(self, env: Envelope[Any], event: EventPayload) -> None:
+        store_id = env.store_id
+        cfg = self._config(store_id) or StoreConfig(store_id=store_id, timezone="UTC")
+        if isinstance(event, StoreRegistered):
+            cfg.timezone = event.timezone
+            cfg.slot_minutes = event.slot_minutes
+            cfg.opening_hours = _hours(event.opening_hours)
+            cfg.region = event.region
+            cfg.locale = event.locale
+            cfg.registered = True
+        elif isinstance(event, StoreHoursChanged):
+            cfg.opening_hours = _hours(event.opening_hours)
+            cfg.slot_minutes = event.slot_minutes or cfg.slot_minutes
+            cfg.closed_dates = set(event.closed_dates)
+        elif isinstance(event, ExamTypeDefined):
+            cfg.exam_types[event.code] = ExamSpec(
+                event.code, event.duration_minutes, event.required_skill, event.active
+            )
+        elif isinstance(event, OptometristJoined):
+            if store_id in event.store_ids:
+                cfg.optometrists[event.optometrist_id] = frozenset(event.skills)
+        elif isinstance(event, OptometristLeft):
+            cfg.optometrists.pop(event.optometrist_id, None)
+        elif isinstance(event, ShiftPublished | ShiftCancelled):
+            day = self._day(cfg, event.date)
+            if isinstance(event, ShiftCancelled):
+                day.shifts.pop(event.shift_id, None)
+            else:
+                day.shifts[event.shift_id] = Shift(
+                    event.shift_id,
+                    event.optometrist_id,
+                    event.date,
+                    event.start,
+                    event.end,
+                    tuple((b.start, b.end) for b in event.breaks),
+                )
+            day.seq += 1
+            self._save_day(store_id, day)
+        # Leave and training (re-homing bookings) arrive with the roster issue.
+        self.t.configs[store_id] = config_to_json(cfg)
+
+    def _roster_outputs(
+        self, env: Envelope[Any], event: EventPayload, now: dt.datetime
+    ) -> list[Envelope[Any]]:
+        if not isinstance(event, ShiftPublished | ShiftChanged | ShiftCancelled):
+            return []
+        cfg = self._config(env.store_id)
+        if cfg is None or not cfg.registered:
+            return []
+        return [self._availability(env, cfg, self._day(cfg, event.date), now)]
+
+    # ----------------------------------------------------------------------- state access
+
+    def _config(self, store_id: str) -> StoreConfig | None:
+        data = self.t.configs.get(store_id)
+        return config_from_json(data) if data is not None else None
+
+    def _day(self, cfg: StoreConfig, date: dt.date) -> Day:
+        data = self.t.days.get(f"{cfg.store_id}|{date.isoformat()}")
+        return day_from_json(data) if data is not None else Day(date)
+
+    def _save_day(self, store_id: str, day: Day) -> None:
+        self.t.days[f"{store_id}|{day.date.isoformat()}"] = day_to_json(day)
+
+    def _booking(self, store_id: str, booking_id: str) -> Booking | None:
+        data = self.t.bookings.get(booking_id)
+        if data is None or data["store_id"] != store_id:
+            return None
+        return booking_from_json(data)
+
+    def _save_booking(self, booking: Booking) -> None:
+        self.t.bookings[booking.booking_id] = booking_to_json(booking)
+
+    # ----------------------------------------------------------------------- outputs
+
+    def _derive(
+        self, env: Envelope[Any], payload: EventPayload, now: dt.datetime, *salt: str
+    ) -> Envelope[Any]:
+        # Deterministic ids: a replayed command yields byte-identical events.
+        event_id = deterministic_event_id(str(env.event_id), payload.event_type, *salt)
+        return env.derive(payload, occurred_at=now, region=self.region, event_id=event_id)
+
+    def _rejected(
+        self,
+        env: Envelope[Any],
+        cmd: RequestBooking,
+        reason: Reason,
+        detail: str,
+        alternatives: tuple[int, ...],
+        now: dt.datetime,
+        existing: str | None = None,
+    ) -> Envelope[Any]:
+        return self._derive(
+            env,
+            BookingRejected(
+                booking_id=cmd.booking_id,
+                idempotency_key=cmd.idempotency_key,
+                reason=RejectionReason(reason.value),
+                detail=detail,
+                slot_start=cmd.slot_start,
+                alternatives=[_utc(a) for a in alternatives],
+                existing_booking_id=existing,
+            ),
+            now,
+        )
+
+    def _failed(
+        self, env: Envelope[Any], cmd: BookingCommand, reason: Reason, detail: str, now: dt.datetime
+    ) -> Envelope[Any]:
+        return self._derive(
+            env,
+            CommandFailed(
+                command_type=env.type,
+                command_event_id=str(env.event_id),
+                idempotency_key=cmd.idempotency_key,
+                booking_id=getattr(cmd, "booking_id", None),
+                reason=RejectionReason(reason.value),
+                detail=detail,
+            ),
+            now,
+            str(_epoch(now)) if reason == Reason.DUPLICATE else "",
+        )
+
+    def _fact(
+        self,
+        env: Envelope[Any],
+        cfg: StoreConfig,
+        kind: FactKind,
+        exam_type: str,
+        channel: str,
+        date: dt.date,
+        now: dt.datetime,
+        **extra: Any,
+    ) -> Envelope[Any]:
+        fact = BookingFact(
+            fact=kind,
+            store_id=cfg.store_id,
+            region=cfg.region or self.region,
+            exam_type=exam_type,
+            channel=channel,
+            local_date=date,
+            **extra,
+        )
+        return self._derive(env, fact, now, kind.value)
+
+    def _availability(
+        self, env: Envelope[Any], cfg: StoreConfig, day: Day, now: dt.datetime
+    ) -> Envelope[Any]:
+        view: dict[str, ExamTypeSlots] = {}
+        for code, exam in sorted(cfg.exam_types.items()):
+            if not exam.active:
+                continue
+            free = decisions.free_starts(cfg, day, code)
+            view[code] = ExamTypeSlots(
+                duration_minutes=exam.duration_minutes,
+                free_starts=[_hhmm(s, cfg.timezone) for s, _ in free],
+                free_count=len(free),
+                capacity=[n for _, n in free],
+            )
+        payload = StoreDayAvailability(
+            store_id=cfg.store_id,
+            local_date=day.date,
+            timezone=cfg.timezone,
+            slot_minutes=cfg.slot_minutes,
+            exam_types=view,
+            computed_at=now,
+            seq=day.seq,
+        )
+        return self._derive(env, payload, now, day.date.isoformat(), str(day.seq))
+
+
+def _hours(opening_hours: dict[Any, Any]) -> dict[str, list[tuple[str, str]]]:
+    return {day: [(i.open, i.close) for i in intervals] for day, intervals in opening_hours.items()}
+
+
+def _hhmm(epoch: int, tz: str) -> str:
+    return to_local(epoch, tz).strftime("%H:%M")

@@ -1,0 +1,111 @@
+"""JSON codecs for the processor's table values (changelog-backed, so plain JSON types)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from services.booking.domain.model import (
+    Booking,
+    BookingStatus,
+    Busy,
+    Day,
+    ExamSpec,
+    Shift,
+    StoreConfig,
+)
+
+Json = dict[str, Any]
+
+
+def config_to_json(cfg: StoreConfig) -> Json:
+    return {
+        "store_id": cfg.store_id,
+        "timezone": cfg.timezone,
+        "slot_minutes": cfg.slot_minutes,
+        "opening_hours": {d: [list(i) for i in v] for d, v in cfg.opening_hours.items()},
+        "closed_dates": sorted(d.isoformat() for d in cfg.closed_dates),
+        "region": cfg.region,
+        "locale": cfg.locale,
+        "exam_types": {
+            c: [e.duration_minutes, e.required_skill, e.active] for c, e in cfg.exam_types.items()
+        },
+        "optometrists": {o: sorted(s) for o, s in cfg.optometrists.items()},
+        "late_cancel_minutes": cfg.late_cancel_minutes,
+        "registered": cfg.registered,
+    }
+
+
+def config_from_json(data: Json) -> StoreConfig:
+    return StoreConfig(
+        store_id=data["store_id"],
+        timezone=data["timezone"],
+        slot_minutes=data["slot_minutes"],
+        opening_hours={d: [(a, b) for a, b in v] for d, v in data["opening_hours"].items()},
+        closed_dates={dt.date.fromisoformat(d) for d in data["closed_dates"]},
+        region=data["region"],
+        locale=data["locale"],
+        exam_types={
+            c: ExamSpec(c, dur, skill, active)
+            for c, (dur, skill, active) in data["exam_types"].items()
+        },
+        optometrists={o: frozenset(s) for o, s in data["optometrists"].items()},
+        late_cancel_minutes=data["late_cancel_minutes"],
+        registered=data["registered"],
+    )
+
+
+def day_to_json(day: Day) -> Json:
+    return {
+        "date": day.date.isoformat(),
+        "seq": day.seq,
+        "shifts": {
+            sid: [s.optometrist_id, s.start, s.end, [list(b) for b in s.breaks]]
+            for sid, s in day.shifts.items()
+        },
+        "busy": {
+            o: [[b.start, b.end, b.booking_id, b.customer_ref, b.exam_type] for b in entries]
+            for o, entries in day.busy.items()
+            if entries
+        },
+    }
+
+
+def day_from_json(data: Json) -> Day:
+    date = dt.date.fromisoformat(data["date"])
+    return Day(
+        date=date,
+        seq=data["seq"],
+        shifts={
+            sid: Shift(sid, o, date, start, end, tuple((a, b) for a, b in breaks))
+            for sid, (o, start, end, breaks) in data["shifts"].items()
+        },
+        busy={o: [Busy(*entry) for entry in entries] for o, entries in data["busy"].items()},
+    )
+
+
+def booking_to_json(b: Booking) -> Json:
+    return {
+        "booking_id": b.booking_id,
+        "store_id": b.store_id,
+        "customer_ref": b.customer_ref,
+        "exam_type": b.exam_type,
+        "optometrist_id": b.optometrist_id,
+        "start": b.start,
+        "end": b.end,
+        "status": b.status.value,
+        "idempotency_key": b.idempotency_key,
+        "channel": b.channel,
+        "date": b.date.isoformat(),
+        "version": b.version,
+    }
+
+
+def booking_from_json(data: Json) -> Booking:
+    return Booking(
+        **{
+            **data,
+            "status": BookingStatus(data["status"]),
+            "date": dt.date.fromisoformat(data["date"]),
+        }
+    )

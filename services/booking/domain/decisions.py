@@ -1,0 +1,383 @@
+"""The availability processor's decisions, as pure functions of one store's state.
+
+Commands for a store are applied strictly in order by one processor, so each decision sees
+the result of every earlier one: that, not locking, is why a slot is never given twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from functools import lru_cache
+
+from services.booking.domain.calendar import (
+    local_instant,
+    local_interval,
+    minutes,
+    to_local,
+    weekday_key,
+)
+from services.booking.domain.model import (
+    Booking,
+    BookingStatus,
+    Busy,
+    Day,
+    ExamSpec,
+    Reason,
+    StoreConfig,
+)
+
+Interval = tuple[int, int]
+MAX_ALTERNATIVES = 3
+
+
+@dataclass(frozen=True)
+class BookRequest:
+    booking_id: str
+    customer_ref: str
+    exam_type: str
+    start: int  # UTC epoch seconds
+    idempotency_key: str
+    channel: str
+    optometrist_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Accepted:
+    booking: Booking
+
+
+@dataclass(frozen=True)
+class Rejected:
+    reason: Reason
+    detail: str
+    alternatives: tuple[int, ...] = ()
+    existing_booking_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    booking: Booking
+    late: bool
+    minutes_before_start: int
+
+
+@dataclass(frozen=True)
+class Rescheduled:
+    old: Booking
+    new: Booking
+
+
+# --------------------------------------------------------------------------- time windows
+
+
+def opening_windows(cfg: StoreConfig, date: dt.date) -> list[Interval]:
+    if date in cfg.closed_dates:
+        return []
+    windows = []
+    for open_, close in cfg.opening_hours.get(weekday_key(date), ()):
+        interval = local_interval(date, open_, close, cfg.timezone)
+        if interval:
+            windows.append(interval)
+    return sorted(windows)
+
+
+def _subtract(windows: Iterable[Interval], holes: Iterable[Interval]) -> list[Interval]:
+    result = sorted(windows)
+    for h_start, h_end in sorted(holes):
+        next_result: list[Interval] = []
+        for start, end in result:
+            if h_end <= start or end <= h_start:
+                next_result.append((start, end))
+                continue
+            if start < h_start:
+                next_result.append((start, h_start))
+            if h_end < end:
+                next_result.append((h_end, end))
+        result = next_result
+    return result
+
+
+def working_windows(cfg: StoreConfig, day: Day, optometrist_id: str) -> list[Interval]:
+    """When the optometrist is on shift (breaks removed), clipped to opening hours."""
+    windows: list[Interval] = []
+    for shift in day.shifts.values():
+        if shift.optometrist_id != optometrist_id:
+            continue
+        interval = local_interval(shift.date, shift.start, shift.end, cfg.timezone)
+        if interval is None:
+            continue
+        breaks = [
+            b
+            for s, e in shift.breaks
+            if (b := local_interval(shift.date, s, e, cfg.timezone)) is not None
+        ]
+        windows.extend(_subtract([interval], breaks))
+    opening = opening_windows(cfg, day.date)
+    return sorted(
+        (max(s, os), min(e, oe)) for s, e in windows for os, oe in opening if s < oe and os < e
+    )
+
+
+def free_windows(
+    cfg: StoreConfig, day: Day, optometrist_id: str, ignore_booking: str | None = None
+) -> list[Interval]:
+    busy = [
+        (b.start, b.end) for b in day.busy.get(optometrist_id, ()) if b.booking_id != ignore_booking
+    ]
+    return _subtract(working_windows(cfg, day, optometrist_id), busy)
+
+
+def _contains(windows: Sequence[Interval], start: int, end: int) -> bool:
+    return any(s <= start and end <= e for s, e in windows)
+
+
+# --------------------------------------------------------------------------- slot checks
+
+
+def _exam(cfg: StoreConfig, code: str) -> ExamSpec | None:
+    spec = cfg.exam_types.get(code)
+    return spec if spec is not None and spec.active else None
+
+
+def qualified(cfg: StoreConfig, exam: ExamSpec) -> list[str]:
+    return sorted(o for o, skills in cfg.optometrists.items() if exam.required_skill in skills)
+
+
+def check_slot(cfg: StoreConfig, exam_code: str, start: int, now: int) -> Rejected | None:
+    """Everything about a requested slot that does not depend on who is busy."""
+    exam = _exam(cfg, exam_code)
+    if exam is None:
+        return Rejected(Reason.UNKNOWN_EXAM_TYPE, f"no exam type {exam_code!r} at this store")
+    if start <= now:
+        return Rejected(Reason.IN_PAST, "the slot has already started")
+    local = to_local(start, cfg.timezone)
+    if local.second or (local.hour * 60 + local.minute) % cfg.slot_minutes:
+        return Rejected(
+            Reason.NOT_ON_GRID, f"slots start every {cfg.slot_minutes} minutes in store time"
+        )
+    end = start + exam.duration_minutes * 60
+    if not _contains(opening_windows(cfg, local.date()), start, end):
+        return Rejected(Reason.OUTSIDE_HOURS, "the exam does not fit inside opening hours")
+    return None
+
+
+def candidates(
+    cfg: StoreConfig,
+    day: Day,
+    exam: ExamSpec,
+    start: int,
+    requested: str | None = None,
+    ignore_booking: str | None = None,
+) -> list[str] | Rejected:
+    """Optometrists who could take [start, start+duration): least loaded first."""
+    end = start + exam.duration_minutes * 60
+    if requested is not None:
+        skills = cfg.optometrists.get(requested)
+        if skills is None or exam.required_skill not in skills:
+            return Rejected(
+                Reason.NO_SKILL, f"optometrist {requested!r} does not do {exam.code} here"
+            )
+        pool = [requested]
+    else:
+        pool = qualified(cfg, exam)
+        if not pool:
+            return Rejected(Reason.NO_SKILL, f"nobody at this store does {exam.code}")
+    on_shift = [o for o in pool if _contains(working_windows(cfg, day, o), start, end)]
+    if not on_shift:
+        return Rejected(Reason.NO_SHIFT, "no qualified optometrist works at that time")
+    free = [o for o in on_shift if _contains(free_windows(cfg, day, o, ignore_booking), start, end)]
+    return sorted(free, key=lambda o: (day.load(o), o))
+
+
+# --------------------------------------------------------------------------- decisions
+
+
+def find_duplicate(day: Day, customer_ref: str, exam_type: str, start: int) -> str | None:
+    """The same customer asking for the same exam and slot again (e.g. from another channel)."""
+    for entries in day.busy.values():
+        for b in entries:
+            if b.customer_ref == customer_ref and b.exam_type == exam_type and b.start == start:
+                return b.booking_id
+    return None
+
+
+def decide_booking(cfg: StoreConfig, day: Day, req: BookRequest, now: int) -> Accepted | Rejected:
+    """Accept (and occupy the interval in `day`) or reject with a reason. Mutates `day` only
+    when accepting."""
+    refused = check_slot(cfg, req.exam_type, req.start, now)
+    if refused:
+        return refused
+    existing = find_duplicate(day, req.customer_ref, req.exam_type, req.start)
+    if existing is not None:
+        return Rejected(Reason.DUPLICATE, "already booked", existing_booking_id=existing)
+    exam = cfg.exam_types[req.exam_type]
+    who = candidates(cfg, day, exam, req.start, req.optometrist_id)
+    if isinstance(who, Rejected):
+        return replace(who, alternatives=alternatives(cfg, day, exam, req.start, not_before=now))
+    if not who:
+        return Rejected(
+            Reason.SLOT_TAKEN,
+            "that slot was just taken",
+            alternatives(cfg, day, exam, req.start, req.optometrist_id, not_before=now),
+        )
+    optometrist = who[0]
+    booking = Booking(
+        booking_id=req.booking_id,
+        store_id=cfg.store_id,
+        customer_ref=req.customer_ref,
+        exam_type=exam.code,
+        optometrist_id=optometrist,
+        start=req.start,
+        end=req.start + exam.duration_minutes * 60,
+        status=BookingStatus.CONFIRMED,
+        idempotency_key=req.idempotency_key,
+        channel=req.channel,
+        date=day.date,
+    )
+    day.occupy(optometrist, _busy(booking))
+    day.seq += 1
+    return Accepted(booking)
+
+
+def _busy(b: Booking) -> Busy:
+    return Busy(b.start, b.end, b.booking_id, b.customer_ref, b.exam_type)
+
+
+def cancel(cfg: StoreConfig, day: Day, booking: Booking, now: int) -> Cancelled | Rejected:
+    if not booking.can_become(BookingStatus.CANCELLED):
+        return Rejected(
+            Reason.INVALID_TRANSITION, f"a {booking.status} booking cannot be cancelled"
+        )
+    day.release(booking.booking_id)
+    day.seq += 1
+    minutes_before = (booking.start - now) // 60
+    updated = replace(booking, status=BookingStatus.CANCELLED, version=booking.version + 1)
+    return Cancelled(updated, minutes_before < cfg.late_cancel_minutes, int(minutes_before))
+
+
+def reschedule(
+    cfg: StoreConfig,
+    old_day: Day,
+    new_day: Day,
+    booking: Booking,
+    new_start: int,
+    now: int,
+    optometrist_id: str | None = None,
+) -> Rescheduled | Rejected:
+    """Atomic: the new interval is taken and the old one freed in one decision, or nothing
+    changes. `old_day` and `new_day` may be the same object."""
+    if booking.status != BookingStatus.CONFIRMED:
+        return Rejected(Reason.INVALID_TRANSITION, f"a {booking.status} booking cannot move")
+    refused = check_slot(cfg, booking.exam_type, new_start, now)
+    if refused:
+        return refused
+    exam = cfg.exam_types[booking.exam_type]
+    who = candidates(
+        cfg, new_day, exam, new_start, optometrist_id, ignore_booking=booking.booking_id
+    )
+    if isinstance(who, Rejected):
+        return who
+    if not who:
+        return Rejected(
+            Reason.SLOT_TAKEN,
+            "that slot was just taken",
+            alternatives(cfg, new_day, exam, new_start, optometrist_id, not_before=now),
+        )
+    # Prefer keeping the same optometrist when they are free at the new time.
+    chosen = booking.optometrist_id if booking.optometrist_id in who else who[0]
+    moved = replace(
+        booking,
+        optometrist_id=chosen,
+        start=new_start,
+        end=new_start + exam.duration_minutes * 60,
+        date=new_day.date,
+        version=booking.version + 1,
+    )
+    old_day.release(booking.booking_id)
+    new_day.occupy(chosen, _busy(moved))
+    old_day.seq += 1
+    if new_day is not old_day:
+        new_day.seq += 1
+    return Rescheduled(booking, moved)
+
+
+def transition(booking: Booking, status: BookingStatus, now: int) -> Booking | Rejected:
+    """Check-in, no-show, complete. A no-show can only be marked once the slot has started."""
+    if not booking.can_become(status):
+        return Rejected(
+            Reason.INVALID_TRANSITION, f"a {booking.status} booking cannot become {status}"
+        )
+    if status == BookingStatus.NO_SHOW and now < booking.start:
+        return Rejected(Reason.INVALID_TRANSITION, "a no-show is marked after the start time")
+    return replace(booking, status=status, version=booking.version + 1)
+
+
+# --------------------------------------------------------------------------- availability
+
+
+@lru_cache(maxsize=4096)
+def _grid(
+    date: dt.date, tz: str, slot_minutes: int, hours: tuple[tuple[str, str], ...]
+) -> tuple[int, ...]:
+    """Every local grid start inside opening hours, as UTC epoch seconds (gaps skipped)."""
+    starts: list[int] = []
+    for open_, close in hours:
+        first = -(-minutes(open_) // slot_minutes) * slot_minutes
+        for minute in range(first, minutes(close), slot_minutes):
+            instant = local_instant(date, minute, tz)
+            if instant is not None:
+                starts.append(instant)
+    return tuple(sorted(set(starts)))
+
+
+def grid(cfg: StoreConfig, date: dt.date) -> tuple[int, ...]:
+    if date in cfg.closed_dates:
+        return ()
+    hours = tuple(cfg.opening_hours.get(weekday_key(date), ()))
+    return _grid(date, cfg.timezone, cfg.slot_minutes, hours)
+
+
+def free_starts(cfg: StoreConfig, day: Day, exam_code: str) -> list[tuple[int, int]]:
+    """(start, how many optometrists could take it) for every bookable start of the day."""
+    exam = _exam(cfg, exam_code)
+    if exam is None:
+        return []
+    duration = exam.duration_minutes * 60
+    starts = grid(cfg, day.date)
+    counts: Counter[int] = Counter()
+    for optometrist in qualified(cfg, exam):
+        windows = free_windows(cfg, day, optometrist)
+        if not windows:
+            continue
+        w = 0
+        for start in starts:
+            while w < len(windows) and windows[w][1] < start + duration:
+                w += 1
+            if w == len(windows):
+                break
+            if windows[w][0] <= start:
+                counts[start] += 1
+    return sorted(counts.items())
+
+
+def alternatives(
+    cfg: StoreConfig,
+    day: Day,
+    exam: ExamSpec,
+    around: int,
+    optometrist_id: str | None = None,
+    limit: int = MAX_ALTERNATIVES,
+    not_before: int = 0,
+) -> tuple[int, ...]:
+    """The free starts of the same day nearest to `around` (and after `not_before`)."""
+    if optometrist_id is None:
+        free = [s for s, _ in free_starts(cfg, day, exam.code)]
+    else:
+        windows = free_windows(cfg, day, optometrist_id)
+        duration = exam.duration_minutes * 60
+        free = [s for s in grid(cfg, day.date) if _contains(windows, s, s + duration)]
+    free = [s for s in free if s != around and s > not_before]
+    return tuple(sorted(sorted(free, key=lambda s: (abs(s - around), s))[:limit]))

@@ -1,0 +1,139 @@
+"""Booking domain model: a store's configuration, its optometrists' shifts per local day,
+and the bookings that occupy them. Pure data, no I/O; times are UTC epoch seconds."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class BookingStatus(StrEnum):
+    CONFIRMED = "confirmed"
+    CANCELLED = "cancelled"
+    CHECKED_IN = "checked_in"
+    NO_SHOW = "no_show"
+    COMPLETED = "completed"
+
+
+# Lifecycle (requested -> confirmed | rejected happens in the decision itself).
+# Rescheduling keeps a booking CONFIRMED with new times.
+TRANSITIONS: dict[BookingStatus, frozenset[BookingStatus]] = {
+    BookingStatus.CONFIRMED: frozenset(
+        {BookingStatus.CANCELLED, BookingStatus.CHECKED_IN, BookingStatus.NO_SHOW}
+    ),
+    BookingStatus.CHECKED_IN: frozenset({BookingStatus.COMPLETED}),
+    BookingStatus.CANCELLED: frozenset(),
+    BookingStatus.NO_SHOW: frozenset(),
+    BookingStatus.COMPLETED: frozenset(),
+}
+
+
+class Reason(StrEnum):
+    """Why a command was refused; the values are the wire/HTTP codes."""
+
+    SLOT_TAKEN = "slot_taken"
+    NO_SHIFT = "no_shift"
+    NO_SKILL = "no_skill"
+    OUTSIDE_HOURS = "outside_hours"
+    NOT_ON_GRID = "not_on_grid"
+    IN_PAST = "in_past"
+    UNKNOWN_STORE = "unknown_store"
+    UNKNOWN_EXAM_TYPE = "unknown_exam_type"
+    UNKNOWN_BOOKING = "unknown_booking"
+    DUPLICATE = "duplicate"
+    INVALID_TRANSITION = "invalid_transition"
+
+
+@dataclass(frozen=True)
+class ExamSpec:
+    code: str
+    duration_minutes: int
+    required_skill: str
+    active: bool = True
+
+
+@dataclass
+class StoreConfig:
+    store_id: str
+    timezone: str
+    slot_minutes: int = 15
+    # weekday "mon".."sun" -> [("09:00", "21:00"), ...] store-local
+    opening_hours: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    closed_dates: set[dt.date] = field(default_factory=set)
+    region: str = ""
+    locale: str = "en"
+    exam_types: dict[str, ExamSpec] = field(default_factory=dict)
+    # optometrist id -> skills (only those who work at this store)
+    optometrists: dict[str, frozenset[str]] = field(default_factory=dict)
+    # how long before the start a cancellation counts as late
+    late_cancel_minutes: int = 24 * 60
+    # False until StoreRegistered arrives (exam types may be defined first)
+    registered: bool = False
+
+
+@dataclass(frozen=True)
+class Shift:
+    """A working shift on one store-local date; breaks lie inside it."""
+
+    shift_id: str
+    optometrist_id: str
+    date: dt.date
+    start: str  # "HH:MM" local
+    end: str
+    breaks: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Busy:
+    """An interval an optometrist is booked for: [start, end) UTC epoch seconds."""
+
+    start: int
+    end: int
+    booking_id: str
+    customer_ref: str
+    exam_type: str
+
+
+@dataclass
+class Day:
+    """One store-local day: shifts and who is busy when. The unit of state (and of change)."""
+
+    date: dt.date
+    shifts: dict[str, Shift] = field(default_factory=dict)
+    busy: dict[str, list[Busy]] = field(default_factory=dict)  # optometrist -> sorted
+    seq: int = 0  # bumped on every change; orders the published availability views
+
+    def occupy(self, optometrist_id: str, busy: Busy) -> None:
+        entries = self.busy.setdefault(optometrist_id, [])
+        entries.append(busy)
+        entries.sort(key=lambda b: b.start)
+
+    def release(self, booking_id: str) -> Busy | None:
+        for entries in self.busy.values():
+            for i, b in enumerate(entries):
+                if b.booking_id == booking_id:
+                    return entries.pop(i)
+        return None
+
+    def load(self, optometrist_id: str) -> int:
+        return len(self.busy.get(optometrist_id, ()))
+
+
+@dataclass
+class Booking:
+    booking_id: str
+    store_id: str
+    customer_ref: str
+    exam_type: str
+    optometrist_id: str
+    start: int  # UTC epoch seconds
+    end: int
+    status: BookingStatus
+    idempotency_key: str
+    channel: str
+    date: dt.date  # store-local date of the start
+    version: int = 1
+
+    def can_become(self, status: BookingStatus) -> bool:
+        return status in TRANSITIONS[self.status]

@@ -1,0 +1,235 @@
+"""The availability processor against plain dict tables: every decision and its events."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from schemas.events.availability import StoreDayAvailability
+from schemas.events.booking import (
+    BookingCancelled,
+    BookingConfirmed,
+    BookingRejected,
+    BookingRescheduled,
+    CancelBooking,
+    CheckInBooking,
+    CommandFailed,
+    CompleteBooking,
+    MarkNoShow,
+    RescheduleBooking,
+)
+from schemas.events.facts import BookingFact
+from schemas.serde import decode, encode
+
+from .storefixture import berlin_store, env, request
+
+DAY = dt.date(2026, 12, 7)
+NOW = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)
+
+
+def at(hhmm: str, day: dt.date = DAY, offset_h: int = 1) -> dt.datetime:
+    """Berlin local time in December (UTC+1) as a UTC instant."""
+    h, m = map(int, hhmm.split(":"))
+    return dt.datetime(day.year, day.month, day.day, h - offset_h, m, tzinfo=dt.UTC)
+
+
+def payloads(outputs, cls):
+    return [o.payload for o in outputs if isinstance(o.payload, cls)]
+
+
+def free(outputs, exam="standard"):
+    view = payloads(outputs, StoreDayAvailability)[-1]
+    return dict(zip(view.exam_types[exam].free_starts, view.exam_types[exam].capacity, strict=True))
+
+
+def test_least_loaded_qualified_optometrist_wins_then_slot_is_taken():
+    proc, _ = berlin_store()
+    first = proc.handle(request("berlin", at("10:00"), key="k1", customer="c1", now=NOW), NOW)
+    second = proc.handle(request("berlin", at("10:00"), key="k2", customer="c2", now=NOW), NOW)
+    third = proc.handle(request("berlin", at("10:00"), key="k3", customer="c3", now=NOW), NOW)
+    a = payloads(first, BookingConfirmed)[0]
+    b = payloads(second, BookingConfirmed)[0]
+    assert {a.optometrist_id, b.optometrist_id} == {"A", "B"}
+    assert a.local_start == "2026-12-07T10:00:00+01:00"
+    assert a.slot_end - a.slot_start == dt.timedelta(minutes=30)
+    rejected = payloads(third, BookingRejected)[0]
+    assert rejected.reason == "slot_taken"
+    assert 1 <= len(rejected.alternatives) <= 3
+    assert at("10:00") not in rejected.alternatives
+    assert "10:00" not in free(second)
+    assert free(first)["10:00"] == 1  # one of two optometrists still free
+    facts = [f.fact for f in payloads(third, BookingFact)]
+    assert facts == ["requested", "rejected"]
+
+
+def test_events_carry_correlation_and_causation_of_the_command():
+    proc, _ = berlin_store()
+    cmd = request("berlin", at("10:00"), key="k1", now=NOW)
+    outputs = proc.handle(cmd, NOW)
+    assert {o.correlation_id for o in outputs} == {cmd.correlation_id}
+    assert {o.causation_id for o in outputs} == {str(cmd.event_id)}
+    for o in outputs:  # every output encodes to its own topic through the one serde
+        assert decode(encode(o).value) == o
+
+
+def test_same_key_retry_returns_the_existing_booking_never_a_second_one():
+    proc, tables = berlin_store()
+    first = proc.handle(request("berlin", at("10:00"), key="k1", now=NOW), NOW)
+    retry = proc.handle(request("berlin", at("10:00"), key="k1", booking_id="other", now=NOW), NOW)
+    booking_id = payloads(first, BookingConfirmed)[0].booking_id
+    dup = payloads(retry, BookingRejected)[0]
+    assert dup.reason == "duplicate" and dup.existing_booking_id == booking_id
+    assert len(tables.bookings) == 1
+
+
+def test_same_customer_same_slot_from_another_channel_is_the_same_booking():
+    proc, tables = berlin_store()
+    first = proc.handle(
+        request("berlin", at("10:00"), key="wechat-1", channel="wechat", now=NOW), NOW
+    )
+    again = proc.handle(request("berlin", at("10:00"), key="web-9", channel="web", now=NOW), NOW)
+    dup = payloads(again, BookingRejected)[0]
+    assert dup.existing_booking_id == payloads(first, BookingConfirmed)[0].booking_id
+    assert len(tables.bookings) == 1
+
+
+def test_redelivered_command_replays_identical_events():
+    proc, tables = berlin_store()
+    cmd = request("berlin", at("10:00"), key="k1", now=NOW)
+    first = proc.handle(cmd, NOW)
+    replay = proc.handle(cmd, NOW + dt.timedelta(seconds=5))
+    originals = [o for o in first if not isinstance(o.payload, StoreDayAvailability)]
+    assert [o.event_id for o in replay] == [o.event_id for o in originals]
+    assert [encode(o).value for o in replay] == [encode(o).value for o in originals]
+    assert len(tables.bookings) == 1
+
+
+def test_bad_slots_are_rejected_with_reasons():
+    proc, _ = berlin_store()
+    cases = {
+        "in_past": request("berlin", NOW - dt.timedelta(hours=1), key="p", now=NOW),
+        "not_on_grid": request("berlin", at("10:05"), key="g", now=NOW),
+        "outside_hours": request("berlin", at("17:45"), key="h", now=NOW),
+        "unknown_exam_type": request("berlin", at("10:00"), key="e", exam="lasik", now=NOW),
+        "no_shift": request("berlin", at("17:00"), key="s", now=NOW),  # open, nobody on shift
+        "unknown_store": request("nowhere", at("10:00"), key="u", now=NOW),
+    }
+    for reason, cmd in cases.items():
+        rejected = payloads(proc.handle(cmd, NOW), BookingRejected)
+        assert [r.reason for r in rejected] == [reason], reason
+
+
+def test_skill_and_breaks_are_respected():
+    proc, _ = berlin_store()
+    # Only A dilates, and A lunches 12-13: a 60-minute dilated exam at 11:30 does not fit.
+    lunch = proc.handle(request("berlin", at("11:30"), key="d1", exam="dilated", now=NOW), NOW)
+    assert payloads(lunch, BookingRejected)[0].reason == "no_shift"
+    ok = proc.handle(request("berlin", at("13:00"), key="d2", exam="dilated", now=NOW), NOW)
+    assert payloads(ok, BookingConfirmed)[0].optometrist_id == "A"
+    wrong = proc.handle(
+        request("berlin", at("09:00"), key="d3", exam="dilated", optometrist="B", now=NOW), NOW
+    )
+    assert payloads(wrong, BookingRejected)[0].reason == "no_skill"
+
+
+def test_cancel_frees_the_slot_and_reports_lateness():
+    proc, _ = berlin_store()
+    booked = proc.handle(request("berlin", at("09:00"), key="k1", optometrist="B", now=NOW), NOW)
+    booking_id = payloads(booked, BookingConfirmed)[0].booking_id
+    late_now = at("08:00")  # one hour before
+    cancel = env(
+        "berlin",
+        CancelBooking(booking_id=booking_id, idempotency_key="c1", by="customer"),
+        late_now,
+    )
+    out = proc.handle(cancel, late_now)
+    cancelled = payloads(out, BookingCancelled)[0]
+    assert cancelled.late and cancelled.minutes_before_start == 60
+    assert free(out)["09:00"] == 2
+    again = proc.handle(
+        env(
+            "berlin",
+            CancelBooking(booking_id=booking_id, idempotency_key="c2", by="customer"),
+            late_now,
+        ),
+        late_now,
+    )
+    assert payloads(again, CommandFailed)[0].reason == "invalid_transition"
+
+
+def test_reschedule_is_atomic():
+    proc, tables = berlin_store()
+    mine = payloads(
+        proc.handle(
+            request("berlin", at("09:00"), key="m", customer="me", optometrist="B", now=NOW), NOW
+        ),
+        BookingConfirmed,
+    )[0]
+    proc.handle(
+        request("berlin", at("11:00"), key="x", customer="x", optometrist="A", now=NOW), NOW
+    )
+    proc.handle(
+        request("berlin", at("11:00"), key="y", customer="y", optometrist="B", now=NOW), NOW
+    )
+    # 11:00 is full: nothing changes, I keep 09:00
+    refused = proc.handle(
+        env("berlin", RescheduleBooking(booking_id=mine.booking_id, idempotency_key="r1",
+                                        new_slot_start=at("11:00")), NOW),
+        NOW,
+    )  # fmt: skip
+    assert payloads(refused, CommandFailed)[0].reason == "slot_taken"
+    assert tables.bookings[mine.booking_id]["start"] == int(at("09:00").timestamp())
+    moved = proc.handle(
+        env("berlin", RescheduleBooking(booking_id=mine.booking_id, idempotency_key="r2",
+                                        new_slot_start=at("09:15")), NOW),
+        NOW,
+    )  # fmt: skip
+    event = payloads(moved, BookingRescheduled)[0]
+    assert event.new_slot_start == at("09:15") and event.new_optometrist_id == "B"
+    # an overlapping move onto my own old interval is allowed (my old slot is freed first)
+    assert free(moved)["09:00"] == 1
+
+
+def test_lifecycle_transitions_and_invalid_ones():
+    proc, _ = berlin_store()
+    booking_id = payloads(
+        proc.handle(request("berlin", at("10:00"), key="k", now=NOW), NOW), BookingConfirmed
+    )[0].booking_id
+    before = at("09:00")
+    no_show_early = proc.handle(
+        env("berlin", MarkNoShow(booking_id=booking_id, idempotency_key="n1"), before), before
+    )
+    assert payloads(no_show_early, CommandFailed)[0].reason == "invalid_transition"
+    complete_early = proc.handle(
+        env("berlin", CompleteBooking(booking_id=booking_id, idempotency_key="c0"), before), before
+    )
+    assert payloads(complete_early, CommandFailed)[0].reason == "invalid_transition"
+    checked = proc.handle(
+        env("berlin", CheckInBooking(booking_id=booking_id, idempotency_key="i1"), before), before
+    )
+    assert [o.type for o in checked] == ["BookingCheckedIn", "BookingFact"]
+    done = proc.handle(
+        env("berlin", CompleteBooking(booking_id=booking_id, idempotency_key="c1"), before), before
+    )
+    assert done[0].type == "BookingCompleted"
+    unknown = proc.handle(
+        env("berlin", CheckInBooking(booking_id="nope", idempotency_key="i2"), before), before
+    )
+    assert payloads(unknown, CommandFailed)[0].reason == "unknown_booking"
+
+
+def test_berlin_dst_day_and_shanghai_local_slots():
+    spring = dt.date(2026, 3, 29)  # clocks go 02:00 -> 03:00; 09:00 local is 07:00 UTC
+    proc, _ = berlin_store(day=spring)
+    now = dt.datetime(2026, 3, 20, tzinfo=dt.UTC)
+    out = proc.handle(request("berlin", at("09:00", spring, offset_h=2), key="d", now=now), now)
+    confirmed = payloads(out, BookingConfirmed)[0]
+    assert confirmed.local_start == "2026-03-29T09:00:00+02:00"
+    autumn = dt.date(2026, 10, 25)  # back to UTC+1
+    proc, _ = berlin_store(day=autumn)
+    out = proc.handle(request("berlin", at("09:00", autumn, offset_h=1), key="d", now=now), now)
+    assert payloads(out, BookingConfirmed)[0].local_start == "2026-10-25T09:00:00+01:00"
+    proc, _ = berlin_store(store_id="sh", tz="Asia/Shanghai")
+    out = proc.handle(request("sh", at("09:00", offset_h=8), key="s", now=NOW), NOW)
+    assert payloads(out, BookingConfirmed)[0].local_start == "2026-12-07T09:00:00+08:00"
+    view = payloads(out, StoreDayAvailability)[0]
+    assert view.exam_types["standard"].free_starts[0] == "09:00"
