@@ -4,7 +4,7 @@ Single writer per store: one faust agent consumes `booking.commands.v1` and `ros
 (both keyed by store_id, both 12 partitions, so a store's commands and roster changes land on
 the same partition number and the same worker). State lives in changelog-backed tables
 co-partitioned with them; outputs go through faust's producer, which faust flushes before it
-commits the input offsets (at-least-once; replays are made harmless by the idempotency table).
+commits the input offsets, inside one transaction (exactly-once processing).
 """
 
 from __future__ import annotations
@@ -31,7 +31,17 @@ log = get_logger(__name__)
 settings = get_settings()
 PARTITIONS = topic(BOOKING_COMMANDS).partitions
 worker = StreamWorker(
-    settings, "optisync-booking-processor", web_port=settings.worker_port, mongo=False, redis=False
+    settings,
+    "optisync-booking-processor",
+    web_port=settings.worker_port,
+    # Table changelogs, output events and input offsets commit in one Kafka transaction per
+    # partition: a crash mid-command leaves no half-applied state and no visible output.
+    processing_guarantee="exactly_once",
+    # Consumers read committed only, so the commit interval is the decision latency floor.
+    broker_commit_interval=0.02,
+    # A crashed processor's partitions move to a live one after this long.
+    broker_session_timeout=10.0,
+    broker_heartbeat_interval=2.0,
 )
 app = worker.app
 clock = SystemClock()
