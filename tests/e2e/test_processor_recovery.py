@@ -1,6 +1,7 @@
-"""Kill the availability processor (SIGKILL) mid-stream and restart it: its tables recover from
-the changelogs, every command gets exactly one decision (replays carry the same event id), and
-the decisions equal those of the pure domain applied to the same commands in order."""
+"""Kill the stack's availability processor (SIGKILL) mid-stream and restart it: its tables
+recover from the changelogs, every command gets exactly one decision (nothing half-applied is
+visible: the processor commits in transactions), and the decisions equal those of the pure
+domain applied to the same commands in order."""
 
 from __future__ import annotations
 
@@ -8,18 +9,14 @@ import asyncio
 import datetime as dt
 import os
 import signal
-import sys
 import time
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from aiokafka import TopicPartition
 
-from deploy.local.infra import Endpoints, InfraConfig
-from deploy.local.procs import ManagedProcess, wait_until
+from deploy.local.procs import ManagedProcess
 from optisync_common.kafka import EventPublisher, make_consumer, make_producer
 from optisync_common.settings import ServiceSettings
 from schemas.envelope import new_envelope
@@ -38,7 +35,6 @@ from services.booking.adapters.processor import AvailabilityProcessor, Processor
 pytestmark = pytest.mark.e2e
 
 PARTITIONS = topic(BOOKING_EVENTS).partitions
-REPO = Path(__file__).resolve().parents[2]
 DAY = dt.date(2030, 6, 3)  # far ahead: no command is ever "in the past"
 COMMANDS = 400
 
@@ -94,34 +90,12 @@ def _expected(store_id: str, now: dt.datetime) -> dict[str, str]:
     return outcome
 
 
-@pytest.fixture
-def processor(infra_config: InfraConfig, endpoints: Endpoints, port_offset: int):
-    proc = ManagedProcess("recovery-processor", infra_config.run_dir / "recovery-processor")
-    port = 8102 + port_offset + 1
-    env = {
-        **os.environ, **endpoints.as_env(), "BOOKING_WORKER_PORT": str(port),
-        "OPTISYNC_STATE_DIR": str(proc.home / "state"), "PYTHONPATH": str(REPO),
-    }  # fmt: skip
-
-    def start() -> None:
-        proc.start([sys.executable, "-m", "services.booking.entrypoints.processor"], env=env,
-                   cwd=REPO)  # fmt: skip
-        wait_until(lambda: _ready(port), timeout=90, what="processor", proc=proc)
-
-    start()
-    yield proc, start
-    proc.stop()
-
-
-def _ready(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def test_kill_and_restart_mid_stream_loses_and_duplicates_nothing(processor, endpoints, unique_id):
-    proc, restart = processor
+def test_kill_and_restart_mid_stream_loses_and_duplicates_nothing(
+    running_stack, restart_missing, infra_config, endpoints, unique_id
+):
+    proc = ManagedProcess(
+        "booking-processor", infra_config.run_dir / "services" / "booking-processor"
+    )
     store_id = f"rec-{unique_id}"
     settings = endpoints.settings(ServiceSettings, service_name="e2e", environment="test")
     now = dt.datetime.now(dt.UTC)
@@ -165,7 +139,7 @@ def test_kill_and_restart_mid_stream_loses_and_duplicates_nothing(processor, end
                         assert pid is not None
                         os.kill(pid, signal.SIGKILL)  # no graceful shutdown, no final commit
                         restarting = asyncio.create_task(
-                            asyncio.to_thread(_restart_after_death, proc, restart)
+                            asyncio.to_thread(_restart_after_death, proc, restart_missing)
                         )
                     if len(decisions) == COMMANDS:
                         break

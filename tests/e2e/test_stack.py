@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -24,15 +23,6 @@ from services.roster.entrypoints.seed_demo import seed_demo_chain
 from services.roster.settings import RosterSettings
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def running_stack(
-    infra_config: infra.InfraConfig, endpoints: infra.Endpoints, port_offset: int
-) -> Iterator[dict[str, str]]:
-    urls = stack.start_services(infra_config, endpoints, port_offset=port_offset)
-    yield urls
-    stack.stop_services(infra_config)
 
 
 def _service_pids(cfg: infra.InfraConfig) -> list[int]:

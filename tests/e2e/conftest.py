@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from deploy.local import infra, stack
+
+
+@pytest.fixture(scope="session")
+def running_stack(
+    infra_config: infra.InfraConfig, endpoints: infra.Endpoints, port_offset: int
+) -> Iterator[dict[str, str]]:
+    """Every service as its own process (as `make up` runs them), shared by the e2e tests."""
+    urls = stack.start_services(infra_config, endpoints, port_offset=port_offset)
+    yield urls
+    stack.stop_services(infra_config)
+
+
+@pytest.fixture
+def restart_missing(infra_config: infra.InfraConfig, endpoints: infra.Endpoints, port_offset: int):
+    """Start whatever service of the stack is not running (after a test killed it)."""
+
+    def restart() -> None:
+        stack.start_services(infra_config, endpoints, port_offset=port_offset)
+
+    return restart
