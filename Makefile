@@ -19,6 +19,7 @@ help:
 	@echo "make topics    create/update Kafka topics from schemas/topics.yaml"
 	@echo "make schemas   export JSON Schemas of the event contract (refuses breaking changes)"
 	@echo "make bench     run the benchmarks; tables under bench/results/"
+	@echo "make rebuild-projections  replay the booking projections from the topics"
 
 $(STAMP): requirements.lock
 	@echo "[make] creating $(VENV) with $(PY) and installing pinned dependencies"
@@ -67,6 +68,11 @@ test: lint typecheck
 
 bench: venv
 	@$(BIN)/python -m bench.run
+
+# Drops the booking projections (MongoDB bookings, Redis views) and replays them from the
+# topics; STORE=<id> limits it to one store. Stop the booking-projector first if you can.
+rebuild-projections: venv
+	@$(BIN)/python -m services.booking.entrypoints.projector rebuild $(if $(STORE),--store $(STORE))
 
 lock:
 	@$(PY) -m pip install -q uv && $(PY) -m uv pip compile requirements.in -o requirements.lock --python-version 3.11

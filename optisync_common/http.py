@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from optisync_common.health import ReadinessCheck, run_checks
 from optisync_common.logging import configure_logging, get_logger
-from optisync_common.metrics import http_metrics_middleware, metrics_response
+from optisync_common.metrics import HttpMetrics, metrics_response
 from optisync_common.problems import install_problem_handlers, problem_response
 from optisync_common.resources import Resources, open_resources
 from optisync_common.settings import ServiceSettings
@@ -127,8 +127,8 @@ def create_app(
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
     app.state.settings = settings
     install_problem_handlers(app)
-    app.middleware("http")(http_metrics_middleware(settings.service_name))
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    app.add_middleware(HttpMetrics, service=settings.service_name)
     app.include_router(health_router())
     for router in routers:
         app.include_router(router)

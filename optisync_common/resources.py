@@ -104,9 +104,15 @@ async def open_resources(
             settings.mongo_url, serverSelectionTimeoutMS=3000, tz_aware=True
         )
     if redis:
-        res.redis = aioredis.Redis.from_url(
-            settings.redis_url, socket_timeout=2, socket_connect_timeout=2
+        # A blocking pool: a burst of requests waits for a connection instead of failing.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.redis_url,
+            max_connections=settings.redis_max_connections,
+            timeout=5,
+            socket_timeout=2,
+            socket_connect_timeout=2,
         )
+        res.redis = aioredis.Redis(connection_pool=pool)
     try:
         yield res
     finally:

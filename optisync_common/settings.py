@@ -38,6 +38,7 @@ class ServiceSettings(BaseSettings):
     # Signs outbound webhooks and internal tokens; must be set explicitly outside dev/test.
     signing_secret: SecretStr = SecretStr(DEV_SECRET)
     max_body_bytes: int = 64 * 1024
+    redis_max_connections: int = 64
     # Local state of stream workers (RocksDB tables); rebuilt from changelog topics if lost.
     state_dir: str = Field(
         default=".run/state", validation_alias=AliasChoices("OPTISYNC_STATE_DIR")

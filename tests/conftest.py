@@ -11,6 +11,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -44,3 +45,21 @@ def endpoints(infra_config: infra.InfraConfig) -> Iterator[infra.Endpoints]:
 @pytest.fixture
 def unique_id() -> str:
     return uuid.uuid4().hex[:12]
+
+
+_LAYERS = {"unit": 0, "integration": 1, "e2e": 2}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Unit, then integration, then e2e: fast feedback first, and the e2e stack (with the real
+    availability processor, kept for the rest of the session) never runs beside integration
+    tests that stand in for the processor on the same broker."""
+    tests_dir = Path(__file__).parent
+
+    def layer(item: pytest.Item) -> int:
+        try:
+            return _LAYERS.get(Path(item.path).relative_to(tests_dir).parts[0], 1)
+        except ValueError:
+            return 1
+
+    items.sort(key=layer)  # stable: the order within a layer is kept

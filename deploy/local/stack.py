@@ -46,6 +46,10 @@ SERVICES: tuple[ServiceProcess, ...] = (
         "booking-processor", "services.booking.entrypoints.processor", "BOOKING_WORKER_",
         8102, has_docs=False,
     ),
+    ServiceProcess(
+        "booking-projector", "services.booking.entrypoints.projector", "BOOKING_PROJECTOR_",
+        8202, has_docs=False,
+    ),
     ServiceProcess("notify-api", "services.notify.entrypoints.http", "NOTIFY_", 8003),
     ServiceProcess(
         "notify-worker", "services.notify.entrypoints.worker", "NOTIFY_WORKER_",

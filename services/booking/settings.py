@@ -14,6 +14,12 @@ class BookingSettings(ServiceSettings):
     http_port: int = 8002
     # faust worker's web server (/healthz, /readyz, /metrics of the stream worker)
     worker_port: int = 8102
+    # projector process (MongoDB booking documents, Redis views): /healthz, /readyz, /metrics
+    projector_port: int = 8202
+    # how long POST handlers wait for the processor's decision before answering 202
+    decision_timeout_s: float = 2.0
+    # how long command outcomes (GET /v1/commands/{id}) stay readable in Redis
+    idempotency_ttl_s: int = 86400
 
 
 @lru_cache

@@ -18,6 +18,7 @@ def minutes(hhmm: str) -> int:
     return int(hhmm[:2]) * 60 + int(hhmm[3:5])
 
 
+@lru_cache(maxsize=65536)
 def local_instant(date: dt.date, minute_of_day: int, tz: str) -> int | None:
     """UTC epoch seconds of a local wall time, or None if that time does not exist (the
     spring-forward gap). Ambiguous autumn times resolve to the first occurrence."""

@@ -2,15 +2,75 @@
 
 from __future__ import annotations
 
+import asyncio
+
+from fastapi import FastAPI
+
 from optisync_common.http import create_app, serve
-from services.booking.settings import get_settings
+from optisync_common.resources import NotReady, Resources
+from services.booking.adapters.bookings import BookingRepository
+from services.booking.adapters.replies import CommandOutcomes, ReplyWaiter
+from services.booking.adapters.views import RedisViews
+from services.booking.api.commands import CommandGateway
+from services.booking.api.deps import BookingContext
+from services.booking.api.main import api_router
+from services.booking.settings import BookingSettings, get_settings
+
+
+class _Background:
+    """What the API runs besides requests: the reply waiter (checked by /readyz) and the
+    follower that keeps the in-memory copy of the Redis views coherent."""
+
+    def __init__(self, settings: BookingSettings) -> None:
+        self.settings = settings
+        self.waiter: ReplyWaiter | None = None
+        self.follower: asyncio.Task[None] | None = None
+
+    async def start(self, app: FastAPI, resources: Resources) -> None:
+        if resources.redis is None:
+            raise NotReady("the booking API needs Redis")
+        prefix = self.settings.redis_prefix
+        views = RedisViews(resources.redis, prefix, cache=True)
+        self.follower = asyncio.create_task(views.follow_changes(), name="view-changes")
+        outcomes = CommandOutcomes(resources.redis, prefix, self.settings.idempotency_ttl_s)
+        self.waiter = ReplyWaiter(self.settings, outcomes)
+        await self.waiter.start()
+        repo = BookingRepository(resources.db)
+        app.state.booking = BookingContext(
+            views=views,
+            repo=repo,
+            outcomes=outcomes,
+            gateway=CommandGateway(self.settings, resources, self.waiter, repo),
+        )
+
+    async def stop(self, app: FastAPI, resources: Resources) -> None:
+        if self.follower is not None:
+            self.follower.cancel()
+            await asyncio.gather(self.follower, return_exceptions=True)
+        if self.waiter is not None:
+            await self.waiter.stop()
+
+    async def check(self) -> None:
+        if self.waiter is None:
+            raise NotReady("not started")
+        await self.waiter.check()
+
+
+def build_app(settings: BookingSettings) -> FastAPI:
+    background = _Background(settings)
+    return create_app(
+        settings,
+        title="OptiSync booking",
+        description="Bookings from every channel, decided by the availability processor.",
+        routers=[api_router],
+        on_startup=[background.start],
+        on_shutdown=[background.stop],
+        extra_checks={"replies": background.check},
+    )
+
 
 settings = get_settings()
-app = create_app(
-    settings,
-    title="OptiSync booking",
-    description="Bookings from every channel, decided by the availability processor.",
-)
+app = build_app(settings)
 
 if __name__ == "__main__":
     serve(app, settings)

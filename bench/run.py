@@ -1,0 +1,344 @@
+"""`make bench`: booking decisions end to end and availability reads, on this machine.
+
+Runs its own copy of the platform (profile `bench`, ports + 30000), seeds stores with capacity
+through real roster events, then measures, in one run:
+
+1. availability reads: our `GET /v1/stores/{id}/availability` (Redis) vs a bare FastAPI route
+   served by the same uvicorn, both driven by wrk (closed loop, 32 connections);
+2. bookings at fixed open-loop rates (latency measured from each request's *scheduled* time, so
+   a stalled server cannot hide its queue), then the max sustainable rate (closed loop).
+
+Tables are printed and saved under bench/results/. Timings are this machine's: 2 cores shared by
+Kafka, Redis, FerretDB, every service and the load generator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import itertools
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from deploy.local import infra, stack
+from deploy.local.procs import ManagedProcess, wait_until
+from optisync_common.kafka import EventPublisher, make_producer
+from optisync_common.settings import ServiceSettings
+from optisync_common.topics import apply_registry
+from schemas.envelope import new_envelope
+from schemas.events.base import EventPayload
+from schemas.events.roster import (
+    ExamTypeDefined,
+    OptometristJoined,
+    ShiftPublished,
+    StoreRegistered,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+PORT_OFFSET = 30000
+TZ = "Asia/Shanghai"
+FIRST_DAY = dt.date(2031, 1, 6)
+OPTOMETRISTS = ("o1", "o2", "o3", "o4")
+
+
+def _progress(msg: str) -> None:
+    print(f"[bench] {msg}", flush=True)
+
+
+# --------------------------------------------------------------------------- setup
+
+
+def _roster(store_id: str, days: int) -> list[EventPayload]:
+    hours = {d: [{"open": "08:00", "close": "20:00"}] for d in range(7)}
+    events: list[EventPayload] = [
+        StoreRegistered(store_id=store_id, name=store_id, region="cn", timezone=TZ,
+                        opening_hours=hours, locale="zh-CN"),
+        ExamTypeDefined(code="standard", name="Standard", duration_minutes=30,
+                        required_skill="general"),
+    ]  # fmt: skip
+    for opt in OPTOMETRISTS:
+        events.append(
+            OptometristJoined(optometrist_id=opt, name=opt, skills=["general"],
+                              home_store_id=store_id, store_ids=[store_id])
+        )  # fmt: skip
+        for d in range(days):
+            day = FIRST_DAY + dt.timedelta(days=d)
+            events.append(
+                ShiftPublished(shift_id=f"{store_id}-{opt}-{day}", optometrist_id=opt,
+                               store_id=store_id, date=day, start="08:00", end="20:00")
+            )  # fmt: skip
+    return events
+
+
+async def _seed(endpoints: infra.Endpoints, stores: list[str], days: int) -> None:
+    settings = endpoints.settings(ServiceSettings, service_name="bench", environment="test")
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        publisher = EventPublisher(producer)
+        now = dt.datetime.now(dt.UTC)
+        sends = [
+            publisher.publish(new_envelope(e, region="cn", store_id=s, correlation_id="bench",
+                                           occurred_at=now))
+            for s in stores
+            for e in _roster(s, days)
+        ]  # fmt: skip
+        await asyncio.gather(*sends)
+    finally:
+        await producer.stop()
+
+
+def _slots(stores: list[str], days: int) -> Iterator[tuple[str, str, str]]:
+    """(store, optometrist, slot start) in an order that spreads load over stores."""
+    for d in range(days):
+        day = FIRST_DAY + dt.timedelta(days=d)
+        for minute in range(8 * 60, 20 * 60, 30):
+            start = f"{day.isoformat()}T{minute // 60:02d}:{minute % 60:02d}:00+08:00"
+            for opt in OPTOMETRISTS:
+                for store in stores:
+                    yield store, opt, start
+
+
+# --------------------------------------------------------------------------- availability
+
+
+def _ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() != 0:
+        raise SystemExit("wrk is needed: sudo apt-get install -y wrk")
+    _progress("installing wrk from Debian")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, env=env,
+                   capture_output=True)  # fmt: skip
+    return shutil.which("wrk") or "wrk"
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _wrk(url: str, seconds: int, connections: int = 32) -> dict[str, float]:
+    out = subprocess.run(
+        [_ensure_wrk(), "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    lat = {
+        p: float(v) * _UNITS[u] for p, v, u in re.findall(r"\s(50|99)%\s+([\d.]+)(us|ms|s)\b", out)
+    }
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return {
+        "rps": rate, "p50_ms": lat["50"], "p99_ms": lat["99"],
+        "errors": float(non2xx.group(1)) if non2xx else 0.0,
+    }  # fmt: skip
+
+
+# --------------------------------------------------------------------------- bookings
+
+
+async def _post(
+    session: aiohttp.ClientSession, api: str, slot: tuple[str, str, str], key: str
+) -> int:
+    store, opt, start = slot
+    payload = {
+        "store_id": store, "exam_type": "standard", "slot_start": start, "optometrist_id": opt,
+        "channel": "web", "customer": {"customer_ref": key, "locale": "zh-CN"},
+    }  # fmt: skip
+    async with session.post(
+        f"{api}/v1/bookings", json=payload, headers={"Idempotency-Key": key}
+    ) as resp:
+        await resp.read()
+        return resp.status
+
+
+async def _open_loop(
+    api: str, rate: int, seconds: int, slots: Iterator[tuple[str, str, str]], tag: str
+) -> dict[str, Any]:
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    connector = aiohttp.TCPConnector(limit=512)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        start = time.perf_counter()
+
+        async def one(scheduled: float, slot: tuple[str, str, str], key: str) -> None:
+            try:
+                status = await _post(session, api, slot, key)
+            except aiohttp.ClientError:
+                status = 0
+            statuses[status] += 1
+            latencies.append((time.perf_counter() - scheduled) * 1000)
+
+        tasks = []
+        for k in range(rate * seconds):
+            scheduled = start + k / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(scheduled, next(slots), f"{tag}-{k}")))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - start
+    return _summary(rate, latencies, statuses, elapsed)
+
+
+async def _closed_loop(
+    api: str, concurrency: int, seconds: int, slots: Iterator[tuple[str, str, str]], tag: str
+) -> dict[str, Any]:
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    counter = itertools.count()
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        start = time.perf_counter()
+        stop = start + seconds
+
+        async def client() -> None:
+            while time.perf_counter() < stop:
+                began = time.perf_counter()
+                try:
+                    status = await _post(session, api, next(slots), f"{tag}-{next(counter)}")
+                except aiohttp.ClientError:
+                    status = 0
+                statuses[status] += 1
+                latencies.append((time.perf_counter() - began) * 1000)
+
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    return _summary(None, latencies, statuses, elapsed)
+
+
+def _summary(
+    rate: int | None, latencies: list[float], statuses: Counter[int], elapsed: float
+) -> dict[str, Any]:
+    ordered = sorted(latencies)
+
+    def pct(p: float) -> float:
+        return ordered[min(len(ordered) - 1, int(p * len(ordered)))] if ordered else float("nan")
+
+    return {
+        "target_rps": rate,
+        "achieved_rps": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(pct(0.50), 1),
+        "p95_ms": round(pct(0.95), 1),
+        "p99_ms": round(pct(0.99), 1),
+        "mean_ms": round(statistics.fmean(latencies), 1) if latencies else None,
+        "statuses": dict(sorted(statuses.items())),
+    }
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
+
+    def line(cells: list[Any]) -> str:
+        return (
+            "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=False)) + " |"
+        )
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--seconds", type=int, default=10, help="duration of each step")
+    parser.add_argument("--rates", default="100,250,500,1000")
+    parser.add_argument("--stores", type=int, default=40)
+    parser.add_argument("--days", type=int, default=14)
+    parser.add_argument("--keep", action="store_true", help="leave the bench platform running")
+    args = parser.parse_args(argv)
+    rates = [int(r) for r in args.rates.split(",")]
+
+    cfg = infra.InfraConfig.from_env("bench", port_offset=PORT_OFFSET)
+    endpoints = infra.up(cfg)
+    asyncio.run(apply_registry(endpoints.kafka_bootstrap))
+    urls = stack.start_services(cfg, endpoints, port_offset=PORT_OFFSET)
+    api = urls["booking-api"]
+    run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    stores = [f"bench-{run_id}-{i}" for i in range(args.stores)]
+    _progress(f"seeding {len(stores)} stores x {len(OPTOMETRISTS)} optometrists x {args.days} days")
+    asyncio.run(_seed(endpoints, stores, args.days))
+    probe = f"{api}/v1/stores/{stores[-1]}/availability?date={FIRST_DAY}&exam_type=standard"
+    wait_until(lambda: _has_slots(probe), timeout=120, what="bench availability view")
+
+    bare = ManagedProcess("bare-fastapi", cfg.run_dir / "bare-fastapi")
+    bare_port = 8999 + PORT_OFFSET
+    bare.start([sys.executable, "-m", "bench.bare_app", str(bare_port)], cwd=REPO,
+               env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+    try:
+        wait_until(lambda: infra.port_open("127.0.0.1", bare_port), timeout=30, what="bare app")
+        _progress("availability reads vs a bare FastAPI route (wrk, 32 connections)")
+        reads = {
+            "bare FastAPI route": _wrk(f"http://127.0.0.1:{bare_port}/bare", args.seconds),
+            "GET availability (Redis)": _wrk(probe, args.seconds),
+        }
+    finally:
+        bare.stop()
+
+    slots = _slots(stores, args.days)
+    bookings = []
+    for rate in rates:
+        _progress(f"bookings open loop at {rate}/s for {args.seconds}s")
+        bookings.append(
+            asyncio.run(_open_loop(api, rate, args.seconds, slots, f"{run_id}-r{rate}"))
+        )
+        time.sleep(2)  # let queues drain between steps
+    _progress("bookings closed loop, 64 concurrent clients (max sustainable rate)")
+    saturated = asyncio.run(_closed_loop(api, 64, args.seconds, slots, f"{run_id}-max"))
+
+    ratio = reads["GET availability (Redis)"]["rps"] / reads["bare FastAPI route"]["rps"]
+    report = "\n\n".join([
+        f"# Benchmark {run_id}\n\nmachine: {os.cpu_count()} cores; everything on one box; "
+        f"{args.seconds}s per step",
+        "## Availability reads\n\n" + _table(
+            ["endpoint", "req/s", "p50 ms", "p99 ms", "non-2xx"],
+            [[k, round(v["rps"]), round(v["p50_ms"], 2), round(v["p99_ms"], 2), int(v["errors"])]
+             for k, v in reads.items()],
+        ) + f"\n\navailability / bare = {ratio:.0%} (target >= 80%)",
+        "## Booking decisions end to end (HTTP > Kafka > processor > Kafka > HTTP)\n\n" + _table(
+            ["offered /s", "achieved /s", "p50 ms", "p95 ms", "p99 ms", "statuses"],
+            [[b["target_rps"], b["achieved_rps"], b["p50_ms"], b["p95_ms"], b["p99_ms"],
+              b["statuses"]] for b in bookings]
+            + [["max (64 clients)", saturated["achieved_rps"], saturated["p50_ms"],
+                saturated["p95_ms"], saturated["p99_ms"], saturated["statuses"]]],
+        ) + "\n\ntargets: >= 1,000 bookings/s sustained; p99 <= 50 ms at 500/s",
+    ])  # fmt: skip
+    print("\n" + report)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{run_id}-booking.md").write_text(report + "\n")
+    (RESULTS / f"{run_id}-booking.json").write_text(
+        json.dumps({"reads": reads, "bookings": bookings, "max": saturated}, indent=2) + "\n"
+    )
+    _progress(f"saved bench/results/{run_id}-booking.md")
+    if not args.keep:
+        stack.down(cfg)
+    return 0
+
+
+def _has_slots(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return bool(json.loads(resp.read()).get("slots"))
+    except Exception:
+        return False
+
+
+if __name__ == "__main__":
+    sys.exit(main())

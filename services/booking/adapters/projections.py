@@ -1,0 +1,415 @@
+"""The booking projector: `booking.events.v1`, `availability.v1` and `roster.events.v1` into
+MongoDB booking documents and the Redis views (DESIGN.md §3.4).
+
+A consumer group (`booking-projector`) shares the partitions between projector instances.
+Each batch is applied partition by partition (in order within a partition, partitions
+concurrently) and committed only after it was applied, so a crash means a redelivery, which
+the projections absorb (event ids on documents, `seq` on views, replace/union on catalogs).
+A record that cannot be decoded goes to its topic's DLQ when the registry names one, else it is
+logged and skipped; a failure of MongoDB or Redis stops that partition at the record and
+retries it with backoff instead of skipping it.
+
+`rebuild` drops the projections and replays the topics from the beginning without a group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from optisync_common.clock import Clock, SystemClock
+from optisync_common.dlq import dead_letter
+from optisync_common.kafka import make_admin, make_consumer
+from optisync_common.logging import get_logger
+from optisync_common.metrics import EVENTS_CONSUMED
+from optisync_common.resources import NotReady, Resources, open_resources
+from optisync_common.settings import ServiceSettings
+from schemas.envelope import Envelope
+from schemas.events.availability import StoreDayAvailability
+from schemas.events.base import EventPayload
+from schemas.registry import (
+    AVAILABILITY,
+    BOOKING_EVENTS,
+    ROSTER_EVENTS,
+    UnknownTopicError,
+    dlq_topic_for,
+    local_topic_name,
+    subscription_pattern,
+)
+from schemas.serde import DecodeError, decode
+from services.booking.adapters.bookings import BookingRepository
+from services.booking.adapters.views import RedisViews
+
+log = get_logger(__name__)
+
+GROUP_ID = "booking-projector"
+# Booking events are local (PII); roster and availability also arrive mirrored from other
+# regions (`<region>.<topic>`), so a region can validate and show stores homed elsewhere.
+TOPIC_PATTERN = "|".join(
+    [f"^{re.escape(BOOKING_EVENTS)}$"]
+    + [f"(?:{subscription_pattern(name)})" for name in (AVAILABILITY, ROSTER_EVENTS)]
+)
+
+
+class Record(Protocol):
+    """The fields of an aiokafka ConsumerRecord we use (aiokafka ships no type hints)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+
+
+Batch = dict[TopicPartition, list[Record]]
+RejectHook = Callable[[Record, Exception], Awaitable[None]]
+
+
+class ProjectionWriter:
+    """Applies one decoded event to whichever projection its topic feeds."""
+
+    def __init__(self, repo: BookingRepository, views: RedisViews, clock: Clock) -> None:
+        self.repo = repo
+        self.views = views
+        self.clock = clock
+
+    async def apply(self, topic: str, envelope: Envelope[EventPayload]) -> str:
+        payload = envelope.payload
+        if topic == BOOKING_EVENTS:
+            return await self.repo.project(envelope)
+        if topic == AVAILABILITY and isinstance(payload, StoreDayAvailability):
+            return await self.views.apply_availability(payload, self.clock.now())
+        if topic == ROSTER_EVENTS:
+            changed = await self.views.apply_roster_event(envelope.store_id, payload)
+            return "applied" if changed else "ignored"
+        return "ignored"
+
+
+class Unprojectable(Exception):
+    """A decodable event the projections refuse (e.g. an idempotency key already taken)."""
+
+
+def store_of_key(topic: str, key: bytes | None) -> str | None:
+    """The store a record is about, from its Kafka key (`store_id` or `store_id:date`)."""
+    if key is None:
+        return None
+    text = key.decode("utf-8", "replace")
+    return text.rsplit(":", 1)[0] if local_topic_name(topic) == AVAILABILITY else text
+
+
+class RecordHandler:
+    """Decode, apply, and hand whatever cannot be projected to `reject`."""
+
+    def __init__(
+        self,
+        writer: ProjectionWriter,
+        service: str,
+        reject: RejectHook,
+        only_store: str | None = None,
+    ) -> None:
+        self.writer = writer
+        self.service = service
+        self.reject = reject
+        self.only_store = only_store
+        self.applied = 0
+
+    async def __call__(self, record: Record) -> None:
+        if self.only_store is not None and store_of_key(record.topic, record.key) != (
+            self.only_store
+        ):
+            return
+        try:
+            envelope = decode(record.value, record.headers)
+        except DecodeError as exc:
+            await self.reject(record, exc)
+            return
+        EVENTS_CONSUMED.labels(self.service, record.topic, envelope.type).inc()
+        result = await self.writer.apply(local_topic_name(record.topic), envelope)
+        if result == "conflict":
+            await self.reject(
+                record, Unprojectable(f"idempotency key of {envelope.type} already taken")
+            )
+        elif result in ("applied", "written"):
+            self.applied += 1
+
+
+@dataclass
+class BatchResult:
+    commit: dict[TopicPartition, int] = field(default_factory=dict)
+    failed: list[tuple[TopicPartition, int, Exception]] = field(default_factory=list)
+
+
+async def apply_batch(batch: Batch, handle: Callable[[Record], Awaitable[None]]) -> BatchResult:
+    """Records of one partition in order, partitions concurrently. A partition stops at its
+    first failure: `commit` holds the next offset to read per partition."""
+
+    async def one(tp: TopicPartition, records: list[Record]) -> tuple[int, Exception | None]:
+        for record in records:
+            try:
+                await handle(record)
+            except Exception as exc:
+                return record.offset, exc
+        return records[-1].offset + 1, None
+
+    result = BatchResult()
+    partitions = [(tp, records) for tp, records in batch.items() if records]
+    outcomes = await asyncio.gather(*(one(tp, records) for tp, records in partitions))
+    for (tp, records), (next_offset, exc) in zip(partitions, outcomes, strict=True):
+        if next_offset > records[0].offset:
+            result.commit[tp] = next_offset
+        if exc is not None:
+            result.failed.append((tp, next_offset, exc))
+    return result
+
+
+async def projected_partitions(settings: ServiceSettings) -> list[TopicPartition]:
+    """Every partition of every topic the projector reads (mirrored copies included)."""
+    pattern = re.compile(TOPIC_PATTERN)
+    admin = make_admin(settings)
+    await admin.start()
+    try:
+        names = sorted(t for t in await admin.list_topics() if pattern.match(t))
+        described = await admin.describe_topics(names) if names else []
+    finally:
+        await admin.close()
+    return [
+        TopicPartition(t["topic"], p["partition"])
+        for t in described
+        for p in sorted(t["partitions"], key=lambda p: int(p["partition"]))
+    ]
+
+
+class Projector:
+    """The live projector: a group consumer task inside the projector process."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        *,
+        group_id: str = GROUP_ID,
+        auto_offset_reset: str = "earliest",
+        clock: Clock | None = None,
+    ) -> None:
+        self.settings = settings
+        self.group_id = group_id
+        self.auto_offset_reset = auto_offset_reset
+        self.clock: Clock = clock or SystemClock()
+        self._resources: Resources | None = None
+        self._handler: RecordHandler | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._assigned = asyncio.Event()
+        # next offset to apply per partition, as far as this instance got
+        self.positions: dict[TopicPartition, int] = {}
+
+    async def start(self, resources: Resources) -> None:
+        if resources.redis is None:
+            raise NotReady("the projector needs Redis")
+        self._resources = resources
+        repo = BookingRepository(resources.db)
+        await repo.ensure_indexes()
+        writer = ProjectionWriter(
+            repo, RedisViews(resources.redis, resources.settings.redis_prefix), self.clock
+        )
+        self._handler = RecordHandler(writer, self.settings.service_name, self._reject)
+        self._task = asyncio.create_task(self._run(), name="booking-projector")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def check(self) -> None:
+        """Readiness: the consumer task runs and is connected."""
+        if self._task is None or self._task.done() or self._consumer is None:
+            raise NotReady("projector consumer is not running")
+
+    async def wait_assigned(self, within_s: float = 30.0) -> None:
+        """Wait until the group gave us partitions and their start positions are known
+        (tests publish only after this, so a `latest` reset cannot skip their records)."""
+        await asyncio.wait_for(self._assigned.wait(), within_s)
+
+    async def _run(self) -> None:
+        delay = 0.5
+        while True:
+            consumer = make_consumer(
+                self.settings,
+                group_id=self.group_id,
+                pattern=TOPIC_PATTERN,
+                auto_offset_reset=self.auto_offset_reset,
+                client_id=f"{self.settings.service_name}-projector",
+            )
+            try:
+                await consumer.start()
+                self._consumer = consumer
+                delay = 0.5
+                await self._consume(consumer)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("projector_consumer_failed", error=repr(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+            finally:
+                self._consumer = None
+                self._assigned.clear()
+                await consumer.stop()
+
+    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
+        assert self._handler is not None, "start() first"
+        backoff = 0.2
+        while True:
+            batch: Batch = await consumer.getmany(timeout_ms=500, max_records=1000)
+            if not self._assigned.is_set() and consumer.assignment():
+                for tp in consumer.assignment():
+                    await consumer.position(tp)  # resolves the reset before anyone publishes
+                self._assigned.set()
+            if not batch:
+                continue
+            result = await apply_batch(batch, self._handler)
+            self.positions.update(result.commit)
+            if result.commit:
+                try:
+                    await consumer.commit(result.commit)
+                except Exception as exc:  # rebalanced meanwhile: the new owner re-applies
+                    log.warning("projector_commit_failed", error=repr(exc))
+            if result.failed:
+                for tp, offset, error in result.failed:
+                    log.error(
+                        "projection_failed", topic=tp.topic, partition=tp.partition,
+                        offset=offset, error=repr(error), retry_in=backoff,
+                    )  # fmt: skip
+                    consumer.seek(tp, offset)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+            else:
+                backoff = 0.2
+
+    async def _reject(self, record: Record, error: Exception) -> None:
+        try:
+            dlq = dlq_topic_for(record.topic)
+        except UnknownTopicError:
+            log.error(
+                "projection_skipped", topic=record.topic, partition=record.partition,
+                offset=record.offset, error=str(error),
+            )  # fmt: skip
+            return
+        assert self._resources is not None
+        await dead_letter(
+            self._resources.publisher,
+            service=self.settings.service_name,
+            region=self.settings.region,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value,
+            headers=list(record.headers or ()),
+            error=error,
+            now=self.clock.now(),
+        )
+        log.warning("projection_dead_lettered", topic=record.topic, dlq=dlq, error=str(error))
+
+
+@dataclass
+class RebuildReport:
+    records: int = 0
+    applied: int = 0
+    skipped: list[str] = field(default_factory=list)
+    dropped_documents: int = 0
+    dropped_keys: int = 0
+
+
+async def rebuild(
+    settings: ServiceSettings,
+    *,
+    store_id: str | None = None,
+    clock: Clock | None = None,
+    out: Callable[[str], Any] = print,
+    progress_every_s: float = 2.0,
+) -> RebuildReport:
+    """Drop the projections (of one store, or all) and replay the topics from the beginning.
+
+    Stop the live projector first if you can: it may otherwise write between the drop and the
+    replay, which the replay absorbs but which makes the progress figures misleading.
+    """
+    report = RebuildReport()
+    async with open_resources(settings, kafka=False) as res:
+        assert res.redis is not None
+        repo = BookingRepository(res.db)
+        views = RedisViews(res.redis, settings.redis_prefix)
+        scope = f"store {store_id}" if store_id else "every store"
+        report.dropped_documents = await repo.drop(store_id)
+        report.dropped_keys = await views.drop(store_id)
+        await repo.ensure_indexes()
+        out(
+            f"[rebuild] dropped {report.dropped_documents} booking documents and "
+            f"{report.dropped_keys} Redis keys of {scope}"
+        )
+
+        async def skip(record: Record, error: Exception) -> None:
+            report.skipped.append(f"{record.topic}:{record.partition}:{record.offset}: {error}")
+
+        writer = ProjectionWriter(repo, views, clock or SystemClock())
+        handler = RecordHandler(writer, settings.service_name, skip, only_store=store_id)
+        partitions = await projected_partitions(settings)
+        consumer = make_consumer(settings, group_id=None)
+        await consumer.start()
+        try:
+            report.records = await _replay(consumer, partitions, handler, out, progress_every_s)
+        finally:
+            await consumer.stop()
+        report.applied = handler.applied
+    out(
+        f"[rebuild] done: {report.records} records read, {report.applied} applied, "
+        f"{len(report.skipped)} skipped"
+    )
+    for line in report.skipped[:20]:
+        out(f"[rebuild]   skipped {line}")
+    return report
+
+
+async def _replay(
+    consumer: AIOKafkaConsumer,
+    partitions: Iterable[TopicPartition],
+    handler: RecordHandler,
+    out: Callable[[str], Any],
+    progress_every_s: float,
+) -> int:
+    tps = list(partitions)
+    if not tps:
+        return 0
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    begin = await consumer.beginning_offsets(tps)
+    end = await consumer.end_offsets(tps)
+    remaining = {tp for tp in tps if end[tp] > begin[tp]}
+    total = sum(end[tp] - begin[tp] for tp in tps)
+    consumer.pause(*(set(tps) - remaining))
+    read, last_report = 0, time.monotonic()
+    out(f"[rebuild] replaying {total} records from {len(tps)} partitions")
+    while remaining:
+        batch: Batch = await consumer.getmany(*remaining, timeout_ms=1000, max_records=2000)
+        # Records appended after the snapshot are left to the live projector.
+        batch = {tp: [r for r in rs if r.offset < end[tp]] for tp, rs in batch.items()}
+        result = await apply_batch(batch, handler)
+        if result.failed:
+            tp, offset, exc = result.failed[0]
+            raise RuntimeError(f"rebuild failed at {tp.topic}:{tp.partition}@{offset}") from exc
+        read += sum(len(rs) for rs in batch.values())
+        for tp in list(remaining):
+            if await consumer.position(tp) >= end[tp]:
+                remaining.discard(tp)
+                consumer.pause(tp)
+        if time.monotonic() - last_report >= progress_every_s:
+            out(f"[rebuild] {read}/{total} records, {handler.applied} applied")
+            last_report = time.monotonic()
+    return read

@@ -1,0 +1,322 @@
+"""Redis views of the booking service (prefix `booking:`), written by the projector only.
+
+* `booking:store:{store_id}`: the store catalog (time zone, opening hours, slot grid, exam types)
+  built from `roster.events.v1`, so the API validates a request without asking anyone.
+* `booking:avail:{store_id}:{YYYY-MM-DD}`: the latest `StoreDayAvailability` payload as JSON; a
+  view only replaces one with a lower `seq` (compare-and-set in Lua), so replays and
+  out-of-order deliveries never move a view backwards.
+
+Every write publishes the changed key on `booking:views` in the same atomic step, so an API
+process may keep the keys it reads in memory (`RedisViews(cache=True)` + `follow_changes`):
+an entry is dropped as soon as its key changes, which keeps the hot availability read free of
+Redis round trips without serving anything older than a Redis read could.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+import time
+from functools import lru_cache
+from typing import Any, Literal, cast
+
+import orjson
+import redis.asyncio as aioredis
+from pydantic import BaseModel, ConfigDict, Field
+from redis.exceptions import WatchError
+
+from optisync_common.logging import get_logger
+from schemas.events.availability import StoreDayAvailability
+from schemas.events.base import EventPayload
+from schemas.events.roster import (
+    WEEKDAYS,
+    ExamTypeDefined,
+    OpeningHours,
+    OpeningInterval,
+    StoreHoursChanged,
+    StoreRegistered,
+)
+
+# A view stays readable for this long after its local day, then Redis expires it. Older days
+# are not written at all (also on a rebuild), so live and rebuilt views stay identical.
+VIEW_RETENTION = dt.timedelta(days=2)
+
+log = get_logger(__name__)
+
+_GLOB_SPECIAL = re.compile(r"[\\*?\[\]]")
+
+# KEYS[1] view key, KEYS[2] change channel; ARGV[1] view JSON, ARGV[2] its seq, ARGV[3] expiry
+# (unix seconds).
+_SET_IF_NEWER = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ok, view = pcall(cjson.decode, current)
+  if ok and type(view) == 'table' then
+    local seq = tonumber(view['seq'])
+    if seq ~= nil and seq >= tonumber(ARGV[2]) then
+      return 0
+    end
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[3])
+redis.call('PUBLISH', KEYS[2], KEYS[1])
+return 1
+"""
+
+ALL_KEYS = b"*"  # change message: every key may have changed (a rebuild dropped them)
+CACHE_MAX_KEYS = 50_000
+# Safety net for a change message lost in a way the subscriber did not notice.
+CACHE_TTL_S = 5.0
+
+
+class ExamTypeInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    duration_minutes: int
+    required_skill: str
+    active: bool = True
+
+
+class HoursChange(BaseModel):
+    """Opening hours that take over from `effective_from` (a scheduled `StoreHoursChanged`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    effective_from: dt.date
+    opening_hours: OpeningHours
+    slot_minutes: int | None = None
+
+
+class StoreCatalog(BaseModel):
+    """What the API needs to validate a booking for one store, kept by the projector."""
+
+    model_config = ConfigDict(frozen=True)
+
+    timezone: str | None = Field(default=None, description="None until StoreRegistered arrives")
+    opening_hours: OpeningHours = Field(default_factory=dict)
+    slot_minutes: int = 15
+    locale: str = "en"
+    closed_dates: list[dt.date] = Field(default_factory=list)
+    hours_changes: list[HoursChange] = Field(default_factory=list)
+    exam_types: dict[str, ExamTypeInfo] = Field(default_factory=dict)
+
+    def hours_on(self, day: dt.date) -> tuple[list[OpeningInterval], int]:
+        """Opening intervals and slot grid in force on a local date (closed: no intervals)."""
+        hours, slot_minutes = self.opening_hours, self.slot_minutes
+        for change in self.hours_changes:  # sorted by effective_from
+            if change.effective_from > day:
+                break
+            hours = change.opening_hours
+            slot_minutes = change.slot_minutes or slot_minutes
+        if day in self.closed_dates:
+            return [], slot_minutes
+        return list(hours.get(WEEKDAYS[day.weekday()], [])), slot_minutes
+
+
+def apply_roster_event(current: StoreCatalog | None, payload: EventPayload) -> StoreCatalog | None:
+    """The catalog after a roster event, or None when the event does not concern it.
+
+    Every step replaces or unions, so replaying a partition's events in order converges on the
+    same catalog however often a prefix of them was applied before.
+    """
+    base = current or StoreCatalog()
+    if isinstance(payload, StoreRegistered):
+        return base.model_copy(
+            update={
+                "timezone": payload.timezone,
+                "opening_hours": payload.opening_hours,
+                "slot_minutes": payload.slot_minutes,
+                "locale": payload.locale,
+            }
+        )
+    if isinstance(payload, StoreHoursChanged):
+        update: dict[str, Any] = {
+            "closed_dates": sorted(set(base.closed_dates) | set(payload.closed_dates))
+        }
+        if payload.effective_from is None:
+            update["opening_hours"] = payload.opening_hours
+            update["slot_minutes"] = payload.slot_minutes or base.slot_minutes
+        else:
+            change = HoursChange(
+                effective_from=payload.effective_from,
+                opening_hours=payload.opening_hours,
+                slot_minutes=payload.slot_minutes,
+            )
+            others = [c for c in base.hours_changes if c.effective_from != change.effective_from]
+            update["hours_changes"] = sorted([*others, change], key=lambda c: c.effective_from)
+        return base.model_copy(update=update)
+    if isinstance(payload, ExamTypeDefined):
+        info = ExamTypeInfo(
+            duration_minutes=payload.duration_minutes,
+            required_skill=payload.required_skill,
+            active=payload.active,
+        )
+        return base.model_copy(update={"exam_types": {**base.exam_types, payload.code: info}})
+    return None
+
+
+@lru_cache(maxsize=4096)
+def parse_catalog(raw: bytes) -> StoreCatalog:
+    """Cached by the stored bytes: a catalog changes rarely, requests for it are many."""
+    return StoreCatalog.model_validate_json(raw)
+
+
+def view_expiry(local_date: dt.date) -> dt.datetime:
+    midnight = dt.datetime.combine(local_date, dt.time(), tzinfo=dt.UTC)
+    return midnight + dt.timedelta(days=1) + VIEW_RETENTION
+
+
+class RedisViews:
+    """Keys under the service's prefix; the projector writes, the API reads."""
+
+    def __init__(self, redis: aioredis.Redis, prefix: str, *, cache: bool = False) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.channel = f"{prefix}views"
+        self._set_if_newer = redis.register_script(_SET_IF_NEWER)
+        self._cache_enabled = cache
+        self._live = False  # subscribed to the change channel: the cache may be used
+        self._cache: dict[bytes, tuple[float, bytes | None]] = {}
+        self._filling: dict[bytes, int] = {}
+        self._fills = 0
+
+    def store_key(self, store_id: str) -> str:
+        return f"{self.prefix}store:{store_id}"
+
+    def view_key(self, store_id: str, local_date: dt.date | str) -> str:
+        day = local_date if isinstance(local_date, str) else local_date.isoformat()
+        return f"{self.prefix}avail:{store_id}:{day}"
+
+    # ---- reads (API) --------------------------------------------------------------------
+
+    async def catalog(self, store_id: str) -> StoreCatalog | None:
+        raw = await self._get(self.store_key(store_id))
+        if raw is None:
+            return None
+        catalog = parse_catalog(raw)
+        return catalog if catalog.timezone is not None else None
+
+    async def view(self, store_id: str, local_date: dt.date | str) -> bytes | None:
+        return await self._get(self.view_key(store_id, local_date))
+
+    async def _get(self, name: str) -> bytes | None:
+        key = name.encode()
+        if not self._live:
+            return cast(bytes | None, await self.redis.get(key))
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        # A change message that arrives while we read drops this fill: what we read may
+        # already be older than what the message announced.
+        self._fills += 1
+        token = self._filling[key] = self._fills
+        try:
+            raw = cast(bytes | None, await self.redis.get(key))
+        finally:
+            filled = self._filling.get(key) == token
+            if filled:
+                del self._filling[key]
+        if filled and self._live:
+            if len(self._cache) >= CACHE_MAX_KEYS:
+                self._cache.clear()
+            self._cache[key] = (time.monotonic() + CACHE_TTL_S, raw)
+        return raw
+
+    async def follow_changes(self) -> None:
+        """Keep the cache coherent: run as a task for the life of an API process."""
+        if not self._cache_enabled:
+            return
+        delay = 0.5
+        while True:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+                self._drop_all()  # whatever changed before we listened is unknown
+                self._live = True
+                delay = 0.5
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None and message["type"] == "message":
+                        self._changed(message["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("view_changes_lost", error=repr(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+            finally:
+                self._live = False
+                self._drop_all()
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def _changed(self, key: bytes) -> None:
+        if key == ALL_KEYS:
+            self._drop_all()
+        else:
+            self._cache.pop(key, None)
+            self._filling.pop(key, None)
+
+    def _drop_all(self) -> None:
+        self._cache.clear()
+        self._filling.clear()
+
+    # ---- writes (projector) -------------------------------------------------------------
+
+    async def apply_roster_event(self, store_id: str, payload: EventPayload) -> bool:
+        """Read-modify-write under WATCH: a second projector instance during a rebalance
+        cannot interleave a stale catalog."""
+        key = self.store_key(store_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.get(key)
+                    current = StoreCatalog.model_validate_json(raw) if raw else None
+                    updated = apply_roster_event(current, payload)
+                    if updated is None or updated == current:
+                        return False  # leaving the block resets the pipeline (UNWATCH)
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.set(key, updated.model_dump_json())
+                    pipe.publish(self.channel, key)
+                    await pipe.execute()
+                    return True
+                except WatchError:
+                    continue
+
+    async def apply_availability(
+        self, view: StoreDayAvailability, now: dt.datetime
+    ) -> Literal["written", "stale", "expired"]:
+        expires = view_expiry(view.local_date)
+        if expires <= now:
+            return "expired"
+        written = await self._set_if_newer(
+            keys=[self.view_key(view.store_id, view.local_date), self.channel],
+            args=[orjson.dumps(view.model_dump(mode="json")), view.seq, int(expires.timestamp())],
+        )
+        return "written" if written else "stale"
+
+    # ---- rebuild ------------------------------------------------------------------------
+
+    async def drop(self, store_id: str | None = None) -> int:
+        """Delete the catalog and views of one store, or of every store."""
+        if store_id is None:
+            patterns = [f"{self.prefix}store:*", f"{self.prefix}avail:*"]
+        else:
+            literal = _GLOB_SPECIAL.sub(r"\\\g<0>", store_id)
+            patterns = [self.store_key(literal), self.view_key(literal, "*")]
+        own = self.view_key(store_id, "").encode() if store_id is not None else None
+        deleted = 0
+        for pattern in patterns:
+            batch: list[bytes] = []
+            async for key in self.redis.scan_iter(match=pattern, count=1000):
+                if own is not None and key.startswith(own) and b":" in key[len(own) :]:
+                    continue  # a view of store `<store_id>:<more>`, not of this one
+                batch.append(key)
+                if len(batch) >= 1000:
+                    deleted += await self.redis.unlink(*batch)
+                    batch.clear()
+            if batch:
+                deleted += await self.redis.unlink(*batch)
+        await self.redis.publish(self.channel, ALL_KEYS)
+        return deleted

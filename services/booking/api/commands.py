@@ -1,0 +1,163 @@
+"""Send a command to the processor and answer with its decision (DESIGN.md §3 steps 1-3).
+
+The decision is awaited for `decision_timeout_s`, counted from before the command is produced
+(that is what the caller waits). Past the deadline the caller gets 202 and a status URL; the
+reply waiter still records the decision when it comes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from typing import Any
+
+from fastapi import Response
+
+from optisync_common.logging import get_logger
+from optisync_common.problems import ProblemError
+from optisync_common.resources import NotReady, Resources
+from schemas.envelope import Envelope, new_envelope
+from schemas.events.base import EventPayload, RejectionReason
+from schemas.events.booking import (
+    BookingCommand,
+    BookingConfirmed,
+    BookingRejected,
+    CommandFailed,
+)
+from services.booking.adapters.bookings import (
+    BookingRepository,
+    Document,
+    apply_change,
+    confirmed_doc,
+)
+from services.booking.adapters.replies import Outcome, Render, ReplyWaiter
+from services.booking.api.models import Accepted
+from services.booking.api.presenters import booking_outcome, rejection_outcome
+from services.booking.settings import BookingSettings
+
+log = get_logger(__name__)
+
+FAILURES = frozenset({"BookingRejected", "CommandFailed"})
+REQUEST_DECISIONS = FAILURES | {"BookingConfirmed"}
+
+
+class CommandGateway:
+    def __init__(
+        self,
+        settings: BookingSettings,
+        resources: Resources,
+        waiter: ReplyWaiter,
+        repo: BookingRepository,
+    ) -> None:
+        self.settings = settings
+        self.resources = resources
+        self.waiter = waiter
+        self.repo = repo
+        self._sends: set[asyncio.Task[Any]] = set()
+
+    async def submit(
+        self,
+        command: BookingCommand,
+        *,
+        store_id: str,
+        accepts: frozenset[str],
+        render: Render,
+        occurred_at: dt.datetime,
+        booking_id: str | None = None,
+    ) -> Response:
+        timeout = self.settings.decision_timeout_s
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        correlation_id = uuid.uuid4().hex
+        envelope = new_envelope(
+            command,
+            region=self.settings.region,
+            store_id=store_id,
+            correlation_id=correlation_id,
+            occurred_at=occurred_at,
+        )
+        try:
+            publisher = self.resources.publisher
+            pending = self.waiter.expect(
+                correlation_id, str(envelope.event_id), accepts, render, timeout
+            )
+        except NotReady as exc:
+            raise ProblemError(503, "unavailable", f"cannot take commands now: {exc}") from exc
+        send = asyncio.create_task(publisher.publish(envelope))
+        self._sends.add(send)
+        send.add_done_callback(lambda task: self._sent(task, correlation_id))
+        try:
+            await asyncio.wait_for(asyncio.shield(send), timeout)
+            outcome = await asyncio.wait_for(
+                asyncio.shield(pending.future), max(deadline - loop.time(), 0.0)
+            )
+        except TimeoutError:
+            return await self._accepted(correlation_id, booking_id)
+        except Exception as exc:  # the broker refused the command: nothing was decided
+            self.waiter.forget(correlation_id)
+            raise ProblemError(503, "unavailable", "the command could not be sent") from exc
+        return outcome.response()
+
+    def _sent(self, task: asyncio.Task[Any], correlation_id: str) -> None:
+        self._sends.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        # Late failure after a 202: record it so the status URL does not stay pending.
+        log.error("command_not_sent", correlation_id=correlation_id, error=repr(task.exception()))
+        self.waiter.fail(
+            correlation_id, Outcome.problem(503, "unavailable", "the command could not be sent")
+        )
+
+    async def _accepted(self, correlation_id: str, booking_id: str | None) -> Response:
+        status_url = f"/v1/commands/{correlation_id}"
+        try:
+            await self.waiter.outcomes.mark_pending(correlation_id)
+        except Exception as exc:  # the decision is still stored when it comes
+            log.warning("pending_not_marked", correlation_id=correlation_id, error=repr(exc))
+        body = Accepted(correlation_id=correlation_id, status_url=status_url, booking_id=booking_id)
+        return Response(body.model_dump_json(), 202, {"location": status_url}, "application/json")
+
+    # ---- renderers: the decision -> the HTTP outcome ------------------------------------
+
+    def request_renderer(self, idempotency_key: str, timezone: str | None) -> Render:
+        async def render(envelope: Envelope[EventPayload]) -> Outcome:
+            event = envelope.payload
+            if isinstance(event, BookingConfirmed):
+                return booking_outcome(confirmed_doc(envelope), 201)
+            if isinstance(event, BookingRejected):
+                if event.reason is RejectionReason.DUPLICATE and event.existing_booking_id:
+                    return await self._existing(event, idempotency_key, timezone)
+                return rejection_outcome(event.reason, event.detail, timezone, event.alternatives)
+            assert isinstance(event, CommandFailed)
+            return rejection_outcome(event.reason, event.detail, timezone)
+
+        return render
+
+    async def _existing(
+        self, event: BookingRejected, idempotency_key: str, timezone: str | None
+    ) -> Outcome:
+        """The booking a repeated request resolves to: 201 for a retry with the same key,
+        200 for the same customer and slot asked again (e.g. from another channel)."""
+        assert event.existing_booking_id is not None
+        doc = await self.repo.wait_for(event.existing_booking_id, self.settings.decision_timeout_s)
+        if doc is None:
+            return rejection_outcome(
+                RejectionReason.DUPLICATE,
+                "this request was already decided; the booking is not readable yet",
+                timezone,
+                existing_booking_id=event.existing_booking_id,
+            )
+        return booking_outcome(doc, 201 if doc["idempotency_key"] == idempotency_key else 200)
+
+    def change_renderer(self, doc: Document) -> Render:
+        """Success: the document as the event changes it (the projector writes the same)."""
+
+        async def render(envelope: Envelope[EventPayload]) -> Outcome:
+            event = envelope.payload
+            if isinstance(event, BookingRejected | CommandFailed):
+                alternatives = event.alternatives if isinstance(event, BookingRejected) else []
+                return rejection_outcome(event.reason, event.detail, doc["timezone"], alternatives)
+            return booking_outcome(apply_change(doc, envelope), 200)
+
+        return render

@@ -1,0 +1,114 @@
+"""FastAPI dependencies (full-stack-fastapi-template style: `XxxDep = Annotated[...]`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Query, Request
+
+from optisync_common.clock import Clock, SystemClock
+from optisync_common.problems import PROBLEM_JSON, ProblemError
+from services.booking.adapters.bookings import BookingRepository, Document, InvalidCursor
+from services.booking.adapters.replies import CommandOutcomes
+from services.booking.adapters.views import RedisViews, StoreCatalog
+from services.booking.api.commands import CommandGateway
+from services.booking.api.models import BookingPage, Problem
+from services.booking.api.presenters import booking_from_doc
+
+
+@dataclass(frozen=True)
+class BookingContext:
+    """What the routes use, built once at startup (see entrypoints/http.py)."""
+
+    views: RedisViews
+    repo: BookingRepository
+    outcomes: CommandOutcomes
+    gateway: CommandGateway
+
+
+def context_of(request: Request) -> BookingContext:
+    context: BookingContext | None = getattr(request.app.state, "booking", None)
+    if context is None:
+        raise ProblemError(503, "unavailable", "the booking API is still starting")
+    return context
+
+
+# Dependencies are `async def`: FastAPI runs plain functions in a thread pool, which costs more
+# than the availability route itself.
+async def get_context(request: Request) -> BookingContext:
+    return context_of(request)
+
+
+_SYSTEM_CLOCK = SystemClock()
+
+
+async def get_clock() -> Clock:
+    """Overridden in tests (`app.dependency_overrides[get_clock]`) to move time."""
+    return _SYSTEM_CLOCK
+
+
+ContextDep = Annotated[BookingContext, Depends(get_context)]
+ClockDep = Annotated[Clock, Depends(get_clock)]
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=256,
+        description="required on state-changing requests; a retry with the same key returns "
+        "the same result for 24 h",
+    ),
+]
+
+
+def require_idempotency_key(key: str | None) -> str:
+    if not key:
+        raise ProblemError(
+            400, "missing_idempotency_key", "send an Idempotency-Key header with this request"
+        )
+    return key
+
+
+async def store_catalog(context: BookingContext, store_id: str) -> StoreCatalog:
+    catalog = await context.views.catalog(store_id)
+    if catalog is None:
+        raise ProblemError(404, "unknown_store", f"no store {store_id!r}")
+    return catalog
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for error answers (problem+json) a route can give."""
+    return {
+        status: {
+            "model": Problem,  # registers the schema the problem+json entry refers to
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+            "description": "problem details",
+        }
+        for status in statuses
+    }
+
+
+@dataclass(frozen=True)
+class PageParams:
+    limit: int
+    cursor: str | None
+
+    async def fetch(self, repo: BookingRepository, query: Document) -> BookingPage:
+        try:
+            docs, next_cursor = await repo.page(query, limit=self.limit, cursor=self.cursor)
+        except InvalidCursor as exc:
+            raise ProblemError(400, "invalid_cursor", str(exc)) from exc
+        return BookingPage(items=[booking_from_doc(d) for d in docs], next_cursor=next_cursor)
+
+
+async def page_params(
+    limit: Annotated[int, Query(ge=1, le=200, description="page size")] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=512, description="next_cursor of the previous page")
+    ] = None,
+) -> PageParams:
+    return PageParams(limit, cursor)
+
+
+PageDep = Annotated[PageParams, Depends(page_params)]

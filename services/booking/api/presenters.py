@@ -1,0 +1,133 @@
+"""Stored shapes -> HTTP bodies: booking documents, availability views, rejections."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from schemas.events.base import RejectionReason
+from services.booking.adapters.bookings import Document
+from services.booking.adapters.replies import Outcome
+from services.booking.api.models import Booking
+
+# Processor reasons whose HTTP code reads better under another name (DESIGN.md §8).
+_CODES = {RejectionReason.OUTSIDE_HOURS: "outside_opening_hours"}
+_NOT_FOUND = {
+    RejectionReason.UNKNOWN_STORE,
+    RejectionReason.UNKNOWN_BOOKING,
+    RejectionReason.UNKNOWN_OFFER,
+}
+_CONFLICT = {
+    RejectionReason.SLOT_TAKEN,
+    RejectionReason.NO_SHIFT,
+    RejectionReason.NO_SKILL,
+    RejectionReason.HELD,
+    RejectionReason.INVALID_TRANSITION,
+    RejectionReason.OFFER_TAKEN,
+    RejectionReason.OFFER_EXPIRED,
+    RejectionReason.DUPLICATE,
+}
+
+
+def utc_iso(instant: dt.datetime) -> str:
+    return instant.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def booking_from_doc(doc: Document) -> Booking:
+    tz = ZoneInfo(doc["timezone"])
+    return Booking.model_validate(
+        {
+            **doc,
+            "booking_id": doc["_id"],
+            "local_start": doc["slot_start"].astimezone(tz),
+            "local_end": doc["slot_end"].astimezone(tz),
+        }
+    )
+
+
+def booking_outcome(doc: Document, status: int) -> Outcome:
+    headers = (("location", f"/v1/bookings/{doc['_id']}"),) if status == 201 else ()
+    return Outcome(status, booking_from_doc(doc).model_dump_json().encode(), headers=headers)
+
+
+def rejection_outcome(
+    reason: RejectionReason,
+    detail: str,
+    timezone: str | None,
+    alternatives: Sequence[dt.datetime] = (),
+    **extra: Any,
+) -> Outcome:
+    """A processor rejection as problem details; alternatives in UTC and store-local."""
+    status = 404 if reason in _NOT_FOUND else 409 if reason in _CONFLICT else 422
+    if alternatives:
+        tz = ZoneInfo(timezone) if timezone else dt.UTC
+        extra["alternatives"] = [
+            {"start": a.astimezone(tz).isoformat(), "start_utc": utc_iso(a)} for a in alternatives
+        ]
+    code = _CODES.get(reason, reason.value)
+    return Outcome.problem(status, code, detail or code.replace("_", " "), **extra)
+
+
+@lru_cache(maxsize=4096)
+def render_availability(raw: bytes, exam_type: str) -> bytes | None:
+    """The `GET .../availability` body for a stored view, or None when the view has no such
+    exam type. Cached by the view's bytes: between two changes of a store-day every read
+    returns the same body, so the hot path is one Redis GET and a dict lookup."""
+    view = orjson.loads(raw)
+    slots = view["exam_types"].get(exam_type)
+    if slots is None:
+        return None
+    tz = ZoneInfo(view["timezone"])
+    day = dt.date.fromisoformat(view["local_date"])
+    starts: list[str] = slots["free_starts"]
+    capacity: list[int] = slots.get("capacity") or [1] * len(starts)  # 1.0 views: unknown
+    rendered = []
+    fold, previous = 0, ""
+    for hhmm, free in zip(starts, capacity, strict=True):
+        # Starts come in time order; a wall time lower than the last one means the clocks
+        # went back (DST ends), so from here on the second of two equal wall times is meant.
+        if hhmm < previous:
+            fold = 1
+        previous = hhmm
+        wall = dt.time(int(hhmm[:2]), int(hhmm[3:]), fold=fold)
+        local = dt.datetime.combine(day, wall, tzinfo=tz)
+        rendered.append(
+            {
+                "local_time": hhmm,
+                "start": local.isoformat(),
+                "start_utc": utc_iso(local),
+                "free_count": free,
+            }
+        )
+    return orjson.dumps(
+        {
+            "store_id": view["store_id"],
+            "date": view["local_date"],
+            "timezone": view["timezone"],
+            "exam_type": exam_type,
+            "duration_minutes": slots["duration_minutes"],
+            "slots": rendered,
+            "seq": view["seq"],
+        }
+    )
+
+
+def empty_availability(
+    store_id: str, day: dt.date, timezone: str, exam_type: str, duration: int | None
+) -> bytes:
+    return orjson.dumps(
+        {
+            "store_id": store_id,
+            "date": day.isoformat(),
+            "timezone": timezone,
+            "exam_type": exam_type,
+            "duration_minutes": duration,
+            "slots": [],
+            "seq": None,
+        }
+    )

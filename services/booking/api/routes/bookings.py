@@ -1,0 +1,248 @@
+"""Bookings: create, read, and every change of a booking's life, each decided by the processor."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Response
+
+from optisync_common.problems import ProblemError
+from schemas.events.booking import (
+    BookingCommand,
+    CancelBooking,
+    CheckInBooking,
+    CompleteBooking,
+    MarkNoShow,
+    RequestBooking,
+    RescheduleBooking,
+)
+from services.booking.adapters.bookings import Document
+from services.booking.api.commands import FAILURES, REQUEST_DECISIONS
+from services.booking.api.deps import (
+    BookingContext,
+    ClockDep,
+    ContextDep,
+    IdempotencyKeyHeader,
+    problems,
+    require_idempotency_key,
+    store_catalog,
+)
+from services.booking.api.models import (
+    Accepted,
+    Booking,
+    BookingRequest,
+    CancelRequest,
+    CompleteRequest,
+    RescheduleRequest,
+    StaffActionRequest,
+)
+from services.booking.api.presenters import booking_from_doc
+from services.booking.api.validation import check_slot, exam_type_of
+
+router = APIRouter(prefix="/v1/bookings", tags=["bookings"])
+
+BookingId = Annotated[str, Path(min_length=1, max_length=128)]
+# A booking confirmed a moment ago may not be projected yet: look a little before a 404.
+LOOKUP_WAIT_S = 0.5
+
+_ACCEPTED: dict[int | str, dict[str, Any]] = {
+    202: {"model": Accepted, "description": "no decision within the deadline; poll status_url"}
+}
+_CREATE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": Booking, "description": "the same customer already holds this slot"},
+    **_ACCEPTED,
+    **problems(400, 404, 409, 413, 422, 503),
+}
+_CHANGE_RESPONSES = {**_ACCEPTED, **problems(400, 404, 409, 413, 422, 503)}
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=Booking,
+    responses=_CREATE_RESPONSES,
+    summary="Book an exam slot",
+    description="201 with the booking (also for a retry with the same idempotency key), 200 "
+    "when the customer already holds the slot, 409 with alternatives when it is taken.",
+)
+async def create_booking(
+    body: BookingRequest,
+    context: ContextDep,
+    clock: ClockDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
+    if idempotency_key is None and body.channel_message_id is not None:
+        # Message ids are unique per channel only.
+        idempotency_key = f"{body.channel.value}:{body.channel_message_id}"
+    key = require_idempotency_key(idempotency_key)
+    catalog = await store_catalog(context, body.store_id)
+    exam = exam_type_of(catalog, body.exam_type)
+    now = clock.now()
+    start = check_slot(catalog, exam, body.slot_start, now)
+    booking_id = uuid.uuid4().hex
+    command = RequestBooking(
+        idempotency_key=key,
+        booking_id=booking_id,
+        channel=body.channel,
+        customer=body.customer,
+        exam_type=body.exam_type,
+        slot_start=start,
+        optometrist_id=body.optometrist_id,
+        requested_at=now,
+    )
+    return await context.gateway.submit(
+        command,
+        store_id=body.store_id,
+        accepts=REQUEST_DECISIONS,
+        render=context.gateway.request_renderer(key, catalog.timezone),
+        occurred_at=now,
+        booking_id=booking_id,
+    )
+
+
+@router.get(
+    "/{booking_id}",
+    response_model=Booking,
+    responses=problems(404, 422),
+    summary="One booking with its history",
+)
+async def get_booking(booking_id: BookingId, context: ContextDep) -> Booking:
+    doc = await context.repo.get(booking_id)
+    if doc is None:
+        raise ProblemError(404, "unknown_booking", f"no booking {booking_id!r}")
+    return booking_from_doc(doc)
+
+
+async def _find(context: BookingContext, booking_id: str) -> Document:
+    doc = await context.repo.wait_for(booking_id, LOOKUP_WAIT_S)
+    if doc is None:
+        raise ProblemError(404, "unknown_booking", f"no booking {booking_id!r}")
+    return doc
+
+
+async def _submit_change(
+    context: BookingContext, clock: ClockDep, doc: Document, command: BookingCommand, success: str
+) -> Response:
+    return await context.gateway.submit(
+        command,
+        store_id=doc["store_id"],
+        accepts=FAILURES | {success},
+        render=context.gateway.change_renderer(doc),
+        occurred_at=clock.now(),
+        booking_id=doc["_id"],
+    )
+
+
+@router.post(
+    "/{booking_id}/cancel",
+    response_model=Booking,
+    responses=_CHANGE_RESPONSES,
+    summary="Cancel a booking (by the customer or the store)",
+)
+async def cancel_booking(
+    booking_id: BookingId,
+    body: CancelRequest,
+    context: ContextDep,
+    clock: ClockDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
+    key = require_idempotency_key(idempotency_key)
+    doc = await _find(context, booking_id)
+    command = CancelBooking(
+        idempotency_key=key, booking_id=booking_id, by=body.by, reason=body.reason
+    )
+    return await _submit_change(context, clock, doc, command, "BookingCancelled")
+
+
+@router.post(
+    "/{booking_id}/reschedule",
+    response_model=Booking,
+    responses=_CHANGE_RESPONSES,
+    summary="Move a booking to another slot: the new slot is taken and the old one freed in "
+    "one decision, or nothing changes",
+)
+async def reschedule_booking(
+    booking_id: BookingId,
+    body: RescheduleRequest,
+    context: ContextDep,
+    clock: ClockDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
+    key = require_idempotency_key(idempotency_key)
+    doc = await _find(context, booking_id)
+    catalog = await store_catalog(context, doc["store_id"])
+    exam = exam_type_of(catalog, doc["exam_type"])
+    start = check_slot(catalog, exam, body.slot_start, clock.now())
+    command = RescheduleBooking(
+        idempotency_key=key,
+        booking_id=booking_id,
+        new_slot_start=start,
+        optometrist_id=body.optometrist_id,
+    )
+    return await _submit_change(context, clock, doc, command, "BookingRescheduled")
+
+
+@router.post(
+    "/{booking_id}/check-in",
+    response_model=Booking,
+    responses=_CHANGE_RESPONSES,
+    summary="The customer arrived",
+)
+async def check_in_booking(
+    booking_id: BookingId,
+    context: ContextDep,
+    clock: ClockDep,
+    body: StaffActionRequest | None = None,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
+    key = require_idempotency_key(idempotency_key)
+    doc = await _find(context, booking_id)
+    command = CheckInBooking(
+        idempotency_key=key, booking_id=booking_id, staff_id=body.staff_id if body else None
+    )
+    return await _submit_change(context, clock, doc, command, "BookingCheckedIn")
+
+
+@router.post(
+    "/{booking_id}/no-show",
+    response_model=Booking,
+    responses=_CHANGE_RESPONSES,
+    summary="The customer did not come",
+)
+async def no_show_booking(
+    booking_id: BookingId,
+    context: ContextDep,
+    clock: ClockDep,
+    body: StaffActionRequest | None = None,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
+    key = require_idempotency_key(idempotency_key)
+    doc = await _find(context, booking_id)
+    command = MarkNoShow(
+        idempotency_key=key, booking_id=booking_id, staff_id=body.staff_id if body else None
+    )
+    return await _submit_change(context, clock, doc, command, "BookingNoShow")
+
+
+@router.post(
+    "/{booking_id}/complete",
+    response_model=Booking,
+    responses=_CHANGE_RESPONSES,
+    summary="The exam took place",
+)
+async def complete_booking(
+    booking_id: BookingId,
+    context: ContextDep,
+    clock: ClockDep,
+    body: CompleteRequest | None = None,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
+    key = require_idempotency_key(idempotency_key)
+    doc = await _find(context, booking_id)
+    command = CompleteBooking(
+        idempotency_key=key,
+        booking_id=booking_id,
+        optometrist_id=body.optometrist_id if body else None,
+    )
+    return await _submit_change(context, clock, doc, command, "BookingCompleted")

@@ -1,0 +1,72 @@
+"""Per-store reads: the free-slot view (Redis only) and the day's bookings (MongoDB)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Path, Query, Request, Response
+
+from services.booking.adapters.bookings import BookingStatus
+from services.booking.api.deps import ContextDep, PageDep, context_of, problems, store_catalog
+from services.booking.api.models import Availability, BookingPage
+from services.booking.api.presenters import empty_availability, render_availability
+from services.booking.api.validation import exam_type_of
+
+router = APIRouter(prefix="/v1/stores", tags=["stores"])
+
+StoreId = Annotated[str, Path(min_length=1, max_length=128)]
+LocalDate = Annotated[dt.date, Query(description="store-local date, YYYY-MM-DD")]
+
+
+@router.get(
+    "/{store_id}/availability",
+    response_model=Availability,
+    responses=problems(404, 422),
+    summary="Free start times of one exam type on one store-local day",
+)
+async def availability(
+    store_id: StoreId,
+    date: LocalDate,
+    exam_type: Annotated[str, Query(min_length=1, max_length=128)],
+    request: Request,
+) -> Response:
+    # The benchmarked hot path: the view from the API's coherent copy of Redis (one GET on a
+    # miss), a cached rendering, no dependency resolution.
+    context = context_of(request)
+    raw = await context.views.view(store_id, date)
+    if raw is not None and (body := render_availability(raw, exam_type)) is not None:
+        return Response(body, media_type="application/json")
+    catalog = await store_catalog(context, store_id)
+    exam = exam_type_of(catalog, exam_type)
+    assert catalog.timezone is not None
+    body = empty_availability(store_id, date, catalog.timezone, exam_type, exam.duration_minutes)
+    return Response(body, media_type="application/json")
+
+
+@router.get(
+    "/{store_id}/bookings",
+    response_model=BookingPage,
+    responses=problems(400, 404, 422),
+    summary="A store's bookings on one local day, by start time",
+)
+async def store_bookings(
+    store_id: StoreId,
+    date: LocalDate,
+    context: ContextDep,
+    page: PageDep,
+    status: BookingStatus | None = None,
+) -> BookingPage:
+    catalog = await store_catalog(context, store_id)
+    assert catalog.timezone is not None
+    tz = ZoneInfo(catalog.timezone)
+    first = dt.datetime.combine(date, dt.time(), tzinfo=tz).astimezone(dt.UTC)
+    after = dt.datetime.combine(date + dt.timedelta(days=1), dt.time(), tzinfo=tz)
+    query: dict[str, object] = {
+        "store_id": store_id,
+        "slot_start": {"$gte": first, "$lt": after.astimezone(dt.UTC)},
+    }
+    if status is not None:
+        query["status"] = status.value
+    return await page.fetch(context.repo, query)

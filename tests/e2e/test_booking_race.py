@@ -1,0 +1,182 @@
+"""Race-free booking through the real stack: HTTP -> Kafka -> processor -> Kafka -> HTTP, with
+projections in MongoDB and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections import Counter
+
+import httpx
+import pytest
+
+from .storesetup import free_at, publish_store, store_events, wait_for_availability
+
+pytestmark = pytest.mark.e2e
+
+DAY = dt.date(2031, 3, 3)  # a Monday, far ahead
+CHANNELS = ["wechat", "whatsapp", "line", "phone", "front_desk", "store_system", "web"]
+
+
+def at(hhmm: str) -> str:
+    return f"{DAY.isoformat()}T{hhmm}:00+01:00"  # Berlin in March before DST: UTC+1
+
+
+def body(store_id: str, i: int, start: str) -> dict:
+    return {
+        "store_id": store_id,
+        "exam_type": "standard",
+        "slot_start": start,
+        "channel": CHANNELS[i % len(CHANNELS)],
+        "customer": {"customer_ref": f"cust-{i}", "name": f"Customer {i}", "locale": "en"},
+    }
+
+
+async def _storm(api: str, store_id: str, start: str, n: int, retries: int) -> list:
+    """n different customers at once, plus `retries` resends of earlier requests' keys."""
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    async with httpx.AsyncClient(base_url=api, timeout=60, limits=limits) as client:
+
+        async def one(i: int, key_of: int) -> tuple[int, int, dict]:
+            resp = await client.post(
+                "/v1/bookings",
+                json=body(store_id, key_of, start),
+                headers={"Idempotency-Key": f"{store_id}-key-{key_of}"},
+            )
+            status, answer = resp.status_code, resp.json()
+            if status == 202:  # decided after the sync deadline: follow the status URL
+                status, answer = await _final(client, answer["status_url"])
+            return key_of, status, answer
+
+        calls = [one(i, i) for i in range(n)] + [one(n + j, j) for j in range(retries)]
+        return await asyncio.gather(*calls)
+
+
+async def _final(client: httpx.AsyncClient, status_url: str) -> tuple[int, dict]:
+    for _ in range(300):
+        state = (await client.get(status_url)).json()
+        if state["status"] == "done":
+            return state["http_status"], state["body"]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{status_url} never completed")
+
+
+def _run_race(api: str, store_id: str, start: str, n: int = 450, retries: int = 50):
+    results = asyncio.run(_storm(api, store_id, start, n, retries))
+    statuses = Counter(status for _, status, _ in results)
+    winners = {b["booking_id"] for _, status, b in results if status in (200, 201)}
+    # a repeated key gets the same answer as the first time: one booking or one refusal
+    by_key: dict[int, set[tuple[int, str | None]]] = {}
+    for key, status, b in results:
+        by_key.setdefault(key, set()).add((status, b.get("booking_id") or b.get("code")))
+    return statuses, winners, by_key
+
+
+def test_500_concurrent_requests_for_one_slot_exactly_one_wins(running_stack, endpoints, unique_id):
+    api = running_stack["booking-api"]
+    store_id = f"race1-{unique_id}"
+    publish_store(endpoints, store_id, store_events(store_id, DAY, {"solo": ("09:00", "12:00")}))
+    wait_for_availability(api, store_id, DAY, lambda v: free_at(v, "10:00") == 1)
+
+    statuses, winners, by_key = _run_race(api, store_id, at("10:00"))
+
+    assert len(winners) == 1, statuses
+    assert set(statuses) <= {201, 409}, statuses
+    assert statuses[201] in (1, 2)  # the winner, and its retry if it had one
+    assert statuses[201] + statuses[409] == 500
+    assert all(len(answers) == 1 for answers in by_key.values()), "a key got two answers"
+    (booking_id,) = winners
+    # the projections agree: one booking in MongoDB, the slot gone from the Redis view
+    view = wait_for_availability(api, store_id, DAY, lambda v: free_at(v, "10:00") == 0)
+    assert free_at(view, "09:30") == 1
+    listing = _wait_listing(api, store_id, expected=1)
+    assert [b["booking_id"] for b in listing] == [booking_id]
+
+
+def test_a_slot_two_optometrists_can_serve_has_exactly_two_winners(
+    running_stack, endpoints, unique_id
+):
+    api = running_stack["booking-api"]
+    store_id = f"race2-{unique_id}"
+    shifts = {"ann": ("09:00", "12:00"), "bob": ("10:00", "13:00")}
+    publish_store(endpoints, store_id, store_events(store_id, DAY, shifts))
+    wait_for_availability(api, store_id, DAY, lambda v: free_at(v, "10:00") == 2)
+
+    statuses, winners, _ = _run_race(api, store_id, at("10:00"))
+
+    assert len(winners) == 2, statuses
+    assert set(statuses) <= {201, 409}
+    listing = _wait_listing(api, store_id, expected=2)
+    assert {b["optometrist_id"] for b in listing} == {"ann", "bob"}
+    wait_for_availability(api, store_id, DAY, lambda v: free_at(v, "10:00") == 0)
+
+
+def test_cancel_frees_the_slot_in_the_view(running_stack, endpoints, unique_id):
+    api = running_stack["booking-api"]
+    store_id = f"cancel-{unique_id}"
+    publish_store(endpoints, store_id, store_events(store_id, DAY, {"solo": ("09:00", "12:00")}))
+    wait_for_availability(api, store_id, DAY, lambda v: free_at(v, "11:00") == 1)
+    created = httpx.post(f"{api}/v1/bookings", json=body(store_id, 1, at("11:00")),
+                         headers={"Idempotency-Key": f"{store_id}-b"}, timeout=30)  # fmt: skip
+    assert created.status_code == 201, created.text
+    booking_id = created.json()["booking_id"]
+    wait_for_availability(api, store_id, DAY, lambda v: free_at(v, "11:00") == 0)
+    _wait_listing(api, store_id, expected=1)
+    cancelled = httpx.post(f"{api}/v1/bookings/{booking_id}/cancel", json={"by": "customer"},
+                           headers={"Idempotency-Key": f"{store_id}-c"}, timeout=30)  # fmt: skip
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled"
+    wait_for_availability(api, store_id, DAY, lambda v: free_at(v, "11:00") == 1)
+
+
+def test_reschedule_is_atomic_under_a_concurrent_competitor(running_stack, endpoints, unique_id):
+    """Mine moves 09:00 -> 10:30 while a competitor books 10:30 at the same moment: either I
+    moved (and the competitor lost) or I kept 09:00 (and the competitor won); never both lost,
+    never both on 10:30, and never a freed 09:00 without a new slot."""
+    api = running_stack["booking-api"]
+    store_id = f"move-{unique_id}"
+    publish_store(endpoints, store_id, store_events(store_id, DAY, {"solo": ("09:00", "12:00")}))
+    wait_for_availability(api, store_id, DAY, lambda v: free_at(v, "10:30") == 1)
+    mine = httpx.post(f"{api}/v1/bookings", json=body(store_id, 1, at("09:00")),
+                      headers={"Idempotency-Key": f"{store_id}-mine"}, timeout=30)  # fmt: skip
+    assert mine.status_code == 201, mine.text
+    booking_id = mine.json()["booking_id"]
+    _wait_listing(api, store_id, expected=1)
+
+    async def race() -> tuple[httpx.Response, httpx.Response]:
+        async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+            return await asyncio.gather(
+                client.post(f"/v1/bookings/{booking_id}/reschedule",
+                            json={"slot_start": at("10:30")},
+                            headers={"Idempotency-Key": f"{store_id}-move"}),
+                client.post("/v1/bookings", json=body(store_id, 2, at("10:30")),
+                            headers={"Idempotency-Key": f"{store_id}-rival"}),
+            )  # fmt: skip
+
+    moved, rival = asyncio.run(race())
+    assert {moved.status_code, rival.status_code} in ({200, 409}, {201, 409}), (
+        moved.text,
+        rival.text,
+    )
+    listing = _wait_listing(api, store_id, expected=2 if rival.status_code == 201 else 1)
+    starts = sorted(b["local_start"][11:16] for b in listing if b["status"] == "confirmed")
+    if moved.status_code == 200:
+        assert starts == ["10:30"]
+        wait_for_availability(api, store_id, DAY, lambda v: free_at(v, "09:00") == 1)
+    else:
+        assert starts == ["09:00", "10:30"]
+        wait_for_availability(api, store_id, DAY, lambda v: free_at(v, "09:00") == 0)
+
+
+def _wait_listing(api: str, store_id: str, expected: int, timeout: float = 30.0) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    items: list[dict] = []
+    while time.monotonic() < deadline:
+        resp = httpx.get(f"{api}/v1/stores/{store_id}/bookings", params={"date": DAY.isoformat()})
+        if resp.status_code == 200:
+            items = resp.json()["items"]
+            if len(items) == expected:
+                return items
+        time.sleep(0.2)
+    raise AssertionError(f"expected {expected} bookings in MongoDB, saw {items}")

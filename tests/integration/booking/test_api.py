@@ -1,0 +1,324 @@
+"""The booking API end to end through the real broker, Redis and FerretDB: the command goes
+out on `booking.commands.v1`, a fake decider answers on `booking.events.v1`, the reply waiter
+maps the decision to HTTP, the in-process projector writes what the reads return."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from schemas.events.availability import ExamTypeSlots, StoreDayAvailability
+from services.booking.adapters.bookings import BookingRepository
+from tests.integration.booking.helpers import TZ, api_client, eventually
+
+PROBLEM = "application/problem+json"
+
+
+def booking_body(
+    store, hhmm: str = "10:00", customer: str = "cust", name: str = "Ana", **extra: Any
+) -> dict[str, Any]:
+    return {
+        "store_id": store.store_id,
+        "exam_type": "std",
+        "slot_start": store.at(hhmm).isoformat(),
+        "channel": "web",
+        "customer": {"customer_ref": f"{customer}-{store.store_id}", "name": name, "locale": "en"},
+        **extra,
+    }
+
+
+async def book(api, store, key: str | None = None, **body: Any) -> httpx.Response:
+    headers = {"Idempotency-Key": key or uuid.uuid4().hex}
+    return await api.post("/v1/bookings", json=booking_body(store, **body), headers=headers)
+
+
+def problem(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"] == PROBLEM
+    body = resp.json()
+    assert body["code"] == code, body
+    return body
+
+
+async def test_a_booking_is_confirmed_with_utc_and_store_local_times(api, store, decider):
+    resp = await book(api, store, hhmm="10:15")
+    assert resp.status_code == 201, resp.text
+    body = resp.json()
+    assert resp.headers["location"] == f"/v1/bookings/{body['booking_id']}"
+    local = store.at("10:15")
+    assert body["status"] == "confirmed"
+    assert body["local_start"] == local.isoformat()
+    assert body["slot_start"] == local.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    assert body["local_end"] == (local + dt.timedelta(minutes=30)).isoformat()
+    assert body["customer_ref"] == f"cust-{store.store_id}" and body["channel"] == "web"
+    assert [h["event"] for h in body["history"]] == ["confirmed"]
+
+    async def projected() -> httpx.Response | None:
+        got = await api.get(f"/v1/bookings/{body['booking_id']}")
+        return got if got.status_code == 200 else None
+
+    assert (await eventually(projected)).json() == body  # the read model says the same
+    problem(await api.get("/v1/bookings/nope"), 404, "unknown_booking")
+
+
+async def test_repeats_return_the_existing_booking_never_a_second_one(
+    api, store, decider, resources
+):
+    first = await book(api, store, key="key-1")
+    assert first.status_code == 201, first.text
+    booking_id = first.json()["booking_id"]
+    # Same key again (a client retry): the same booking, still 201.
+    again = await book(api, store, key="key-1")
+    assert (again.status_code, again.json()["booking_id"]) == (201, booking_id)
+    # Same customer, same slot, another channel and key: the existing booking, 200.
+    other = await book(api, store, key="key-2", channel="whatsapp")
+    assert (other.status_code, other.json()["booking_id"]) == (200, booking_id)
+    assert other.json()["channel"] == "web"  # the booking as it was made
+    # The channel's message id is the key when no header is sent.
+    body = booking_body(store, "11:00", customer="chat", channel_message_id="wx-1")
+    by_msg = await api.post("/v1/bookings", json=body)
+    assert by_msg.status_code == 201, by_msg.text
+    by_msg_again = await api.post("/v1/bookings", json=body)
+    assert (by_msg_again.status_code, by_msg_again.json()) == (201, by_msg.json())
+    assert [c.payload.idempotency_key for c in decider.seen[-2:]] == ["web:wx-1", "web:wx-1"]
+
+    repo = BookingRepository(resources.db)
+    assert await repo.coll.count_documents({"store_id": store.store_id}) == 2
+
+
+async def test_a_taken_slot_is_409_with_alternatives_in_both_times(api, store, decider):
+    assert (await book(api, store, hhmm="12:00", customer="a")).status_code == 201
+    body = problem(await book(api, store, hhmm="12:00", customer="b"), 409, "slot_taken")
+    alternative = store.at("12:30")
+    assert body["alternatives"] == [
+        {
+            "start": alternative.isoformat(),
+            "start_utc": alternative.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("reason", "status", "code"),
+    [
+        ("no_shift", 409, "no_shift"),
+        ("held", 409, "held"),
+        ("outside_hours", 422, "outside_opening_hours"),
+        ("unknown_store", 404, "unknown_store"),
+        ("in_past", 422, "in_past"),
+    ],
+)
+async def test_processor_rejections_map_to_http(api, store, decider, reason, status, code):
+    problem(await book(api, store, name=f"reject:{reason}"), status, code)
+
+
+async def test_bad_requests_are_refused_before_anything_is_produced(api, store, decider, clock):
+    sid = store.store_id
+    key = {"Idempotency-Key": "k"}
+    problem(
+        await api.post("/v1/bookings", json=booking_body(store)), 400, "missing_idempotency_key"
+    )
+    unknown = booking_body(store) | {"store_id": f"nope-{sid}"}
+    problem(await api.post("/v1/bookings", json=unknown, headers=key), 404, "unknown_store")
+    exam = booking_body(store) | {"exam_type": "lasik"}
+    problem(await api.post("/v1/bookings", json=exam, headers=key), 422, "unknown_exam_type")
+    problem(await book(api, store, hhmm="10:10"), 422, "not_on_grid")
+    problem(await book(api, store, hhmm="17:45"), 422, "outside_opening_hours")
+    problem(await book(api, store, hhmm="08:00"), 422, "outside_opening_hours")
+    naive = booking_body(store) | {"slot_start": store.at("10:00").replace(tzinfo=None).isoformat()}
+    body = problem(await api.post("/v1/bookings", json=naive, headers=key), 422, "invalid_request")
+    assert body["errors"][0]["loc"] == ["body", "slot_start"]
+    wrong = booking_body(store) | {"channel": "fax", "customer": "me"}
+    problem(await api.post("/v1/bookings", json=wrong, headers=key), 422, "invalid_request")
+    extra = booking_body(store) | {"slot": "tomorrow"}
+    problem(await api.post("/v1/bookings", json=extra, headers=key), 422, "invalid_request")
+    malformed = await api.post(
+        "/v1/bookings",
+        content=b'{"store_id": ',
+        headers={**key, "content-type": "application/json"},
+    )
+    problem(malformed, 400, "malformed_json")
+    huge = await api.post(
+        "/v1/bookings", content=b"x" * 70_000, headers={**key, "content-type": "application/json"}
+    )
+    problem(huge, 413, "payload_too_large")
+    # The injected clock decides what is past.
+    saved = clock.now()
+    clock.set(store.at("10:05"))
+    try:
+        problem(await book(api, store, hhmm="10:00"), 422, "in_past")
+    finally:
+        clock.set(saved)
+    assert decider.seen == []  # none of these reached the processor
+    assert (await book(api, store)).status_code == 201
+    assert len(decider.seen) == 1
+
+
+async def test_no_decision_in_time_is_202_and_the_status_url_gets_the_late_outcome(
+    booking_settings, projector, store, decider, clock
+):
+    quick = booking_settings.model_copy(update={"decision_timeout_s": 0.3})
+    async with api_client(quick, clock) as api:
+        decider.silent = True
+        resp = await book(api, store, hhmm="15:00")
+        assert resp.status_code == 202, resp.text
+        accepted = resp.json()
+        status_url = f"/v1/commands/{accepted['correlation_id']}"
+        assert accepted["status_url"] == status_url == resp.headers["location"]
+        assert accepted["status"] == "pending"
+        assert (await api.get(status_url)).json() == {"status": "pending"}
+
+        # The decision arrives late: the waiter still records it under the status URL.
+        command = decider.seen[-1]
+        decider.silent = False
+        reply = decider.decide(command)
+        assert reply is not None
+        await decider.answer(command, reply)
+
+        async def done() -> dict[str, Any] | None:
+            got = (await api.get(status_url)).json()
+            return got if got["status"] == "done" else None
+
+        outcome = await eventually(done)
+        assert outcome["http_status"] == 201
+        assert outcome["body"]["booking_id"] == accepted["booking_id"]
+        assert outcome["body"]["local_start"] == store.at("15:00").isoformat()
+        problem(await api.get(f"/v1/commands/{uuid.uuid4().hex}"), 404, "unknown_command")
+        problem(await api.get("/v1/commands/not-an-id"), 422, "invalid_request")
+
+
+async def test_a_booking_through_its_life(api, store, decider):
+    booking = (await book(api, store, hhmm="09:00")).json()
+    url = f"/v1/bookings/{booking['booking_id']}"
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    problem(
+        await api.post(f"{url}/cancel", json={"by": "customer"}), 400, "missing_idempotency_key"
+    )
+    problem(await api.post(f"{url}/reschedule", json={"slot_start": store.at("09:10").isoformat()},
+                           headers=key), 422, "not_on_grid")  # fmt: skip
+    moved = await api.post(
+        f"{url}/reschedule", json={"slot_start": store.at("13:00").isoformat()}, headers=key
+    )
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["local_start"] == store.at("13:00").isoformat()
+    assert [h["event"] for h in moved.json()["history"]] == ["confirmed", "rescheduled"]
+    checked = await api.post(f"{url}/check-in", json={"staff_id": "desk-1"}, headers=key | {
+        "Idempotency-Key": "c1"})  # fmt: skip
+    assert (checked.status_code, checked.json()["status"]) == (200, "checked_in")
+    done = await api.post(f"{url}/complete", headers={"Idempotency-Key": "c2"})
+    assert (done.status_code, done.json()["status"]) == (200, "completed")
+    late = await api.post(f"{url}/cancel", json={"by": "store"}, headers={"Idempotency-Key": "c3"})
+    problem(late, 409, "invalid_transition")
+
+    other = (await book(api, store, hhmm="14:00", customer="b")).json()
+    no_show = await api.post(
+        f"/v1/bookings/{other['booking_id']}/no-show", headers={"Idempotency-Key": "n1"}
+    )
+    assert (no_show.status_code, no_show.json()["status"]) == (200, "no_show")
+    third = (await book(api, store, hhmm="16:00", customer="c")).json()
+    cancelled = await api.post(
+        f"/v1/bookings/{third['booking_id']}/cancel",
+        json={"by": "customer", "reason": "sick"},
+        headers={"Idempotency-Key": "x1"},
+    )
+    assert (cancelled.status_code, cancelled.json()["status"]) == (200, "cancelled")
+    assert cancelled.json()["history"][-1] | {"at": None} == {
+        "event": "cancelled", "at": None, "by": "customer", "reason": "sick", "late": False,
+        "slot_start": None, "optometrist_id": None, "previous_slot_start": None,
+        "previous_optometrist_id": None, "cause": None, "staff_id": None,
+    }  # fmt: skip
+    missing = await api.post(
+        "/v1/bookings/nope/cancel", json={"by": "store"}, headers={"Idempotency-Key": "x2"}
+    )
+    problem(missing, 404, "unknown_booking")
+
+
+async def test_availability_is_served_from_the_redis_view(api, bus, store):
+    sid = store.store_id
+    view = StoreDayAvailability(
+        store_id=sid, local_date=store.day, timezone=TZ, slot_minutes=15,
+        exam_types={"std": ExamTypeSlots(
+            duration_minutes=30, free_starts=["09:00", "09:15"], free_count=2
+        )},
+        computed_at=dt.datetime.now(dt.UTC), seq=3,
+    )  # fmt: skip
+    _, meta = await bus.publish(view, sid)
+    await bus.projected(meta)
+    url = f"/v1/stores/{sid}/availability"
+    resp = await api.get(url, params={"date": store.day.isoformat(), "exam_type": "std"})
+    assert resp.status_code == 200, resp.text
+    nine = store.at("09:00")
+    assert resp.json() == {
+        "store_id": sid, "date": store.day.isoformat(), "timezone": TZ, "exam_type": "std",
+        "duration_minutes": 30, "seq": 3,
+        "slots": [
+            {"local_time": "09:00", "start": nine.isoformat(), "free_count": 1,
+             "start_utc": nine.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")},
+            {"local_time": "09:15", "start": store.at("09:15").isoformat(), "free_count": 1,
+             "start_utc": store.at("09:15").astimezone(dt.UTC).isoformat().replace("+00:00", "Z")},
+        ],
+    }  # fmt: skip
+    # The API serves views from memory; a newer view replaces the copy as soon as it is written.
+    newer = view.model_copy(update={"seq": 4, "exam_types": {"std": ExamTypeSlots(
+        duration_minutes=30, free_starts=["09:15"], free_count=1, capacity=[2]
+    )}})  # fmt: skip
+    _, meta = await bus.publish(newer, sid)
+    await bus.projected(meta)
+
+    async def refreshed() -> dict[str, Any] | None:
+        got = await api.get(url, params={"date": store.day.isoformat(), "exam_type": "std"})
+        return got.json() if got.json()["seq"] == 4 else None
+
+    body = await eventually(refreshed, within_s=2)
+    assert [(s["local_time"], s["free_count"]) for s in body["slots"]] == [("09:15", 2)]
+
+    other_day = (store.day + dt.timedelta(days=1)).isoformat()
+    empty = await api.get(url, params={"date": other_day, "exam_type": "long"})
+    assert (empty.status_code, empty.json()["slots"], empty.json()["duration_minutes"]) == (
+        200, [], 60,
+    )  # fmt: skip
+    params = {"date": store.day.isoformat(), "exam_type": "std"}
+    problem(
+        await api.get(f"/v1/stores/nope-{sid}/availability", params=params), 404, "unknown_store"
+    )
+    bad_date = {"date": "2026-02-30", "exam_type": "std"}
+    problem(await api.get(url, params=bad_date), 422, "invalid_request")
+    unknown_exam = {"date": store.day.isoformat(), "exam_type": "lasik"}
+    problem(await api.get(url, params=unknown_exam), 422, "unknown_exam_type")
+
+
+async def test_customer_and_store_lists_are_cursor_paginated(api, store, decider):
+    ids = []
+    for hhmm in ("11:30", "09:30", "10:30"):
+        resp = await book(api, store, hhmm=hhmm, customer="pager")
+        assert resp.status_code == 201, resp.text
+        ids.append(resp.json()["booking_id"])
+    expected = [ids[1], ids[2], ids[0]]  # by start time
+    url = f"/v1/customers/pager-{store.store_id}/bookings"
+
+    async def all_projected() -> dict[str, Any] | None:
+        page = (await api.get(url, params={"limit": 2})).json()
+        return page if page["next_cursor"] else None
+
+    first = await eventually(all_projected)
+    assert [b["booking_id"] for b in first["items"]] == expected[:2]
+    second = (await api.get(url, params={"limit": 2, "cursor": first["next_cursor"]})).json()
+    assert ([b["booking_id"] for b in second["items"]], second["next_cursor"]) == (
+        expected[2:], None,
+    )  # fmt: skip
+
+    day = {"date": store.day.isoformat()}
+    store_url = f"/v1/stores/{store.store_id}/bookings"
+    listed = (await api.get(store_url, params=day)).json()
+    assert [b["booking_id"] for b in listed["items"]] == expected
+    cancelled = await api.get(store_url, params=day | {"status": "cancelled"})
+    assert cancelled.json() == {"items": [], "next_cursor": None}
+    next_day = {"date": (store.day + dt.timedelta(days=1)).isoformat()}
+    assert (await api.get(store_url, params=next_day)).json()["items"] == []
+    problem(await api.get(url, params={"cursor": "garbage"}), 400, "invalid_cursor")
+    problem(await api.get(url, params={"limit": 0}), 422, "invalid_request")
+    problem(await api.get(url, params={"limit": 201}), 422, "invalid_request")
