@@ -275,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     asyncio.run(_seed(endpoints, stores, args.days))
     probe = f"{api}/v1/stores/{stores[-1]}/availability?date={FIRST_DAY}&exam_type=standard"
     wait_until(lambda: _has_slots(probe), timeout=120, what="bench availability view")
+    _drain(urls["booking-processor"])  # the roster backlog is applied before measuring
 
     bare = ManagedProcess("bare-fastapi", cfg.run_dir / "bare-fastapi")
     bare_port = 8999 + PORT_OFFSET
@@ -328,6 +329,31 @@ def main(argv: list[str] | None = None) -> int:
     if not args.keep:
         stack.down(cfg)
     return 0
+
+
+def _consumed(processor: str) -> float:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{processor}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("optisync_events_consumed_total")
+    )
+
+
+def _drain(processor: str, quiet_s: float = 2.0, limit_s: float = 300.0) -> None:
+    """Wait until the processor has consumed nothing new for `quiet_s` (its queue is empty)."""
+    deadline = time.monotonic() + limit_s
+    last = _consumed(processor)
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        now = _consumed(processor)
+        if now == last:
+            return
+        _progress(f"draining the processor's backlog ({now:.0f} events consumed)")
+        last = now
 
 
 def _has_slots(url: str) -> bool:

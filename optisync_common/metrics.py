@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.responses import Response
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HTTP_REQUESTS = Counter(
@@ -31,13 +29,11 @@ def metrics_response() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-def _route_template(app: Any, scope: Scope) -> str:
-    # Label by route template, not raw path, so ids do not explode the cardinality.
-    for route in app.router.routes:
-        match, _ = route.matches(scope)
-        if match == Match.FULL:
-            return str(getattr(route, "path", scope.get("path", "")))
-    return "unmatched"
+def _route_template(scope: Scope) -> str:
+    # Label by route template, not raw path, so ids do not explode the cardinality. The router
+    # records the matched route in the scope; no second matching pass per request.
+    route = scope.get("route")
+    return str(getattr(route, "path", "unmatched")) if route is not None else "unmatched"
 
 
 class HttpMetrics:
@@ -63,7 +59,7 @@ class HttpMetrics:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = _route_template(scope["app"], scope)
+            route = _route_template(scope)
             method = scope["method"]
             HTTP_LATENCY.labels(self.service, method, route).observe(time.perf_counter() - started)
             HTTP_REQUESTS.labels(self.service, method, route, str(status)).inc()

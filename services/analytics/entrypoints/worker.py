@@ -23,7 +23,7 @@ facts = app.topic(BOOKING_FACTS, key_serializer="raw", value_serializer="raw")
 @app.agent(facts)
 async def aggregate(stream: Any) -> None:
     async for _, envelope in worker.decoded(stream):
-        log.info("fact", type=envelope.type, store_id=envelope.store_id)
+        log.debug("fact", type=envelope.type, store_id=envelope.store_id)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ booking_events = app.topic(BOOKING_EVENTS, key_serializer="raw", value_serialize
 @app.agent(booking_events)
 async def notify(stream: Any) -> None:
     async for _, envelope in worker.decoded(stream):
-        log.info("booking_event", type=envelope.type, store_id=envelope.store_id)
+        log.debug("booking_event", type=envelope.type, store_id=envelope.store_id)
 
 
 if __name__ == "__main__":
