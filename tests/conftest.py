@@ -1,5 +1,5 @@
 """Session fixtures: the real Kafka, Redis and FerretDB, started once per run by the same
-launcher `make up` uses (profile `test`, ports offset by 10000 so a running `make up` is left
+launcher `make up` uses (profile `test`, ports offset by 1000 so a running `make up` is left
 alone). Tests isolate by unique ids, never by restarting servers.
 
 Set OPTISYNC_KEEP_INFRA=1 to leave the servers running between local runs (faster).
@@ -18,7 +18,8 @@ import pytest
 from deploy.local import infra
 from optisync_common.topics import apply_registry
 
-TEST_PORT_OFFSET = 10000
+# Small offsets keep every port below 32768, outside the kernel's ephemeral range.
+TEST_PORT_OFFSET = 1000
 
 
 @pytest.fixture(scope="session")

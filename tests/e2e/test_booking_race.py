@@ -54,7 +54,7 @@ async def _storm(api: str, store_id: str, start: str, n: int, retries: int) -> l
 
 
 async def _final(client: httpx.AsyncClient, status_url: str) -> tuple[int, dict]:
-    for _ in range(300):
+    for _ in range(1200):
         state = (await client.get(status_url)).json()
         if state["status"] == "done":
             return state["http_status"], state["body"]

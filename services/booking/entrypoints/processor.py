@@ -38,9 +38,7 @@ worker = StreamWorker(
     # partition: a crash mid-command leaves no half-applied state and no visible output.
     processing_guarantee="exactly_once",
     # Consumers read committed only, so the commit interval is the decision latency floor.
-    broker_commit_interval=0.05,
-    # Batch produce requests: without it every changelog write and output is its own request.
-    producer_linger=0.01,
+    broker_commit_interval=0.02,
     # A crashed processor's partitions move to a live one after this long.
     broker_session_timeout=10.0,
     broker_heartbeat_interval=2.0,
