@@ -18,8 +18,10 @@ import pytest
 from deploy.local import infra
 from optisync_common.topics import apply_registry
 
-# Small offsets keep every port below 32768, outside the kernel's ephemeral range.
-TEST_PORT_OFFSET = 1000
+# Small offsets keep every port below 32768, outside the kernel's ephemeral range. Two checkouts
+# testing at once on one machine pick different offsets (and so different `.run/` profiles).
+TEST_PORT_OFFSET = int(os.environ.get("OPTISYNC_TEST_PORT_OFFSET", "1000"))
+TEST_PROFILE = "test" if TEST_PORT_OFFSET == 1000 else f"test{TEST_PORT_OFFSET}"
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +31,7 @@ def port_offset() -> int:
 
 @pytest.fixture(scope="session")
 def infra_config() -> infra.InfraConfig:
-    return infra.InfraConfig.from_env("test", port_offset=TEST_PORT_OFFSET)
+    return infra.InfraConfig.from_env(TEST_PROFILE, port_offset=TEST_PORT_OFFSET)
 
 
 @pytest.fixture(scope="session")
