@@ -146,14 +146,9 @@ class StreamWorker:
                     raise NotReady("resources not open") from exc
                 await dead_letter(
                     self.resources.publisher,
+                    message,
                     service=self.settings.service_name,
                     region=self.settings.region,
-                    topic=message.topic,
-                    partition=message.partition,
-                    offset=message.offset,
-                    key=message.key,
-                    value=message.value,
-                    headers=headers,
                     error=exc,
                     now=datetime.now(UTC),
                 )

@@ -90,12 +90,6 @@ def _expected(store_id: str, now: dt.datetime) -> dict[str, str]:
     return outcome
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known intermittent stall: after the restart some decisions are not visible to a "
-    "read-committed consumer within 180 s (faust exactly-once; under investigation, see the "
-    "issue 3 note). When it completes, every assertion below must hold.",
-)
 def test_kill_and_restart_mid_stream_loses_and_duplicates_nothing(
     running_stack, restart_missing, infra_config, endpoints, unique_id
 ):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
+from aiokafka.structs import ConsumerRecord
+
 from optisync_common.dlq import dead_letter
 from optisync_common.kafka import EventPublisher, header, make_consumer, make_producer
 from schemas.envelope import new_envelope
@@ -84,9 +86,13 @@ async def test_dead_letter_keeps_the_original_bytes(settings, unique_id):
     await producer.start()
     await consumer.start()
     try:
+        failed = ConsumerRecord(
+            topic=ROSTER_EVENTS, partition=3, offset=42, timestamp=0, timestamp_type=0,
+            key=key, value=garbage, checksum=None, serialized_key_size=len(key),
+            serialized_value_size=len(garbage), headers=[("x-test", b"1")],
+        )  # fmt: skip
         await dead_letter(
-            EventPublisher(producer), service="itest", region="cn", topic=ROSTER_EVENTS,
-            partition=3, offset=42, key=key, value=garbage, headers=[("x-test", b"1")],
+            EventPublisher(producer), failed, service="itest", region="cn",
             error=ValueError("malformed JSON"), now=NOW,
         )  # fmt: skip
         record = await _consume_until(consumer, lambda r: r.key == key)

@@ -1,7 +1,7 @@
 """The availability processor's message handling: decode-free, framework-free.
 
 It applies one envelope (a booking command or a roster event) to the store's state held in
-four key-value tables and returns the envelopes to publish. The faust entrypoint passes its
+four key-value tables and returns the envelopes to publish. The stream entrypoint passes its
 changelog-backed tables; tests pass plain dicts. Table layout (all co-partitioned by store):
 
 * `configs`  store_id -> store configuration (hours, time zone, exam types, optometrists)
@@ -9,8 +9,9 @@ changelog-backed tables; tests pass plain dicts. Table layout (all co-partitione
 * `bookings` booking_id -> booking record (no personal data beyond the customer ref)
 * `idem`     "store_id|idempotency_key" -> {command event id, time, encoded outputs}
 
-Delivery is at-least-once: after a crash a command may be applied again. Its idempotency record
-then replays the exact outputs (same event ids) instead of deciding twice.
+The stream commits each batch's outputs, table changes and input offsets in one transaction,
+so a command is decided once. A client retry with the same idempotency key (or the same message
+redelivered by any other path) replays its stored outputs instead of deciding twice.
 """
 
 from __future__ import annotations
@@ -109,6 +110,19 @@ class AvailabilityProcessor:
         self._roster(envelope, payload)
         return self._roster_outputs(envelope, payload, now)
 
+    def expire_idempotency(self, now: dt.datetime) -> int:
+        """Forget idempotency records older than the TTL. Records are kept in write order, so
+        this stops at the first live one: the cost is the number expired, not the table size."""
+        horizon = _epoch(now) - self.idempotency_ttl_s
+        expired = []
+        for key, record in self.t.idem.items():
+            if record["at"] > horizon:
+                break
+            expired.append(key)
+        for key in expired:
+            del self.t.idem[key]
+        return len(expired)
+
     # ----------------------------------------------------------------------- commands
 
     def _command(
@@ -122,6 +136,8 @@ class AvailabilityProcessor:
         # Only the decision's own events are replayable; the availability view is
         # recomputed from current state on a replay.
         kept = [o for o in outputs if not isinstance(o.payload, StoreDayAvailability)]
+        # Re-inserted at the end, so the table stays in write order for `expire_idempotency`.
+        self.t.idem.pop(idem_key, None)
         self.t.idem[idem_key] = {
             "cmd": str(env.event_id),
             "at": _epoch(now),

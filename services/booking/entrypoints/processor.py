@@ -1,102 +1,124 @@
 """`python -m services.booking.entrypoints.processor`: the availability processor.
 
-Single writer per store: one faust agent consumes `booking.commands.v1` and `roster.events.v1`
-(both keyed by store_id, both 12 partitions, so a store's commands and roster changes land on
-the same partition number and the same worker). State lives in changelog-backed tables
-co-partitioned with them; outputs go through faust's producer, which faust flushes before it
-commits the input offsets, inside one transaction (exactly-once processing).
+Single writer per store: it consumes `booking.commands.v1` and `roster.events.v1` (both keyed
+by store_id, both 12 partitions, so a store's commands and roster changes land on the same
+partition number and the same task). State lives in changelog-backed tables per task; each
+batch's outputs, table changes and input offsets commit in one Kafka transaction
+(`optisync_common.txstream`), so a crash leaves neither half-applied state nor visible output.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
-from optisync_common.clock import SystemClock
-from optisync_common.dlq import dead_letter
+from aiokafka.structs import ConsumerRecord
+from fastapi import FastAPI
+
+from optisync_common.clock import Clock, SystemClock
+from optisync_common.dlq import dead_letter_envelope
+from optisync_common.http import create_app, serve
 from optisync_common.logging import bind_event, get_logger
-from optisync_common.streams import StreamWorker
-from schemas.registry import (
-    AVAILABILITY,
-    BOOKING_COMMANDS,
-    BOOKING_EVENTS,
-    BOOKING_FACTS,
-    ROSTER_EVENTS,
-    topic,
-)
-from schemas.serde import encode
+from optisync_common.metrics import EVENTS_CONSUMED
+from optisync_common.resources import NotReady, Resources
+from optisync_common.txstream import Output, Tables, TransactionalStreamProcessor
+from schemas.registry import BOOKING_COMMANDS, ROSTER_EVENTS, dlq_topic_for, topic
+from schemas.serde import DecodeError, decode, encode
 from services.booking.adapters.processor import AvailabilityProcessor, ProcessorTables
-from services.booking.settings import get_settings
+from services.booking.settings import BookingSettings, get_settings
 
 log = get_logger(__name__)
-settings = get_settings()
-PARTITIONS = topic(BOOKING_COMMANDS).partitions
-worker = StreamWorker(
-    settings,
-    "optisync-booking-processor",
-    web_port=settings.worker_port,
-    # Table changelogs, output events and input offsets commit in one Kafka transaction per
-    # partition: a crash mid-command leaves no half-applied state and no visible output.
-    processing_guarantee="exactly_once",
-    # Consumers read committed only, so the commit interval is the decision latency floor.
-    broker_commit_interval=0.02,
-    # A crashed processor's partitions move to a live one after this long.
-    broker_session_timeout=10.0,
-    broker_heartbeat_interval=2.0,
-)
-app = worker.app
-clock = SystemClock()
+APP_ID = "optisync-booking-processor"
+TABLES = ("configs", "days", "bookings", "idem")
 
 
-def _table(name: str) -> Any:
-    # Keys and values are JSON (faust's default serializer for untyped tables).
-    return app.Table(name, partitions=PARTITIONS)
+class BatchDecider:
+    """Decodes a task's records, lets the availability processor decide each, and turns the
+    results (and any record it cannot handle) into outputs of the task's transaction."""
 
+    def __init__(self, settings: BookingSettings, clock: Clock) -> None:
+        self.settings = settings
+        self.clock = clock
 
-tables = ProcessorTables(
-    configs=_table("store-configs"),
-    days=_table("store-days"),
-    bookings=_table("bookings"),
-    idem=_table("idempotency"),
-)
-processor = AvailabilityProcessor(tables, region=settings.region)
+    def __call__(
+        self, partition: int, records: Sequence[ConsumerRecord[bytes, bytes]], tables: Tables
+    ) -> list[Output]:
+        processor = AvailabilityProcessor(
+            ProcessorTables(**{name: tables[name] for name in TABLES}),
+            region=self.settings.region,
+        )
+        now = self.clock.now()
+        processor.expire_idempotency(now)
+        outputs: list[Output] = []
+        for record in records:
+            outputs.extend(self._decide(processor, record))
+        return outputs
 
-inputs = app.topic(BOOKING_COMMANDS, ROSTER_EVENTS, key_serializer="raw", value_serializer="raw")
-outputs = {
-    name: app.topic(name, key_serializer="raw", value_serializer="raw")
-    for name in (BOOKING_EVENTS, BOOKING_FACTS, AVAILABILITY)
-}
-
-
-@app.agent(inputs)
-async def decide(stream: Any) -> None:
-    async for event, envelope in worker.decoded(stream):
+    def _decide(
+        self, processor: AvailabilityProcessor, record: ConsumerRecord[bytes, bytes]
+    ) -> list[Output]:
+        headers = list(record.headers or [])
+        try:
+            envelope = decode(record.value or b"", headers)
+        except DecodeError as exc:
+            return [self._dead_letter(record, exc)]
+        EVENTS_CONSUMED.labels(self.settings.service_name, record.topic, envelope.type).inc()
         with bind_event(event_id=str(envelope.event_id), correlation_id=envelope.correlation_id):
             try:
-                results = processor.handle(envelope, clock.now())
+                results = processor.handle(envelope, self.clock.now())
             except Exception as exc:  # a bug must not stall the store's partition
                 log.exception("processor_failed", type=envelope.type)
-                message = event.message
-                assert worker.resources is not None
-                await dead_letter(
-                    worker.resources.publisher,
-                    service="booking-processor",
-                    region=settings.region,
-                    topic=message.topic,
-                    partition=message.partition,
-                    offset=message.offset,
-                    key=message.key,
-                    value=message.value,
-                    headers=list(message.headers or []),
-                    error=exc,
-                    now=clock.now(),
-                )
-                continue
-            for result in results:
-                encoded = encode(result)
-                await outputs[encoded.topic].send(
-                    key=encoded.key, value=encoded.value, headers=encoded.headers
-                )
+                return [self._dead_letter(record, exc)]
+        encoded = [encode(result) for result in results]
+        return [Output(e.topic, e.key, e.value, list(e.headers)) for e in encoded]
+
+    def _dead_letter(self, record: ConsumerRecord[bytes, bytes], error: Exception) -> Output:
+        letter = dead_letter_envelope(
+            record,
+            service="booking-processor",
+            region=self.settings.region,
+            error=error,
+            now=self.clock.now(),
+        )
+        encoded = encode(letter, topic=dlq_topic_for(record.topic), key=record.key)
+        return Output(encoded.topic, encoded.key, encoded.value, list(encoded.headers))
+
+
+def build_app(settings: BookingSettings, clock: Clock | None = None) -> FastAPI:
+    stream = TransactionalStreamProcessor(
+        bootstrap=settings.kafka_bootstrap,
+        app_id=APP_ID,
+        inputs=[BOOKING_COMMANDS, ROSTER_EVENTS],
+        tables=TABLES,
+        partitions=topic(BOOKING_COMMANDS).partitions,
+        handler=BatchDecider(settings, clock or SystemClock()),
+        # A crashed processor's partitions move to a live one after this long.
+        session_timeout_ms=10000,
+    )
+
+    async def start(api: FastAPI, resources: Resources) -> None:
+        api.state.stream = stream
+        await stream.start()
+
+    async def stop(api: FastAPI, resources: Resources) -> None:
+        await stream.stop()
+
+    async def check_stream() -> None:
+        if not stream.ready:
+            raise NotReady("processor tasks not assigned and restored yet")
+
+    worker_settings = settings.model_copy(update={"http_port": settings.worker_port})
+    return create_app(
+        worker_settings,
+        title="OptiSync booking processor",
+        description="Availability processor health, readiness and metrics.",
+        mongo=False,
+        redis=False,
+        on_startup=[start],
+        on_shutdown=[stop],
+        extra_checks={"stream": check_stream},
+    )
 
 
 if __name__ == "__main__":
-    worker.serve(title="OptiSync booking processor")
+    settings = get_settings()
+    serve(build_app(settings), settings.model_copy(update={"http_port": settings.worker_port}))

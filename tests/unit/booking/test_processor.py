@@ -233,3 +233,19 @@ def test_berlin_dst_day_and_shanghai_local_slots():
     assert payloads(out, BookingConfirmed)[0].local_start == "2026-12-07T09:00:00+08:00"
     view = payloads(out, StoreDayAvailability)[0]
     assert view.exam_types["standard"].free_starts[0] == "09:00"
+
+
+def test_idempotency_records_expire_after_the_ttl_oldest_first():
+    proc, tables = berlin_store()
+    proc.handle(request("berlin", at("10:00"), key="old", customer="c1", now=NOW), NOW)
+    later = NOW + dt.timedelta(hours=2)
+    proc.handle(request("berlin", at("11:00"), key="new", customer="c2", now=later), later)
+    assert proc.expire_idempotency(NOW + dt.timedelta(hours=23)) == 0
+    assert proc.expire_idempotency(NOW + dt.timedelta(hours=24, seconds=1)) == 1
+    assert [k.split("|")[1] for k in tables.idem] == ["new"]
+    # Past the TTL the same key is decided afresh (the second optometrist is free at 11:00).
+    again = NOW + dt.timedelta(hours=27)
+    proc.expire_idempotency(again)
+    retry = proc.handle(request("berlin", at("11:00"), key="new", customer="c3", now=again), again)
+    assert not payloads(retry, BookingRejected)
+    assert len(payloads(retry, BookingConfirmed)) == 1
