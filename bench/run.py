@@ -33,6 +33,7 @@ from typing import Any
 
 import aiohttp
 
+from bench import processor as processor_bench
 from deploy.local import infra, stack
 from deploy.local.procs import ManagedProcess, wait_until
 from optisync_common.kafka import EventPublisher, make_producer
@@ -258,11 +259,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seconds", type=int, default=10, help="duration of each step")
     parser.add_argument("--rates", default="100,250,500,1000")
+    parser.add_argument("--processor-rates", default="100,500,1000,2000")
     parser.add_argument("--stores", type=int, default=40)
-    parser.add_argument("--days", type=int, default=14)
+    parser.add_argument("--days", type=int, default=28)
     parser.add_argument("--keep", action="store_true", help="leave the bench platform running")
     args = parser.parse_args(argv)
     rates = [int(r) for r in args.rates.split(",")]
+    processor_rates = [int(r) for r in args.processor_rates.split(",")]
 
     cfg = infra.InfraConfig.from_env("bench", port_offset=PORT_OFFSET)
     endpoints = infra.up(cfg)
@@ -301,6 +304,15 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(2)  # let queues drain between steps
     _progress("bookings closed loop, 64 concurrent clients (max sustainable rate)")
     saturated = asyncio.run(_closed_loop(api, 64, args.seconds, slots, f"{run_id}-max"))
+    _drain(urls["booking-processor"])
+    settings = endpoints.settings(ServiceSettings, service_name="bench", environment="test")
+    alone = []
+    for rate in processor_rates:
+        _progress(f"processor alone: commands into Kafka at {rate}/s for {args.seconds}s")
+        alone.append(asyncio.run(
+            processor_bench.open_loop(settings, rate, args.seconds, slots, f"{run_id}-p{rate}")
+        ))  # fmt: skip
+        _drain(urls["booking-processor"])
 
     ratio = reads["GET availability (Redis)"]["rps"] / reads["bare FastAPI route"]["rps"]
     report = "\n\n".join([
@@ -318,12 +330,22 @@ def main(argv: list[str] | None = None) -> int:
             + [["max (64 clients)", saturated["achieved_rps"], saturated["p50_ms"],
                 saturated["p95_ms"], saturated["p99_ms"], saturated["statuses"]]],
         ) + "\n\ntargets: >= 1,000 bookings/s sustained; p99 <= 50 ms at 500/s",
+        "## Availability processor alone (command produced > decision visible, read committed)"
+        "\n\n" + _table(
+            ["offered /s", "decided /s", "p50 ms", "p95 ms", "p99 ms", "max ms", "undecided",
+             "outcomes"],
+            [[a["target_rps"], a["decided_rps"], a["p50_ms"], a["p95_ms"], a["p99_ms"],
+              a["max_ms"], a["undecided"], a["outcomes"]] for a in alone],
+        ),
     ])  # fmt: skip
     print("\n" + report)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{run_id}-booking.md").write_text(report + "\n")
     (RESULTS / f"{run_id}-booking.json").write_text(
-        json.dumps({"reads": reads, "bookings": bookings, "max": saturated}, indent=2) + "\n"
+        json.dumps(
+            {"reads": reads, "bookings": bookings, "max": saturated, "processor": alone}, indent=2
+        )
+        + "\n"
     )
     _progress(f"saved bench/results/{run_id}-booking.md")
     if not args.keep:

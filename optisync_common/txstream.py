@@ -11,7 +11,12 @@ The shape is Kafka Streams' exactly-once:
   meet the same state.
 * Each batch of a task is one Kafka transaction on the task's own transactional producer
   (`<app_id>-<p>`): the outputs, the table changes (to compacted `<app_id>-<table>-changelog`
-  topics, partition `p`) and the input offsets commit together or not at all.
+  topics, partition `p`) and the input offsets commit together or not at all. (One producer
+  per task, not per instance: aiokafka's offset commits carry no consumer generation, so only
+  the transactional id can fence a zombie that lost the task.)
+* Tasks run as independent pipelines: while one waits for its commit, others decide, and a
+  task's next batch is whatever arrived meanwhile (batches grow with load, latency stays near
+  one commit when idle). A task with a long queue pauses its partitions (backpressure).
 * When a task is assigned, its producer starts first (which fences a previous owner and aborts
   its open transaction), then its tables are rebuilt from the changelogs (read committed), so
   state and input position always match. A failed transaction rebuilds the task the same way.
@@ -116,6 +121,15 @@ class _Task:
     partition: int
     producer: AIOKafkaProducer
     tables: dict[str, ChangelogTable] = field(default_factory=dict)
+    queue: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = field(default_factory=dict)
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    worker: asyncio.Task[None] | None = None
+    stopping: bool = False
+    recovering: bool = False  # records fetched before its seek must not reach the queue
+    paused: bool = False
+
+    def queued(self) -> int:
+        return sum(len(records) for records in self.queue.values())
 
 
 class TransactionalStreamProcessor:
@@ -143,11 +157,9 @@ class TransactionalStreamProcessor:
         self._heartbeat_interval_ms = heartbeat_interval_ms
         self._consumer: AIOKafkaConsumer | None = None
         self._tasks: dict[int, _Task] = {}
-        # Held while a batch is decided and committed, and while tasks move: a rebalance never
-        # takes a task away in the middle of its transaction.
-        self._lock = asyncio.Lock()
-        self._loop_task: asyncio.Task[None] | None = None
+        self._fetch_task: asyncio.Task[None] | None = None
         self._assigned_once = False
+        self._crashed = False
 
     def changelog_topic(self, table: str) -> str:
         return f"{self.app_id}-{table}-changelog"
@@ -175,15 +187,14 @@ class TransactionalStreamProcessor:
         )
         consumer.subscribe(self.inputs, listener=_Listener(self))
         await consumer.start()
-        self._loop_task = asyncio.create_task(self._run(), name=f"{self.app_id}-loop")
+        self._fetch_task = asyncio.create_task(self._fetch(), name=f"{self.app_id}-fetch")
 
     async def stop(self) -> None:
-        if self._loop_task is not None:
-            self._loop_task.cancel()
+        if self._fetch_task is not None:
+            self._fetch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
-        async with self._lock:
-            await self._drop_tasks(list(self._tasks))
+                await self._fetch_task
+        await self._drop_tasks(list(self._tasks))
         if self._consumer is not None:
             await self._consumer.stop()
 
@@ -195,52 +206,87 @@ class TransactionalStreamProcessor:
 
     @property
     def running(self) -> bool:
-        return self._loop_task is not None and not self._loop_task.done()
+        return self._fetch_task is not None and not self._fetch_task.done()
 
     @property
     def ready(self) -> bool:
         """Running and holding restored tasks (or told it has none)."""
-        return self.running and self._assigned_once
+        return self.running and self._assigned_once and not self._crashed
 
     def tables(self, partition: int) -> Tables | None:
         """The live tables of a task this instance owns (for tests and diagnostics)."""
         task = self._tasks.get(partition)
         return task.tables if task else None
 
-    # ------------------------------------------------------------------ the loop
+    # ------------------------------------------------------------------ the pipelines
 
-    async def _run(self) -> None:
+    async def _fetch(self) -> None:
+        """Hands fetched records to their task's queue; pauses a task that falls behind."""
         while True:
             try:
                 batch = await self.consumer.getmany(timeout_ms=100, max_records=self.max_batch)
-            except Exception:  # the broker away for a while: keep trying, stay unready
+            except Exception:  # the broker away for a while: keep trying
                 log.exception("stream_fetch_failed", app=self.app_id)
                 await asyncio.sleep(1)
                 continue
-            if not batch:
-                continue
-            by_task: dict[int, dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]] = {}
+            refetch = False
             for tp, records in batch.items():
-                by_task.setdefault(tp.partition, {})[tp] = records
-            async with self._lock:
-                await asyncio.gather(*(self._commit_batch(p, r) for p, r in by_task.items()))
+                task = self._tasks.get(tp.partition)
+                if task is None:
+                    # Fetched before the task exists (aiokafka fetches while the rebalance
+                    # callback still runs): never skip them, read them again later.
+                    with contextlib.suppress(Exception):  # unless no longer ours
+                        self.consumer.seek(tp, records[0].offset)
+                    refetch = True
+                    continue
+                if task.stopping or task.recovering:
+                    continue  # a new owner, or the recovery's own seek, re-reads them
+                task.queue.setdefault(tp, []).extend(records)
+                task.wakeup.set()
+                if not task.paused and task.queued() >= 2 * self.max_batch:
+                    self.consumer.pause(*self._partitions_of(task.partition))
+                    task.paused = True
+            if refetch:
+                await asyncio.sleep(0.05)
+
+    async def _work(self, task: _Task) -> None:
+        try:
+            await self._work_loop(task)
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            # Unready from now on (the readiness probe restarts us): never a silent stall.
+            log.exception("stream_task_crashed", app=self.app_id, partition=task.partition)
+            self._crashed = True
+            raise
+
+    async def _work_loop(self, task: _Task) -> None:
+        while not task.stopping:
+            await task.wakeup.wait()
+            task.wakeup.clear()
+            records, task.queue = task.queue, {}
+            if task.paused:
+                self.consumer.resume(*self._partitions_of(task.partition))
+                task.paused = False
+            if records and not task.stopping:
+                await self._commit_batch(task, records)
+
+    def _partitions_of(self, partition: int) -> list[TopicPartition]:
+        return [tp for tp in self.consumer.assignment() if tp.partition == partition]
 
     async def _commit_batch(
-        self, partition: int, records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+        self, task: _Task, records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
     ) -> None:
-        task = self._tasks.get(partition)
-        if task is None:  # revoked while the batch was fetched
-            return
         started = time.perf_counter()
         # Interleave the inputs by time while keeping each partition's own (offset) order.
         ordered = list(heapq.merge(*records.values(), key=lambda r: r.timestamp))
-        outputs = self.handler(partition, ordered, task.tables)
+        outputs = self.handler(task.partition, ordered, task.tables)
         offsets = {tp: rs[-1].offset + 1 for tp, rs in records.items()}
         try:
             await self._transact(task, outputs, offsets)
         except Exception:
-            log.exception("stream_transaction_failed", app=self.app_id, partition=partition)
-            await self._rebuild(partition, why="transaction_failed")
+            log.exception("stream_transaction_failed", app=self.app_id, partition=task.partition)
+            await self._recover(task)
             return
         BATCH_RECORDS.labels(self.app_id).observe(len(ordered))
         TXN_SECONDS.labels(self.app_id).observe(time.perf_counter() - started)
@@ -274,47 +320,71 @@ class TransactionalStreamProcessor:
             raise
         await producer.commit_transaction()
 
-    # ------------------------------------------------------------------ task movement
-
-    async def _assign(self, partitions: set[int]) -> None:
-        new = sorted(partitions - set(self._tasks))
-        for p in new:
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap,
-                client_id=f"{self.app_id}-producer-{p}",
-                transactional_id=f"{self.app_id}-{p}",
-                enable_idempotence=True,
-                acks="all",
-                linger_ms=1,
-                request_timeout_ms=15000,
-            )
-            await producer.start()  # fences the previous owner of this task
-            self._tasks[p] = _Task(p, producer)
-        await self._restore(new)
-        self._assigned_once = True
-        log.info("stream_tasks_assigned", app=self.app_id, partitions=sorted(self._tasks))
-
-    async def _drop_tasks(self, partitions: Sequence[int]) -> None:
-        for p in partitions:
-            task = self._tasks.pop(p, None)
-            if task is not None:
-                with contextlib.suppress(Exception):
-                    await task.producer.stop()
-
-    async def _rebuild(self, partition: int, *, why: str) -> None:
-        """After a failed transaction: forget the task's uncommitted state and input position."""
-        await self._drop_tasks([partition])
-        mine = [tp for tp in self.consumer.assignment() if tp.partition == partition]
-        if not mine:
-            return
-        await self._assign({partition})
-        committed = {tp: await self.consumer.committed(tp) for tp in mine}
-        for tp, offset in committed.items():
+    async def _recover(self, task: _Task) -> None:
+        """After a failed transaction: forget the task's uncommitted state and queue, and go
+        back to its committed input position with a fresh producer (which also fences)."""
+        task.recovering = True
+        task.queue.clear()
+        with contextlib.suppress(Exception):
+            await task.producer.stop()
+        task.producer = await self._start_producer(task.partition)
+        await self._restore([task.partition])
+        for tp in self._partitions_of(task.partition):
+            offset = await self.consumer.committed(tp)
             if offset is None:
                 await self.consumer.seek_to_beginning(tp)
             else:
                 self.consumer.seek(tp, offset)
-        TASK_RESTORES.labels(self.app_id, why).inc()
+        task.queue.clear()
+        task.recovering = False
+        TASK_RESTORES.labels(self.app_id, "transaction_failed").inc()
+
+    # ------------------------------------------------------------------ task movement
+
+    async def _start_producer(self, partition: int) -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            client_id=f"{self.app_id}-producer-{partition}",
+            transactional_id=f"{self.app_id}-{partition}",
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=1,
+            request_timeout_ms=15000,
+            # The next transaction's first request often meets CONCURRENT_TRANSACTIONS while
+            # the broker still writes the previous commit markers (KAFKA-5477); the default
+            # 100 ms backoff would then be most of a decision's latency.
+            retry_backoff_ms=5,
+        )
+        await producer.start()  # init_transactions: fences the previous owner of this id
+        return producer
+
+    async def _assign(self, partitions: set[int]) -> None:
+        new = sorted(partitions - set(self._tasks))
+        # Tasks exist (and queue what is fetched) from here on; they start deciding once
+        # their tables are restored.
+        for p in new:
+            self._tasks[p] = _Task(p, await self._start_producer(p))
+        await self._restore(new)
+        for p in new:
+            task = self._tasks[p]
+            task.worker = asyncio.create_task(self._work(task), name=f"{self.app_id}-task-{p}")
+            task.wakeup.set()  # whatever was queued during the restore
+        self._assigned_once = True
+        log.info("stream_tasks_assigned", app=self.app_id, partitions=sorted(self._tasks))
+
+    async def _drop_tasks(self, partitions: Sequence[int]) -> None:
+        """Let each task finish the batch in hand (its transaction commits or aborts), then stop."""
+        for p in partitions:
+            task = self._tasks.pop(p, None)
+            if task is None:
+                continue
+            task.stopping = True
+            task.wakeup.set()
+            if task.worker is not None:
+                with contextlib.suppress(Exception):
+                    await task.worker
+            with contextlib.suppress(Exception):
+                await task.producer.stop()
 
     async def _restore(self, partitions: Sequence[int]) -> None:
         if not partitions:
@@ -366,16 +436,16 @@ class TransactionalStreamProcessor:
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """aiokafka awaits these between fetches, so no record is handed out while tasks move."""
+
     def __init__(self, owner: TransactionalStreamProcessor) -> None:
         self.owner = owner
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        async with self.owner._lock:
-            kept = {tp.partition for tp in self.owner.consumer.assignment()} - {
-                tp.partition for tp in revoked
-            }
-            await self.owner._drop_tasks([p for p in list(self.owner._tasks) if p not in kept])
+        kept = {tp.partition for tp in self.owner.consumer.assignment()} - {
+            tp.partition for tp in revoked
+        }
+        await self.owner._drop_tasks([p for p in list(self.owner._tasks) if p not in kept])
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        async with self.owner._lock:
-            await self.owner._assign({tp.partition for tp in assigned})
+        await self.owner._assign({tp.partition for tp in assigned})

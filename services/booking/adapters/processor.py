@@ -95,11 +95,21 @@ def _utc(epoch: int) -> dt.datetime:
 
 class AvailabilityProcessor:
     def __init__(
-        self, tables: ProcessorTables, region: str, idempotency_ttl_s: int = IDEMPOTENCY_TTL_S
+        self,
+        tables: ProcessorTables,
+        region: str,
+        idempotency_ttl_s: int = IDEMPOTENCY_TTL_S,
+        *,
+        coalesce_views: bool = False,
     ) -> None:
         self.t = tables
         self.region = region
         self.idempotency_ttl_s = idempotency_ttl_s
+        # With `coalesce_views`, a store-day's availability view is computed once per batch
+        # (`flush_views`) instead of after every change: the topic is compacted and readers
+        # only want the latest view, and computing it is most of a decision's cost.
+        self.coalesce_views = coalesce_views
+        self._pending_views: dict[tuple[str, dt.date], tuple[Envelope[Any], dt.datetime]] = {}
 
     # ----------------------------------------------------------------------- entry point
 
@@ -285,7 +295,7 @@ class AvailabilityProcessor:
                 now,
                 lead_minutes=(start - _epoch(now)) // 60,
             ),
-            self._availability(env, cfg, day, now),
+            *self._view(env, cfg, day, now),
         ]
 
     def _cancel(
@@ -329,7 +339,7 @@ class AvailabilityProcessor:
                 cancelled_by=cmd.by,
                 late=outcome.late,
             ),
-            self._availability(env, cfg, day, now),
+            *self._view(env, cfg, day, now),
         ]
 
     def _reschedule(
@@ -355,7 +365,7 @@ class AvailabilityProcessor:
         outputs = []
         if new_day is not old_day:
             self._save_day(cfg.store_id, new_day)
-            outputs.append(self._availability(env, cfg, new_day, now))
+            outputs.extend(self._view(env, cfg, new_day, now))
         event = BookingRescheduled(
             booking_id=booking.booking_id,
             idempotency_key=cmd.idempotency_key,
@@ -381,7 +391,7 @@ class AvailabilityProcessor:
                 now,
                 lead_minutes=(new.start - _epoch(now)) // 60,
             ),
-            self._availability(env, cfg, old_day, now),
+            *self._view(env, cfg, old_day, now),
             *outputs,
         ]
 
@@ -409,7 +419,7 @@ class AvailabilityProcessor:
             if day.release(booking.booking_id) is not None:
                 day.seq += 1
                 self._save_day(cfg.store_id, day)
-                outputs.append(self._availability(env, cfg, day, now))
+                outputs.extend(self._view(env, cfg, day, now))
         event: EventPayload
         if isinstance(cmd, CheckInBooking):
             event = BookingCheckedIn(
@@ -487,7 +497,7 @@ class AvailabilityProcessor:
         cfg = self._config(env.store_id)
         if cfg is None or not cfg.registered:
             return []
-        return [self._availability(env, cfg, self._day(cfg, event.date), now)]
+        return self._view(env, cfg, self._day(cfg, event.date), now)
 
     # ----------------------------------------------------------------------- state access
 
@@ -582,6 +592,24 @@ class AvailabilityProcessor:
             **extra,
         )
         return self._derive(env, fact, now, kind.value)
+
+    def _view(
+        self, env: Envelope[Any], cfg: StoreConfig, day: Day, now: dt.datetime
+    ) -> list[Envelope[Any]]:
+        if not self.coalesce_views:
+            return [self._availability(env, cfg, day, now)]
+        self._pending_views[(cfg.store_id, day.date)] = (env, now)
+        return []
+
+    def flush_views(self) -> list[Envelope[Any]]:
+        """The latest availability view of every store-day changed since the last flush."""
+        views = []
+        for (store_id, date), (env, now) in self._pending_views.items():
+            cfg = self._config(store_id)
+            if cfg is not None:
+                views.append(self._availability(env, cfg, self._day(cfg, date), now))
+        self._pending_views.clear()
+        return views
 
     def _availability(
         self, env: Envelope[Any], cfg: StoreConfig, day: Day, now: dt.datetime

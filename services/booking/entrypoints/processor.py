@@ -45,13 +45,15 @@ class BatchDecider:
         processor = AvailabilityProcessor(
             ProcessorTables(**{name: tables[name] for name in TABLES}),
             region=self.settings.region,
+            coalesce_views=True,
         )
         now = self.clock.now()
         processor.expire_idempotency(now)
         outputs: list[Output] = []
         for record in records:
             outputs.extend(self._decide(processor, record))
-        return outputs
+        views = [encode(view) for view in processor.flush_views()]
+        return outputs + [Output(e.topic, e.key, e.value, list(e.headers)) for e in views]
 
     def _decide(
         self, processor: AvailabilityProcessor, record: ConsumerRecord[bytes, bytes]

@@ -249,3 +249,19 @@ def test_idempotency_records_expire_after_the_ttl_oldest_first():
     retry = proc.handle(request("berlin", at("11:00"), key="new", customer="c3", now=again), again)
     assert not payloads(retry, BookingRejected)
     assert len(payloads(retry, BookingConfirmed)) == 1
+
+
+def test_coalesced_views_publish_each_changed_day_once_with_its_final_state():
+    proc, tables = berlin_store()
+    proc.coalesce_views = True
+    outputs = []
+    for i, hhmm in enumerate(("10:00", "10:00", "11:00")):
+        cmd = request("berlin", at(hhmm), key=f"k{i}", customer=f"c{i}", now=NOW)
+        outputs += proc.handle(cmd, NOW)
+    assert not payloads(outputs, StoreDayAvailability)
+    flushed = proc.flush_views()
+    (view,) = payloads(flushed, StoreDayAvailability)
+    slots = free(flushed)
+    assert "10:00" not in slots and slots["11:00"] == 1
+    assert view.seq == tables.days[f"berlin|{DAY.isoformat()}"]["seq"]
+    assert proc.flush_views() == []
