@@ -89,6 +89,12 @@ class RosterTap:
         await asyncio.sleep(settle_s)
         return list(self.by_key[key])
 
+    async def after(
+        self, key: str, mark: int, count: int, settle_s: float = 1.0
+    ) -> list[Envelope[Any]]:
+        """The events keyed ``key`` after the first ``mark`` ones (see ``events``)."""
+        return (await self.events(key, mark + count, settle_s))[mark:]
+
 
 @pytest.fixture(scope="session")
 def roster_settings(endpoints: Endpoints) -> RosterSettings:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-from tests.integration.roster.conftest import RosterTap
+from tests.integration.roster.conftest import RosterTap, eventually
 
 WEEK = dt.date(2026, 3, 23)  # Monday; Sunday 29 March is Berlin's spring-forward day
 BERLIN_HOURS = {
@@ -25,6 +25,11 @@ class Chain:
     shanghai: str
     o1: str  # Berlin only
     o2: str  # Berlin and Shanghai
+    setup: dict[str, list[str]] = field(default_factory=dict)  # store -> event types
+
+    def mark(self, store_id: str) -> int:
+        """How many events the store's key carried once the chain was set up."""
+        return len(self.setup[store_id])
 
 
 async def ok(resp: httpx.Response, status: int = 200) -> Any:
@@ -32,7 +37,7 @@ async def ok(resp: httpx.Response, status: int = 200) -> Any:
     return resp.json()
 
 
-async def make_chain(roster: httpx.AsyncClient, uid: str) -> Chain:
+async def make_chain(roster: httpx.AsyncClient, tap: RosterTap, uid: str) -> Chain:
     chain = Chain(f"ber-{uid}", f"sha-{uid}", f"o1-{uid}", f"o2-{uid}")
     await ok(await roster.put(f"/v1/stores/{chain.berlin}", json={
         "name": "Berlin Mitte", "region": "eu", "timezone": "Europe/Berlin",
@@ -50,6 +55,16 @@ async def make_chain(roster: httpx.AsyncClient, uid: str) -> Chain:
         "name": "Li", "skills": ["general", "pediatric"], "home_store_id": chain.berlin,
         "store_ids": [chain.berlin, chain.shanghai],
     }))  # fmt: skip
+    for store_id in (chain.berlin, chain.shanghai):  # wait until o2 joined there
+
+        async def joined(store_id: str = store_id) -> bool:
+            return any(
+                e.type == "OptometristJoined" and e.payload.optometrist_id == chain.o2
+                for e in tap.by_key[store_id]
+            )
+
+        await eventually(joined)
+        chain.setup[store_id] = [e.type for e in tap.by_key[store_id]]
     return chain
 
 
@@ -60,12 +75,13 @@ def utc(day: dt.date, hh: int) -> str:
 async def test_publishing_a_week_emits_exactly_its_shifts_in_order_keyed_by_store(
     roster: httpx.AsyncClient, tap: RosterTap, unique_id: str
 ) -> None:
-    chain = await make_chain(roster, unique_id)
-    setup = await tap.events(chain.berlin, 3, settle_s=0.3)
-    assert [e.type for e in setup] == ["StoreRegistered", "OptometristJoined", "OptometristJoined"]
-    assert [e.type for e in await tap.events(chain.shanghai, 2, settle_s=0)] == [
-        "StoreRegistered", "OptometristJoined",
-    ]  # fmt: skip
+    chain = await make_chain(roster, tap, unique_id)
+    # registration: the store, every exam type already defined, then who works there
+    berlin = [t for t in chain.setup[chain.berlin] if t != "ExamTypeDefined"]
+    assert berlin == ["StoreRegistered", "OptometristJoined", "OptometristJoined"]
+    shanghai = [t for t in chain.setup[chain.shanghai] if t != "ExamTypeDefined"]
+    assert shanghai == ["StoreRegistered", "OptometristJoined"]
+    b0, s0 = chain.mark(chain.berlin), chain.mark(chain.shanghai)
 
     lunch = [{"start": "12:00", "end": "13:00"}]
     weekdays = {d: {"start": "09:00", "end": "17:00", "breaks": lunch}
@@ -90,7 +106,7 @@ async def test_publishing_a_week_emits_exactly_its_shifts_in_order_keyed_by_stor
     ))  # fmt: skip
     assert published["status"] == "published"
 
-    got = (await tap.events(chain.berlin, 3 + 7))[3:]
+    got = await tap.after(chain.berlin, b0, 7)
     days = [WEEK + dt.timedelta(days=i) for i in (0, 1, 2, 3, 4)]  # Mon-Fri, CET (+01:00)
     expected = [
         ("ShiftPublished", f"{template}-{d}", d, "09:00", "17:00", utc(d, 8), utc(d, 16))
@@ -116,8 +132,8 @@ async def test_publishing_a_week_emits_exactly_its_shifts_in_order_keyed_by_stor
         f"/v1/stores/{chain.berlin}/roster/publish", json={"week_start": WEEK.isoformat()}
     ))  # fmt: skip
     assert again["events"] == []
-    assert len(await tap.events(chain.berlin, 10, settle_s=0.5)) == 10
-    assert len(tap.by_key[chain.shanghai]) == 2
+    assert len(await tap.after(chain.berlin, b0, 7, settle_s=0.5)) == 7
+    assert len(tap.by_key[chain.shanghai]) == s0
     day = await ok(
         await roster.get(f"/v1/stores/{chain.berlin}/shifts", params={"date": "2026-03-25"})
     )
@@ -127,7 +143,7 @@ async def test_publishing_a_week_emits_exactly_its_shifts_in_order_keyed_by_stor
 async def test_changes_to_published_shifts_are_drafts_until_published(
     roster: httpx.AsyncClient, tap: RosterTap, unique_id: str
 ) -> None:
-    chain = await make_chain(roster, unique_id)
+    chain = await make_chain(roster, tap, unique_id)
     ids = [f"a-{unique_id}", f"b-{unique_id}", f"c-{unique_id}"]
     for shift_id, day in zip(ids, ("2026-03-24", "2026-03-25", "2026-03-26"), strict=True):
         await ok(await roster.post("/v1/shifts", json={
@@ -135,7 +151,8 @@ async def test_changes_to_published_shifts_are_drafts_until_published(
             "date": day, "start": "09:00", "end": "13:00",
         }), 201)  # fmt: skip
     await ok(await roster.post("/v1/shifts/publish", json={"shift_ids": ids}))
-    await tap.events(chain.berlin, 6, settle_s=0)
+    b0, s0 = chain.mark(chain.berlin) + 3, chain.mark(chain.shanghai)
+    await tap.events(chain.berlin, b0, settle_s=0)
 
     # a: new hours; b: cancelled; c: moves to Shanghai (o2 works there too)
     edit = await ok(await roster.put(f"/v1/shifts/{ids[0]}", json={
@@ -148,18 +165,18 @@ async def test_changes_to_published_shifts_are_drafts_until_published(
         "optometrist_id": chain.o2, "store_id": chain.shanghai, "date": "2026-03-26",
         "start": "17:00", "end": "21:00",
     }))  # fmt: skip
-    await tap.events(chain.berlin, 6, settle_s=0.5)
-    assert len(tap.by_key[chain.berlin]) == 6  # drafts emit nothing
+    await tap.events(chain.berlin, b0, settle_s=0.5)
+    assert len(tap.by_key[chain.berlin]) == b0  # drafts emit nothing
 
     await ok(await roster.post(
         f"/v1/stores/{chain.berlin}/roster/publish", json={"week_start": "2026-03-23"}
     ))  # fmt: skip
-    berlin = (await tap.events(chain.berlin, 9))[6:]
+    berlin = await tap.after(chain.berlin, b0, 3)
     assert [(e.type, e.payload.shift_id) for e in berlin] == [
         ("ShiftChanged", ids[0]), ("ShiftCancelled", ids[1]), ("ShiftCancelled", ids[2]),
     ]  # fmt: skip
     assert (berlin[0].payload.start, berlin[0].payload.end) == ("10:00", "14:00")
-    shanghai = (await tap.events(chain.shanghai, 3))[2:]
+    shanghai = await tap.after(chain.shanghai, s0, 1)
     assert [(e.type, e.payload.shift_id) for e in shanghai] == [("ShiftPublished", ids[2])]
     # 17:00-21:00 in Shanghai is 09:00-13:00 UTC
     assert shanghai[0].payload.start_utc == dt.datetime(2026, 3, 26, 9, tzinfo=dt.UTC)
@@ -169,7 +186,7 @@ async def test_changes_to_published_shifts_are_drafts_until_published(
                                          json={"optometrist_id": chain.o1}))  # fmt: skip
     assert swapped["items"][0]["optometrist_id"] == chain.o1
     await ok(await roster.post(f"/v1/shifts/{ids[0]}/publish"))
-    last = (await tap.events(chain.berlin, 10))[-1]
+    last = (await tap.after(chain.berlin, b0 + 3, 1))[-1]
     assert (last.type, last.payload.optometrist_id) == ("ShiftChanged", chain.o1)
 
 
@@ -182,9 +199,9 @@ def assert_problem(resp: httpx.Response, status: int, reason: str) -> dict[str, 
 
 
 async def test_invalid_rosters_get_4xx_problems_with_a_reason(
-    roster: httpx.AsyncClient, unique_id: str
+    roster: httpx.AsyncClient, tap: RosterTap, unique_id: str
 ) -> None:
-    chain = await make_chain(roster, unique_id)
+    chain = await make_chain(roster, tap, unique_id)
 
     def shift(**kw: Any) -> dict[str, Any]:
         return {"optometrist_id": chain.o2, "store_id": chain.berlin, "date": "2026-03-24",
@@ -249,8 +266,7 @@ async def test_invalid_rosters_get_4xx_problems_with_a_reason(
 async def test_leave_sick_days_and_training_go_to_every_store_of_the_optometrist(
     roster: httpx.AsyncClient, tap: RosterTap, unique_id: str
 ) -> None:
-    chain = await make_chain(roster, unique_id)
-    await tap.events(chain.berlin, 3, settle_s=0)
+    chain = await make_chain(roster, tap, unique_id)
     leave = await ok(await roster.post(f"/v1/optometrists/{chain.o2}/leave", json={
         "leave_id": f"lv-{unique_id}", "start_date": "2026-03-01", "end_date": "2026-03-03",
     }))  # fmt: skip
@@ -261,8 +277,8 @@ async def test_leave_sick_days_and_training_go_to_every_store_of_the_optometrist
         "training_id": f"tr-{unique_id}", "date": "2026-03-29", "start": "14:00",
         "end": "16:00",
     }))  # fmt: skip
-    for store_id, before in ((chain.berlin, 3), (chain.shanghai, 2)):
-        got = (await tap.events(store_id, before + 3))[before:]
+    for store_id in (chain.berlin, chain.shanghai):
+        got = await tap.after(store_id, chain.mark(store_id), 3)
         assert [e.type for e in got] == ["LeaveGranted", "LeaveGranted", "TrainingScheduled"]
         assert [e.payload.kind for e in got[:2]] == ["leave", "sick"]
         # training is in the home store's zone (Berlin, CEST that day) wherever it is sent
