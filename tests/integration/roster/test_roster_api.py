@@ -287,3 +287,37 @@ async def test_leave_sick_days_and_training_go_to_every_store_of_the_optometrist
     assert_problem(await roster.post(f"/v1/optometrists/{chain.o2}/leave", json={
         "leave_id": f"lv-{unique_id}", "start_date": "2026-03-01", "end_date": "2026-03-03",
     }), 409, "duplicate")  # fmt: skip
+
+
+async def test_store_hours_and_staff_changes_emit_their_events(
+    roster: httpx.AsyncClient, tap: RosterTap, unique_id: str
+) -> None:
+    chain = await make_chain(roster, tap, unique_id)
+    shorter = {**BERLIN_HOURS, "sat": [{"open": "09:00", "close": "12:00"}]}
+    await ok(await roster.put(f"/v1/stores/{chain.berlin}", json={
+        "name": "Berlin Mitte", "region": "eu", "timezone": "Europe/Berlin",
+        "opening_hours": shorter, "locale": "en",
+    }))  # fmt: skip
+    # o2 stops working in Shanghai; o1 leaves the company from 1 April
+    await ok(await roster.put(f"/v1/optometrists/{chain.o2}", json={
+        "name": "Li", "skills": ["general"], "home_store_id": chain.berlin,
+        "store_ids": [chain.berlin],
+    }))  # fmt: skip
+    await ok(await roster.post(f"/v1/optometrists/{chain.o1}/offboard",
+                               json={"effective_date": "2026-04-01"}))  # fmt: skip
+    berlin = await tap.after(chain.berlin, chain.mark(chain.berlin), 3)
+    assert [e.type for e in berlin] == ["StoreHoursChanged", "OptometristJoined", "OptometristLeft"]
+    assert berlin[0].payload.opening_hours["sat"][0].close == "12:00"
+    assert berlin[1].payload.store_ids == [chain.berlin]
+    assert (berlin[2].payload.optometrist_id, berlin[2].payload.effective_date) == (
+        chain.o1, dt.date(2026, 4, 1),
+    )  # fmt: skip
+    shanghai = await tap.after(chain.shanghai, chain.mark(chain.shanghai), 1)
+    assert [(e.type, e.payload.optometrist_id) for e in shanghai] == [
+        ("OptometristLeft", chain.o2),
+    ]  # fmt: skip
+    # o1 is gone: no new shifts for them
+    assert_problem(await roster.post("/v1/shifts", json={
+        "optometrist_id": chain.o1, "store_id": chain.berlin, "date": "2026-04-02",
+        "start": "09:00", "end": "12:00",
+    }), 422, "unknown_optometrist")  # fmt: skip
