@@ -106,11 +106,20 @@ class RosterCommands:
             raise RosterViolation(status, "unknown_store", f"no store {store_id!r}")
         return store_from_doc(doc)
 
-    async def optometrist(self, optometrist_id: str, status: int = 404) -> Optometrist:
+    async def optometrist(
+        self, optometrist_id: str, status: int = 404, on: date | None = None
+    ) -> Optometrist:
+        """The optometrist, if they still work on local date ``on`` (default: today)."""
         doc = await self.repo.get_optometrist(optometrist_id)
-        if doc is None or doc.get("active") is False:
+        if doc is None:
             raise RosterViolation(
-                status, "unknown_optometrist", f"no active optometrist {optometrist_id!r}"
+                status, "unknown_optometrist", f"no optometrist {optometrist_id!r}"
+            )
+        left_on = doc.get("left_on")
+        day = on or self.clock.now().date()
+        if left_on is not None and day >= date.fromisoformat(left_on):
+            raise RosterViolation(
+                422, "optometrist_left", f"{optometrist_id} does not work here from {left_on}"
             )
         return optometrist_from_doc(doc)
 
@@ -170,12 +179,12 @@ class RosterCommands:
             change = self._change(correlation_id)
             joined = events.optometrist_joined(opt)
             change.set("optometrists", opt.optometrist_id, {
-                **joined.model_dump(mode="json"), "active": True, "revision": revision,
+                **joined.model_dump(mode="json"), "left_on": None, "revision": revision,
             })  # fmt: skip
             rev = str(revision)
             for store_id in opt.store_ids:
                 change.emit(store_id, joined, "opt", opt.optometrist_id, rev)
-            previous = (old or {}).get("store_ids", []) if (old or {}).get("active", True) else []
+            previous = (old or {}).get("store_ids", [])
             for store_id in sorted(set(previous) - set(opt.store_ids)):
                 store = await self.repo.get_store(store_id)
                 today = self.today_in(store["timezone"] if store else "UTC")
@@ -194,9 +203,7 @@ class RosterCommands:
                     422, "in_past", f"effective_date {effective_date} is before today"
                 )
             change = self._change(correlation_id)
-            change.set("optometrists", optometrist_id, {
-                "active": False, "left_on": effective_date.isoformat(),
-            })  # fmt: skip
+            change.set("optometrists", optometrist_id, {"left_on": effective_date.isoformat()})
             left = events.optometrist_left(optometrist_id, effective_date)
             for store_id in opt.store_ids:
                 change.emit(store_id, left, "left", optometrist_id, effective_date.isoformat())
@@ -354,40 +361,50 @@ class RosterCommands:
 
     async def grant_leave(self, leave: Leave, correlation_id: str | None = None) -> Emitted:
         async with self._lock:
-            opt = await self.optometrist(leave.optometrist_id)
+            opt = await self.optometrist(leave.optometrist_id, on=leave.start_date)
             home = await self.store(opt.home_store_id, status=422)
             rules.check_leave(leave, self.today_in(home.timezone))
-            if await self.repo.db.leave.find_one({"_id": leave.leave_id}):
-                raise RosterViolation(409, "duplicate", f"leave {leave.leave_id} exists")
-            change = self._change(correlation_id)
-            change.set("leave", leave.leave_id, {
+            fields = {
                 "leave_id": leave.leave_id, "optometrist_id": leave.optometrist_id,
                 "start_date": leave.start_date.isoformat(),
                 "end_date": leave.end_date.isoformat(), "kind": leave.kind,
-            })  # fmt: skip
+            }  # fmt: skip
+            change = self._change(correlation_id)
+            change.set("leave", leave.leave_id, fields)
             payload = events.leave_granted(leave)
             for store_id in opt.store_ids:
                 change.emit(store_id, payload, "leave", leave.leave_id)
-            return await self._commit(change)
+            return await self._commit_once(change, "leave", leave.leave_id, fields)
 
     async def schedule_training(
         self, training: Training, correlation_id: str | None = None
     ) -> Emitted:
         async with self._lock:
-            opt = await self.optometrist(training.optometrist_id)
+            opt = await self.optometrist(training.optometrist_id, on=training.day)
             rules.check_training(training, self.today_in(training.timezone))
-            if await self.repo.db.training.find_one({"_id": training.training_id}):
-                raise RosterViolation(409, "duplicate", f"training {training.training_id} exists")
-            change = self._change(correlation_id)
-            change.set("training", training.training_id, {
+            fields = {
                 "training_id": training.training_id, "optometrist_id": training.optometrist_id,
                 "date": training.day.isoformat(), "start": f"{training.hours.start:%H:%M}",
                 "end": f"{training.hours.end:%H:%M}", "timezone": training.timezone,
-            })  # fmt: skip
+            }  # fmt: skip
+            change = self._change(correlation_id)
+            change.set("training", training.training_id, fields)
             payload = events.training_scheduled(training)
             for store_id in opt.store_ids:
                 change.emit(store_id, payload, "training", training.training_id)
+            return await self._commit_once(change, "training", training.training_id, fields)
+
+    async def _commit_once(
+        self, change: Change, collection: str, doc_id: str, fields: Document
+    ) -> Emitted:
+        """A retry of the same grant answers like the first time (same event ids) without
+        emitting again; the same id with other content is a conflict."""
+        existing = await self.repo.db[collection].find_one({"_id": doc_id})
+        if existing is None:
             return await self._commit(change)
+        if {k: existing.get(k) for k in fields} != fields:
+            raise RosterViolation(409, "duplicate", f"{doc_id} exists with other content")
+        return Emitted(True, change.events)
 
     # ------------------------------------------------------------------ helpers
 
@@ -401,7 +418,7 @@ class RosterCommands:
         self, shift: Shift, ignore: AbstractSet[str] = frozenset(), others: Sequence[Shift] = ()
     ) -> None:
         store = await self.store(shift.store_id, status=422)
-        opt = await self.optometrist(shift.optometrist_id, status=422)
+        opt = await self.optometrist(shift.optometrist_id, status=422, on=shift.day)
         rules.check_shift(shift, store, opt)
         near = await self.repo.shifts_of_optometrist(
             shift.optometrist_id, shift.day - timedelta(days=1), shift.day + timedelta(days=1)

@@ -55,7 +55,7 @@ class RosterRepository:
         elif isinstance(payload, ExamTypeDefined):
             await self._upsert("exam_types", payload.code, {**doc, "revision": 1})
         elif isinstance(payload, OptometristJoined):
-            await self._upsert("optometrists", payload.optometrist_id, {**doc, "active": True})
+            await self._upsert("optometrists", payload.optometrist_id, {**doc, "left_on": None})
         elif isinstance(payload, ShiftPublished):
             current = shift_doc_fields(
                 Shift(
@@ -93,7 +93,7 @@ class RosterRepository:
         return _public(doc) if doc else None
 
     async def optometrists_at(self, store_id: str) -> list[Document]:
-        cursor = self.db.optometrists.find({"store_ids": store_id, "active": {"$ne": False}})
+        cursor = self.db.optometrists.find({"store_ids": store_id})
         return [_public(d) async for d in cursor.sort("_id", ASCENDING)]
 
     async def get_optometrist(self, optometrist_id: str) -> Document | None:

@@ -25,3 +25,8 @@ CorrelationId = Annotated[
     str | None,
     Header(alias="X-Correlation-Id", max_length=256, description="carried into the events"),
 ]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", min_length=1, max_length=256,
+           description="a retry with the same key names the same leave/training"),
+]  # fmt: skip

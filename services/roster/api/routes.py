@@ -11,13 +11,14 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, Response
 
 from optisync_common.problems import ProblemError
+from schemas.envelope import deterministic_event_id
 from services.roster.adapters.commands import Emitted
 from services.roster.adapters.repository import (
     shift_from_fields,
     shift_view,
     store_from_doc,
 )
-from services.roster.api.deps import CommandsDep, CorrelationId, RepoDep
+from services.roster.api.deps import CommandsDep, CorrelationId, IdempotencyKey, RepoDep
 from services.roster.api.models import (
     DayPatternBody,
     ExamTypeBody,
@@ -72,6 +73,14 @@ def _range(start: str, end: str) -> TimeRange:
 
 def _breaks(breaks: list[Interval]) -> tuple[TimeRange, ...]:
     return tuple(_range(b.start, b.end) for b in breaks)
+
+
+def _id_from(prefix: str, optometrist_id: str, idempotency_key: str | None) -> str:
+    """With an Idempotency-Key a retried POST names the same leave/training (and is answered
+    like the first one); without one, a fresh id."""
+    if idempotency_key is None:
+        return f"{prefix}-{uuid.uuid4().hex[:16]}"
+    return f"{prefix}-{deterministic_event_id(prefix, optometrist_id, idempotency_key).hex[:16]}"
 
 
 def _emitted(result: Emitted, response: Response) -> dict[str, Any]:
@@ -198,11 +207,11 @@ async def offboard(
 @router.post("/optometrists/{optometrist_id}/leave", summary="Grant leave (or sick days)")
 async def grant_leave(
     optometrist_id: str, body: LeaveBody, commands: CommandsDep, response: Response,
-    correlation_id: CorrelationId = None,
+    correlation_id: CorrelationId = None, idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:  # fmt: skip
     leave = Leave(
-        body.leave_id or f"lv-{uuid.uuid4().hex[:12]}", optometrist_id, body.start_date,
-        body.end_date, body.kind,
+        body.leave_id or _id_from("lv", optometrist_id, idempotency_key), optometrist_id,
+        body.start_date, body.end_date, body.kind,
     )  # fmt: skip
     result = await commands.grant_leave(leave, correlation_id)
     return {"leave_id": leave.leave_id, **_emitted(result, response)}
@@ -222,13 +231,13 @@ async def report_sick(
 @router.post("/optometrists/{optometrist_id}/training", summary="Schedule training")
 async def schedule_training(
     optometrist_id: str, body: TrainingBody, commands: CommandsDep, response: Response,
-    correlation_id: CorrelationId = None,
+    correlation_id: CorrelationId = None, idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:  # fmt: skip
     opt = await commands.optometrist(optometrist_id)
     store = await commands.store(body.store_id or opt.home_store_id, status=422)
     training = Training(
-        body.training_id or f"tr-{uuid.uuid4().hex[:12]}", optometrist_id, body.date,
-        _range(body.start, body.end), store.timezone,
+        body.training_id or _id_from("tr", optometrist_id, idempotency_key), optometrist_id,
+        body.date, _range(body.start, body.end), store.timezone,
     )  # fmt: skip
     result = await commands.schedule_training(training, correlation_id)
     return {"training_id": training.training_id, **_emitted(result, response)}
