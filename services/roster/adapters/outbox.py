@@ -13,6 +13,7 @@ batches within the process.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -85,9 +86,8 @@ class Outbox:
                 async for batch in cursor:
                     for value in batch["messages"]:
                         await publisher.publish(decode(value.encode()))
-                    await self.db.outbox.update_one(
-                        {"_id": batch["_id"]}, {"$set": {"state": SENT}}
-                    )
+                    sent = {"state": SENT, "sent_at": dt.datetime.now(dt.UTC)}
+                    await self.db.outbox.update_one({"_id": batch["_id"]}, {"$set": sent})
             except Exception as exc:  # Kafka down or not yet connected: the sweeper retries
                 log.warning("roster_outbox_send_failed", error=str(exc))
                 return False
@@ -96,11 +96,20 @@ class Outbox:
     async def pending(self) -> int:
         return await self.db.outbox.count_documents({"state": {"$ne": SENT}})
 
-    async def sweep_forever(self, every_s: float = 2.0) -> None:
+    async def sweep_forever(self, every_s: float = 2.0, keep_sent_s: float = 86400.0) -> None:
         while True:
             await asyncio.sleep(every_s)
-            if await self.pending():
-                await self.recover()
+            try:
+                if await self.pending():
+                    await self.recover()
+                await self.prune(keep_sent_s)
+            except Exception as exc:  # MongoDB blip: try again next round
+                log.warning("roster_outbox_sweep_failed", error=str(exc))
+
+    async def prune(self, keep_sent_s: float) -> None:
+        """Sent batches are kept a while for inspection, then dropped."""
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=keep_sent_s)
+        await self.db.outbox.delete_many({"state": SENT, "sent_at": {"$lt": cutoff}})
 
     async def _apply(self, batch: Document) -> None:
         for effect in batch["effects"]:

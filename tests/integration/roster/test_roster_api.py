@@ -167,6 +167,11 @@ async def test_changes_to_published_shifts_are_drafts_until_published(
     }))  # fmt: skip
     await tap.events(chain.berlin, b0, settle_s=0.5)
     assert len(tap.by_key[chain.berlin]) == b0  # drafts emit nothing
+    week = await ok(await roster.get(f"/v1/stores/{chain.berlin}/roster",
+                                     params={"week_start": "2026-03-23"}))  # fmt: skip
+    assert [(s["shift_id"], s["state"]) for s in week["items"]] == [
+        (ids[0], "draft"), (ids[1], "cancel_pending"),
+    ]  # fmt: skip
 
     await ok(await roster.post(
         f"/v1/stores/{chain.berlin}/roster/publish", json={"week_start": "2026-03-23"}
