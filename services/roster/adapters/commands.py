@@ -134,9 +134,10 @@ class RosterCommands:
             revision = (old or {}).get("revision", 0) + 1
             change = self._change(correlation_id)
             registered = events.store_registered(store)
-            change.set("stores", store.store_id, {
-                **registered.model_dump(mode="json"), "revision": revision,
-            })  # fmt: skip
+            doc = registered.model_dump(mode="json")
+            if _unchanged(old, doc):
+                return Emitted(True, [])
+            change.set("stores", store.store_id, {**doc, "revision": revision})
             rev = str(revision)
             if old is None:
                 change.emit(store.store_id, registered, "store", store.store_id, rev)
@@ -158,9 +159,10 @@ class RosterCommands:
             revision = (old or {}).get("revision", 0) + 1
             change = self._change(correlation_id)
             payload = events.exam_type_defined(exam)
-            change.set("exam_types", exam.code, {
-                **payload.model_dump(mode="json"), "revision": revision,
-            })  # fmt: skip
+            doc = payload.model_dump(mode="json")
+            if _unchanged(old, doc):
+                return Emitted(True, [])
+            change.set("exam_types", exam.code, {**doc, "revision": revision})
             for store in await self.repo.list_stores():  # exam types are chain-wide
                 change.emit(store["store_id"], payload, "exam", exam.code, str(revision))
             return await self._commit(change)
@@ -178,9 +180,10 @@ class RosterCommands:
             revision = (old or {}).get("revision", 0) + 1
             change = self._change(correlation_id)
             joined = events.optometrist_joined(opt)
-            change.set("optometrists", opt.optometrist_id, {
-                **joined.model_dump(mode="json"), "left_on": None, "revision": revision,
-            })  # fmt: skip
+            doc = {**joined.model_dump(mode="json"), "left_on": None}
+            if _unchanged(old, doc):
+                return Emitted(True, [])
+            change.set("optometrists", opt.optometrist_id, {**doc, "revision": revision})
             rev = str(revision)
             for store_id in opt.store_ids:
                 change.emit(store_id, joined, "opt", opt.optometrist_id, rev)
@@ -440,6 +443,11 @@ class RosterCommands:
 
 def _exam(doc: Document) -> ExamType:
     return ExamType(doc["code"], doc["name"], doc["duration_minutes"], doc["required_skill"])
+
+
+def _unchanged(old: Document | None, new: Document) -> bool:
+    """A PUT repeating what is stored changes nothing and emits nothing."""
+    return old is not None and all(old.get(k) == v for k, v in new.items())
 
 
 def _only_hours_changed(old: Document, new: Document) -> bool:

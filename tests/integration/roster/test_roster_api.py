@@ -311,6 +311,11 @@ async def test_store_hours_and_staff_changes_emit_their_events(
     roster: httpx.AsyncClient, tap: RosterTap, unique_id: str
 ) -> None:
     chain = await make_chain(roster, tap, unique_id)
+    same = await ok(await roster.put(f"/v1/stores/{chain.berlin}", json={
+        "name": "Berlin Mitte", "region": "eu", "timezone": "Europe/Berlin",
+        "opening_hours": BERLIN_HOURS, "locale": "en",
+    }))  # fmt: skip
+    assert same["events"] == []  # repeating a PUT emits nothing
     shorter = {**BERLIN_HOURS, "sat": [{"open": "09:00", "close": "12:00"}]}
     await ok(await roster.put(f"/v1/stores/{chain.berlin}", json={
         "name": "Berlin Mitte", "region": "eu", "timezone": "Europe/Berlin",
