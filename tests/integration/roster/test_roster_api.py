@@ -348,3 +348,38 @@ async def test_store_hours_and_staff_changes_emit_their_events(
     await ok(await roster.post("/v1/shifts", json=shift("2026-03-31")), 201)
     assert_problem(await roster.post("/v1/shifts", json=shift("2026-04-01")), 422,
                    "optometrist_left")  # fmt: skip
+
+
+async def test_swaps_exchange_or_cover_shifts_without_double_booking_anyone(
+    roster: httpx.AsyncClient, tap: RosterTap, unique_id: str
+) -> None:
+    chain = await make_chain(roster, tap, unique_id)
+    morning, evening = f"am-{unique_id}", f"pm-{unique_id}"
+    for shift_id, opt, start, end in ((morning, chain.o1, "08:00", "12:00"),
+                                      (evening, chain.o2, "14:00", "20:00")):  # fmt: skip
+        await ok(await roster.post("/v1/shifts", json={
+            "shift_id": shift_id, "optometrist_id": opt, "store_id": chain.berlin,
+            "date": "2026-03-27", "start": start, "end": end,
+        }), 201)  # fmt: skip
+    await ok(await roster.post("/v1/shifts/publish", json={"shift_ids": [morning, evening]}))
+    b0 = chain.mark(chain.berlin) + 2
+    # o2 drafts a midday shift: covering the morning on top of it would overlap
+    await ok(await roster.post("/v1/shifts", json={
+        "shift_id": f"mid-{unique_id}", "optometrist_id": chain.o2, "store_id": chain.berlin,
+        "date": "2026-03-27", "start": "10:00", "end": "13:00",
+    }), 201)  # fmt: skip
+    assert_problem(await roster.post(f"/v1/shifts/{morning}/swap",
+                                     json={"optometrist_id": chain.o2}),
+                   409, "overlapping_shift")  # fmt: skip
+    await ok(await roster.delete(f"/v1/shifts/mid-{unique_id}"))  # a draft: simply dropped
+
+    exchanged = await ok(await roster.post(f"/v1/shifts/{morning}/swap",
+                                           json={"with_shift_id": evening}))  # fmt: skip
+    assert [(s["shift_id"], s["optometrist_id"], s["state"]) for s in exchanged["items"]] == [
+        (morning, chain.o2, "draft"), (evening, chain.o1, "draft"),
+    ]  # fmt: skip
+    await ok(await roster.post("/v1/shifts/publish", json={"shift_ids": [evening, morning]}))
+    got = await tap.after(chain.berlin, b0, 2)
+    assert [(e.type, e.payload.shift_id, e.payload.optometrist_id) for e in got] == [
+        ("ShiftChanged", morning, chain.o2), ("ShiftChanged", evening, chain.o1),
+    ]  # fmt: skip
