@@ -337,26 +337,28 @@ class RosterCommands:
         return await self._commit(change)
 
     async def _publish_one(self, doc: Document, change: Change) -> None:
+        """The events that take consumers from the published version to the current one:
+        a new or moved (other store or date) or revived shift is cancelled where it was and
+        published where it is; otherwise it is changed in place."""
         shift_id, published = doc["_id"], doc.get("published")
         current = current_fields(doc)
         rev = str(doc.get("revision", 0) + 1)
         change.set("shifts", shift_id, {"published": current, "revision": int(rev)})
-        if published is not None and (
-            current["cancelled"]
-            or (published["store_id"], published["date"]) != (current["store_id"], current["date"])
-        ):
-            old = shift_from_fields(shift_id, published)
+        live = published is not None and not published["cancelled"]
+        place = (current["store_id"], current["date"])
+        moved = (
+            not live
+            or (published or {}).get("store_id", "") != place[0]
+            or ((published or {}).get("date", "") != place[1])
+        )
+        if live and (current["cancelled"] or moved):
+            old = shift_from_fields(shift_id, published or {})
             change.emit(old.store_id, events.shift_cancelled(old), "shift", shift_id, rev)
         if current["cancelled"]:
             return
         shift = shift_from_fields(shift_id, current)
         await self._validate_shift(shift)
         tz = (await self.store(shift.store_id, status=422)).timezone
-        moved = (
-            published is None
-            or published["store_id"] != shift.store_id
-            or (published["date"] != current["date"])
-        )
         payload = events.shift_published(shift, tz) if moved else events.shift_changed(shift, tz)
         change.emit(shift.store_id, payload, "shift", shift_id, rev)
 

@@ -194,6 +194,17 @@ async def test_changes_to_published_shifts_are_drafts_until_published(
     last = (await tap.after(chain.berlin, b0 + 3, 1))[-1]
     assert (last.type, last.payload.optometrist_id) == ("ShiftChanged", chain.o1)
 
+    # A cancelled shift drafted again is published anew (consumers had dropped it).
+    await ok(await roster.put(f"/v1/shifts/{ids[1]}", json={
+        "optometrist_id": chain.o2, "store_id": chain.berlin, "date": "2026-03-25",
+        "start": "09:00", "end": "12:00",
+    }))  # fmt: skip
+    await ok(await roster.post(f"/v1/shifts/{ids[1]}/publish"))
+    revived = await tap.after(chain.berlin, b0 + 4, 1)
+    assert [(e.type, e.payload.shift_id, e.payload.end) for e in revived] == [
+        ("ShiftPublished", ids[1], "12:00"),
+    ]  # fmt: skip
+
 
 def assert_problem(resp: httpx.Response, status: int, reason: str) -> dict[str, Any]:
     assert resp.status_code == status, resp.text
