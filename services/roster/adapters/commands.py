@@ -153,6 +153,23 @@ class RosterCommands:
                 change.emit(store.store_id, registered, "store", store.store_id, rev)
             return await self._commit(change)
 
+    async def shifts_outside_hours(self, store_id: str) -> list[str]:
+        """Published shifts from today on that the store's current hours no longer cover (the
+        processor re-homes their bookings; the roster leaves fixing them to the manager)."""
+        store = await self.store(store_id)
+        today = self.today_in(store.timezone)
+        query = {"published.store_id": store_id, "published.date": {"$gte": today.isoformat()}}
+        outside = []
+        async for doc in self.repo.db.shifts.find(query):
+            if doc["published"]["cancelled"]:
+                continue
+            shift = shift_from_fields(doc["_id"], doc["published"])
+            try:
+                rules.check_shift(shift, store, _anyone_at(store_id))
+            except RosterViolation:
+                outside.append(shift.shift_id)
+        return sorted(outside)
+
     async def put_exam_type(self, exam: ExamType, correlation_id: str | None = None) -> Emitted:
         async with self._lock:
             old = await self.repo.get_exam_type(exam.code)
@@ -445,6 +462,10 @@ class RosterCommands:
 
 def _exam(doc: Document) -> ExamType:
     return ExamType(doc["code"], doc["name"], doc["duration_minutes"], doc["required_skill"])
+
+
+def _anyone_at(store_id: str) -> Optometrist:
+    return Optometrist("-", "-", frozenset(), store_id, (store_id,))
 
 
 def _unchanged(old: Document | None, new: Document) -> bool:

@@ -113,7 +113,8 @@ async def put_store(
                       body.slot_minutes),
         "invalid_opening_hours",
     )  # fmt: skip
-    return _emitted(await commands.put_store(store, correlation_id), response)
+    result = _emitted(await commands.put_store(store, correlation_id), response)
+    return {**result, "shifts_outside_hours": await commands.shifts_outside_hours(store_id)}
 
 
 @router.get("/stores/{store_id}", summary="One store with time zone and opening hours")

@@ -327,11 +327,18 @@ async def test_store_hours_and_staff_changes_emit_their_events(
         "opening_hours": BERLIN_HOURS, "locale": "en",
     }))  # fmt: skip
     assert same["events"] == []  # repeating a PUT emits nothing
+    await ok(await roster.post("/v1/shifts", json={
+        "shift_id": f"sat-{unique_id}", "optometrist_id": chain.o2, "store_id": chain.berlin,
+        "date": "2026-03-28", "start": "09:00", "end": "13:00",
+    }), 201)  # fmt: skip
+    await ok(await roster.post(f"/v1/shifts/sat-{unique_id}/publish"))
+    b0 = chain.mark(chain.berlin) + 1
     shorter = {**BERLIN_HOURS, "sat": [{"open": "09:00", "close": "12:00"}]}
-    await ok(await roster.put(f"/v1/stores/{chain.berlin}", json={
+    changed = await ok(await roster.put(f"/v1/stores/{chain.berlin}", json={
         "name": "Berlin Mitte", "region": "eu", "timezone": "Europe/Berlin",
         "opening_hours": shorter, "locale": "en",
     }))  # fmt: skip
+    assert changed["shifts_outside_hours"] == [f"sat-{unique_id}"]
     # o2 stops working in Shanghai; o1 leaves the company from 1 April
     await ok(await roster.put(f"/v1/optometrists/{chain.o2}", json={
         "name": "Li", "skills": ["general"], "home_store_id": chain.berlin,
@@ -339,7 +346,7 @@ async def test_store_hours_and_staff_changes_emit_their_events(
     }))  # fmt: skip
     await ok(await roster.post(f"/v1/optometrists/{chain.o1}/offboard",
                                json={"effective_date": "2026-04-01"}))  # fmt: skip
-    berlin = await tap.after(chain.berlin, chain.mark(chain.berlin), 3)
+    berlin = await tap.after(chain.berlin, b0, 3)
     assert [e.type for e in berlin] == ["StoreHoursChanged", "OptometristJoined", "OptometristLeft"]
     assert berlin[0].payload.opening_hours["sat"][0].close == "12:00"
     assert berlin[1].payload.store_ids == [chain.berlin]
