@@ -23,6 +23,7 @@ from schemas.events.base import (
     LocalTime,
     PayloadModel,
     Timezone,
+    UtcDatetime,
     check_local_interval,
 )
 from schemas.registry import ROSTER_EVENTS
@@ -184,9 +185,13 @@ class OptometristLeft(RosterEvent):
 
 
 class ShiftPublished(RosterEvent):
-    """A working shift (store-local). Breaks must lie inside the shift."""
+    """A working shift (store-local). Breaks must lie inside the shift.
+
+    Since 1.1 the roster also states the store's zone and the shift's UTC instants (resolved
+    DST-correctly by the roster); ``date``/``start``/``end`` stay authoritative."""
 
     event_type: ClassVar[str] = "ShiftPublished"
+    event_version: ClassVar[str] = "1.1"
 
     shift_id: Id
     optometrist_id: Id
@@ -195,6 +200,9 @@ class ShiftPublished(RosterEvent):
     start: LocalTime
     end: LocalTime
     breaks: list[LocalInterval] = Field(default_factory=list)
+    timezone: Timezone | None = Field(default=None, description="the store's zone (since 1.1)")
+    start_utc: UtcDatetime | None = Field(default=None, description="since 1.1")
+    end_utc: UtcDatetime | None = Field(default=None, description="since 1.1")
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -247,12 +255,16 @@ class TrainingScheduled(RosterEvent):
     """Time away from the exam room on one local date."""
 
     event_type: ClassVar[str] = "TrainingScheduled"
+    event_version: ClassVar[str] = "1.1"
 
     training_id: Id
     optometrist_id: Id
     date: dt.date
     start: LocalTime
     end: LocalTime
+    timezone: Timezone | None = Field(default=None, description="zone of start/end (since 1.1)")
+    start_utc: UtcDatetime | None = Field(default=None, description="since 1.1")
+    end_utc: UtcDatetime | None = Field(default=None, description="since 1.1")
 
     @model_validator(mode="after")
     def _check(self) -> Self:

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 
 from optisync_common.resources import Resources
+from services.roster.adapters.commands import RosterCommands
 from services.roster.adapters.repository import RosterRepository
 
 
@@ -13,4 +14,19 @@ def get_repository(request: Request) -> RosterRepository:
     return RosterRepository(resources.db)
 
 
+def get_commands(request: Request) -> RosterCommands:
+    commands: RosterCommands = request.app.state.commands
+    return commands
+
+
 RepoDep = Annotated[RosterRepository, Depends(get_repository)]
+CommandsDep = Annotated[RosterCommands, Depends(get_commands)]
+CorrelationId = Annotated[
+    str | None,
+    Header(alias="X-Correlation-Id", max_length=256, description="carried into the events"),
+]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", min_length=1, max_length=256,
+           description="a retry with the same key names the same leave/training"),
+]  # fmt: skip

@@ -73,3 +73,49 @@ class Chain:
     exam_types: tuple[ExamType, ...]
     optometrists: tuple[Optometrist, ...]
     shifts: tuple[Shift, ...]
+
+
+@dataclass(frozen=True)
+class Leave:
+    """Whole local days off (``kind`` "leave" or "sick"), inclusive."""
+
+    leave_id: str
+    optometrist_id: str
+    start_date: date
+    end_date: date
+    kind: str = "leave"
+
+    def covers(self, day: date) -> bool:
+        return self.start_date <= day <= self.end_date
+
+
+@dataclass(frozen=True)
+class Training:
+    """Time away from the exam room, in the local time of ``timezone``."""
+
+    training_id: str
+    optometrist_id: str
+    day: date
+    hours: TimeRange
+    timezone: str
+
+
+@dataclass(frozen=True)
+class DayPattern:
+    hours: TimeRange
+    breaks: tuple[TimeRange, ...] = ()
+
+
+@dataclass(frozen=True)
+class WeeklyTemplate:
+    """A recurring week for one optometrist at one store: weekday -> hours and breaks."""
+
+    template_id: str
+    optometrist_id: str
+    store_id: str
+    days: dict[str, DayPattern]
+
+    def __post_init__(self) -> None:
+        unknown = set(self.days) - set(WEEKDAYS)
+        if unknown:
+            raise ValueError(f"unknown weekdays in template: {sorted(unknown)}")
