@@ -1,0 +1,379 @@
+"""The notify worker: one aiokafka consumer group over booking, roster and inbound-message
+topics (a plain loop: commit after handling, partitions concurrently, records of a partition
+in order), the scheduler for due reminders and retries, and the inbound message router."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+import time
+from collections.abc import Sequence
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from optisync_common.clock import Clock, SystemClock
+from optisync_common.dlq import dead_letter
+from optisync_common.kafka import EventPublisher, make_consumer
+from optisync_common.logging import get_logger
+from optisync_common.metrics import EVENTS_CONSUMED
+from optisync_common.resources import NotReady, Resources
+from schemas.envelope import Envelope, deterministic_event_id
+from schemas.events.base import EventPayload
+from schemas.events.feedback import FeedbackReceived
+from schemas.events.messages import MessageReceived, MessageRouted
+from schemas.events.roster import ExamTypeDefined, StoreRegistered
+from schemas.registry import (
+    BOOKING_EVENTS,
+    MESSAGES_INBOUND,
+    ROSTER_EVENTS,
+    UnknownTopicError,
+    dlq_topic_for,
+    local_topic_name,
+    subscription_pattern,
+)
+from schemas.serde import DecodeError, decode
+from services.notify.adapters.dispatcher import Dispatcher
+from services.notify.adapters.metrics import EVENT_TO_ADAPTER, NOTIFICATIONS_QUEUED
+from services.notify.adapters.storage import NotifyRepository, notification_doc
+from services.notify.domain.planner import Policy, booking_id_of, plan
+from services.notify.domain.routing import RoutingRule, parse_rating, route
+from services.notify.settings import NotifySettings
+
+log = get_logger(__name__)
+
+GROUP_ID = "notify-worker"
+TOPIC_PATTERN = "|".join(
+    [
+        f"^{re.escape(BOOKING_EVENTS)}$",
+        f"^{re.escape(MESSAGES_INBOUND)}$",
+        f"(?:{subscription_pattern(ROSTER_EVENTS)})",
+    ]
+)
+
+
+class Record(Protocol):
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+
+
+class EventHandler:
+    """What one decoded event means for notify."""
+
+    def __init__(
+        self,
+        settings: NotifySettings,
+        repo: NotifyRepository,
+        dispatcher: Dispatcher,
+        publisher: EventPublisher,
+        clock: Clock,
+    ) -> None:
+        self.settings = settings
+        self.repo = repo
+        self.dispatcher = dispatcher
+        self.publisher = publisher
+        self.clock = clock
+        self.policy = Policy(
+            reminder_offsets_min=settings.reminder_offsets_min,
+            reminder_min_notice=dt.timedelta(minutes=settings.reminder_min_notice_min),
+            feedback_delay=dt.timedelta(seconds=settings.feedback_delay_s),
+        )
+        self._rules: tuple[float, list[RoutingRule]] = (0.0, [])
+
+    async def handle(self, topic: str, envelope: Envelope[EventPayload]) -> None:
+        payload = envelope.payload
+        if topic == BOOKING_EVENTS:
+            await self.on_booking_event(envelope)
+        elif topic == ROSTER_EVENTS:
+            if isinstance(payload, StoreRegistered):
+                await self.repo.upsert_store(
+                    payload.store_id,
+                    timezone=payload.timezone,
+                    locale=payload.locale,
+                    name=payload.name,
+                )
+            elif isinstance(payload, ExamTypeDefined):
+                await self.repo.upsert_exam_type(envelope.store_id, payload.code, payload.name)
+        elif topic == MESSAGES_INBOUND and isinstance(payload, MessageReceived):
+            await self.on_message(envelope, payload)
+
+    async def on_booking_event(self, envelope: Envelope[EventPayload]) -> None:
+        booking_id = booking_id_of(envelope.payload)
+        if booking_id is None:
+            return
+        ctx, applied = await self.repo.context(booking_id)
+        now = self.clock.now()
+        result = plan(envelope, ctx, await self.repo.store(envelope.store_id), self.policy, now)
+        if result.missing_context:
+            if envelope.type not in (
+                "BookingRejected",
+                "CommandFailed",
+                "BookingCheckedIn",
+                "BookingNoShow",
+            ):
+                log.warning("no_booking_context", booking_id=booking_id, type=envelope.type)
+            return
+        first_time = str(envelope.event_id) not in applied
+        if first_time and result.context is not None:
+            if result.drop_reminders:
+                await self.repo.drop_reminders(booking_id, result.keep_reminders_for)
+            if result.awaits_rating:
+                await self.repo.open_rating_request(
+                    result.context, str(result.context.channel), now
+                )
+        fresh = []
+        for notification in result.notifications:
+            if await self.repo.add(notification, now):
+                NOTIFICATIONS_QUEUED.labels(str(notification.kind)).inc()
+                if notification.due_at <= now:
+                    fresh.append(notification_doc(notification, now))
+        if first_time and result.context is not None:
+            await self.repo.save_context(result.context, str(envelope.event_id))
+        for doc in fresh:
+            await self.dispatcher.deliver_new(doc)
+            EVENT_TO_ADAPTER.observe(
+                max(0.0, (self.clock.now() - envelope.occurred_at).total_seconds())
+            )
+
+    async def rules(self) -> list[RoutingRule]:
+        # Rules are edited through the API; a second-old copy is fresh enough.
+        loaded_at, rules = self._rules
+        if time.monotonic() - loaded_at > 1.0:
+            rules = await self.repo.routing_rules()
+            self._rules = (time.monotonic(), rules)
+        return rules
+
+    async def on_message(self, envelope: Envelope[EventPayload], msg: MessageReceived) -> None:
+        now = self.clock.now()
+        rating = parse_rating(msg.text)
+        if rating is not None:
+            since = now - dt.timedelta(hours=self.settings.feedback_reply_window_h)
+            request = await self.repo.take_rating_request(msg.customer_ref, since)
+            if request is not None:
+                store = await self.repo.store(request["store_id"])
+                tz = store.timezone if store else "UTC"
+                feedback = FeedbackReceived(
+                    booking_id=request["_id"],
+                    store_id=request["store_id"],
+                    rating=rating[0],
+                    comment_present=rating[1],
+                    local_date=msg.received_at.astimezone(ZoneInfo(tz)).date(),
+                    channel=msg.channel,
+                    exam_type=request.get("exam_type"),
+                )
+                await self.publisher.publish(
+                    envelope.derive(
+                        feedback,
+                        occurred_at=now,
+                        store_id=request["store_id"],
+                        event_id=deterministic_event_id("feedback", msg.message_id),
+                    )
+                )
+                return
+        decision = route(msg.text, msg.locale, await self.rules())
+        routed = MessageRouted(
+            conversation_id=msg.conversation_id,
+            message_id=msg.message_id,
+            channel=msg.channel,
+            customer_ref=msg.customer_ref,
+            store_id=msg.store_id,
+            locale=msg.locale,
+            text=msg.text,
+            role=decision.role,
+            rule_id=decision.rule_id,
+            matched_keyword=decision.keyword,
+        )
+        await self.publisher.publish(
+            envelope.derive(
+                routed, occurred_at=now, event_id=deterministic_event_id("routed", msg.message_id)
+            )
+        )
+
+
+class NotifyWorker:
+    """Consumer task + scheduler task inside the worker process (or a test)."""
+
+    def __init__(
+        self,
+        settings: NotifySettings,
+        *,
+        clock: Clock | None = None,
+        group_id: str = GROUP_ID,
+        auto_offset_reset: str = "earliest",
+        scheduler: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self.group_id = group_id
+        self.auto_offset_reset = auto_offset_reset
+        self.scheduler = scheduler
+        self.dispatcher: Dispatcher | None = None
+        self.handler: EventHandler | None = None
+        self._resources: Resources | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stop = asyncio.Event()
+        self._assigned = asyncio.Event()
+
+    async def start(self, resources: Resources) -> None:
+        if resources.redis is None or resources.producer is None:
+            raise NotReady("notify needs Redis and Kafka")
+        self._resources = resources
+        repo = NotifyRepository(resources.db)
+        await repo.ensure_indexes()
+        producer = resources.producer
+
+        def get_producer() -> AIOKafkaProducer:
+            return producer
+
+        self.dispatcher = Dispatcher(self.settings, repo, resources.redis, get_producer, self.clock)
+        self.handler = EventHandler(
+            self.settings, repo, self.dispatcher, EventPublisher(producer), self.clock
+        )
+        self._stop.clear()
+        self._tasks.append(asyncio.create_task(self._run(), name="notify-consumer"))
+        if self.scheduler:
+            self._tasks.append(
+                asyncio.create_task(
+                    self.dispatcher.run_scheduler(self._stop), name="notify-scheduler"
+                )
+            )
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self.dispatcher is not None:
+            await self.dispatcher.adapters.close()
+
+    async def check(self) -> None:
+        if not self._tasks or any(t.done() for t in self._tasks) or self._consumer is None:
+            raise NotReady("notify consumer is not running")
+
+    async def wait_assigned(self, within_s: float = 60.0) -> None:
+        await asyncio.wait_for(self._assigned.wait(), within_s)
+
+    async def _run(self) -> None:
+        assert self._resources is not None
+        await self._resources.wait_for_kafka(60)
+        delay = 0.5
+        while True:
+            consumer = make_consumer(
+                self.settings,
+                group_id=self.group_id,
+                pattern=TOPIC_PATTERN,
+                auto_offset_reset=self.auto_offset_reset,
+                client_id=f"{self.settings.service_name}-worker",
+                max_poll_interval_ms=300000,
+            )
+            try:
+                await consumer.start()
+                self._consumer = consumer
+                delay = 0.5
+                await self._consume(consumer)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("notify_consumer_failed", error=repr(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+            finally:
+                self._consumer = None
+                self._assigned.clear()
+                await consumer.stop()
+
+    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
+        backoff = 0.2
+        while True:
+            batch: dict[TopicPartition, list[Record]] = await consumer.getmany(
+                timeout_ms=200, max_records=500
+            )
+            if not self._assigned.is_set() and consumer.assignment():
+                for tp in consumer.assignment():
+                    await consumer.position(tp)
+                self._assigned.set()
+            if not batch:
+                continue
+            commit, failed = await self._apply(batch)
+            if commit:
+                try:
+                    await consumer.commit(commit)
+                except Exception as exc:  # rebalanced meanwhile: the new owner re-handles
+                    log.warning("notify_commit_failed", error=repr(exc))
+            for tp, offset, error in failed:
+                log.error(
+                    "notify_handling_failed",
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    offset=offset,
+                    error=repr(error),
+                    retry_in=backoff,
+                )
+                consumer.seek(tp, offset)
+            if failed:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+            else:
+                backoff = 0.2
+
+    async def _apply(
+        self, batch: dict[TopicPartition, list[Record]]
+    ) -> tuple[dict[TopicPartition, int], list[tuple[TopicPartition, int, Exception]]]:
+        async def one(records: list[Record]) -> tuple[int, Exception | None]:
+            for record in records:
+                try:
+                    await self._handle(record)
+                except Exception as exc:  # infrastructure trouble: stop here, retry the record
+                    return record.offset, exc
+            return records[-1].offset + 1, None
+
+        parts = [(tp, recs) for tp, recs in batch.items() if recs]
+        outcomes = await asyncio.gather(*(one(recs) for _, recs in parts))
+        commit: dict[TopicPartition, int] = {}
+        failed: list[tuple[TopicPartition, int, Exception]] = []
+        for (tp, recs), (next_offset, exc) in zip(parts, outcomes, strict=True):
+            if next_offset > recs[0].offset:
+                commit[tp] = next_offset
+            if exc is not None:
+                failed.append((tp, next_offset, exc))
+        return commit, failed
+
+    async def _handle(self, record: Record) -> None:
+        assert self.handler is not None
+        try:
+            envelope = decode(record.value, record.headers)
+        except DecodeError as exc:
+            await self._reject(record, exc)
+            return
+        topic = local_topic_name(record.topic)
+        EVENTS_CONSUMED.labels(self.settings.service_name, record.topic, envelope.type).inc()
+        await self.handler.handle(topic, envelope)
+
+    async def _reject(self, record: Record, error: Exception) -> None:
+        try:
+            dlq_topic_for(record.topic)
+        except UnknownTopicError:
+            log.error("notify_record_skipped", topic=record.topic, error=str(error))
+            return
+        assert self._resources is not None
+        await dead_letter(
+            self._resources.publisher,
+            service=self.settings.service_name,
+            region=self.settings.region,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value,
+            headers=list(record.headers or ()),
+            error=error,
+            now=self.clock.now(),
+        )
