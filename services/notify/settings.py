@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic_settings import SettingsConfigDict
 
@@ -15,6 +16,9 @@ class NotifySettings(ServiceSettings):
     # the worker's web server (/healthz, /readyz, /metrics of the consumer and dispatcher)
     worker_port: int = 8103
 
+    # Consumer group of the worker; a new group starts at `consumer_offset_reset`.
+    consumer_group: str = "notify-worker"
+    consumer_offset_reset: Literal["earliest", "latest"] = "earliest"
     # Where a channel goes when neither the store nor its chain configured it (empty: nowhere,
     # the notification is dead-lettered with `no_channel_config`).
     default_webhook_url: str = ""

@@ -4,6 +4,7 @@ WeChat/WhatsApp/LINE and SMS providers are reached) and e-mail over SMTP."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import smtplib
 import time
 from dataclasses import asdict, dataclass
@@ -14,6 +15,9 @@ import httpx
 import orjson
 
 from services.notify.domain.signing import SIGNATURE_HEADER, sign
+
+# One INFO line per request from httpx would drown the worker's own logs.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True)

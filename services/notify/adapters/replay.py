@@ -12,7 +12,7 @@ import orjson
 from aiokafka import TopicPartition
 
 from optisync_common.clock import Clock, SystemClock
-from optisync_common.kafka import make_consumer
+from optisync_common.kafka import make_admin, make_consumer
 from optisync_common.resources import open_resources
 from schemas.events.dlq import DeadLetter
 from schemas.serde import DecodeError, decode
@@ -42,14 +42,27 @@ def _doc_of(letter: DeadLetter) -> dict[str, Any] | None:
     return doc
 
 
+async def topic_partitions(settings: NotifySettings, topic: str) -> list[TopicPartition]:
+    admin = make_admin(settings)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return [
+        TopicPartition(t["topic"], int(p["partition"]))
+        for t in described
+        for p in sorted(t["partitions"], key=lambda p: int(p["partition"]))
+    ]
+
+
 async def read_letters(settings: NotifySettings) -> list[DeadLetter]:
     """Every notification dead letter currently on the DLQ topic (no consumer group)."""
     consumer = make_consumer(settings, group_id=None)
     await consumer.start()
     letters: list[DeadLetter] = []
     try:
-        partitions = consumer.partitions_for_topic(NOTIFY_DLQ) or set()
-        tps = [TopicPartition(NOTIFY_DLQ, p) for p in sorted(partitions)]
+        tps = await topic_partitions(settings, NOTIFY_DLQ)
         if not tps:
             return letters
         consumer.assign(tps)

@@ -44,7 +44,6 @@ from services.notify.settings import NotifySettings
 
 log = get_logger(__name__)
 
-GROUP_ID = "notify-worker"
 TOPIC_PATTERN = "|".join(
     [
         f"^{re.escape(BOOKING_EVENTS)}$",
@@ -204,16 +203,16 @@ class NotifyWorker:
         settings: NotifySettings,
         *,
         clock: Clock | None = None,
-        group_id: str = GROUP_ID,
-        auto_offset_reset: str = "earliest",
+        group_id: str | None = None,
+        auto_offset_reset: str | None = None,
         scheduler: bool = True,
     ) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
-        self.group_id = group_id
-        self.auto_offset_reset = auto_offset_reset
+        self.group_id = group_id or settings.consumer_group
+        self.auto_offset_reset = auto_offset_reset or settings.consumer_offset_reset
         self.scheduler = scheduler
-        self.dispatcher: Dispatcher | None = None
+        self._dispatcher: Dispatcher | None = None
         self.handler: EventHandler | None = None
         self._resources: Resources | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -232,7 +231,7 @@ class NotifyWorker:
         def get_producer() -> AIOKafkaProducer:
             return producer
 
-        self.dispatcher = Dispatcher(self.settings, repo, resources.redis, get_producer, self.clock)
+        self._dispatcher = Dispatcher(self.settings, repo, resources.redis, get_producer, self.clock)
         self.handler = EventHandler(
             self.settings, repo, self.dispatcher, EventPublisher(producer), self.clock
         )
@@ -245,18 +244,26 @@ class NotifyWorker:
                 )
             )
 
+    @property
+    def dispatcher(self) -> Dispatcher:
+        if self._dispatcher is None:
+            raise NotReady("start() the worker first")
+        return self._dispatcher
+
     async def stop(self) -> None:
         self._stop.set()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        if self.dispatcher is not None:
-            await self.dispatcher.adapters.close()
+        if self._dispatcher is not None:
+            await self._dispatcher.adapters.close()
 
     async def check(self) -> None:
         if not self._tasks or any(t.done() for t in self._tasks) or self._consumer is None:
             raise NotReady("notify consumer is not running")
+        if not self._assigned.is_set():
+            raise NotReady("notify consumer has no partitions yet")
 
     async def wait_assigned(self, within_s: float = 60.0) -> None:
         await asyncio.wait_for(self._assigned.wait(), within_s)
