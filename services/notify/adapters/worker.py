@@ -231,7 +231,9 @@ class NotifyWorker:
         def get_producer() -> AIOKafkaProducer:
             return producer
 
-        self._dispatcher = Dispatcher(self.settings, repo, resources.redis, get_producer, self.clock)
+        self._dispatcher = Dispatcher(
+            self.settings, repo, resources.redis, get_producer, self.clock
+        )
         self.handler = EventHandler(
             self.settings, repo, self.dispatcher, EventPublisher(producer), self.clock
         )

@@ -4,6 +4,7 @@ server (aiosmtpd), plus builders for booking events."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import socket
 import time
@@ -53,6 +54,9 @@ class WebhookReceiver:
     failing: set[str] = field(default_factory=set)
     rejected: int = 0
     failed_calls: int = 0
+    delay_s: float = 0.0  # a slow gateway keeps calls in flight (restart tests)
+    in_flight: set[str] = field(default_factory=set)
+    answered_at: dict[str, float] = field(default_factory=dict)
     port: int = 0
     _runner: web.AppRunner | None = None
     _arrivals: asyncio.Condition | None = None
@@ -91,21 +95,37 @@ class WebhookReceiver:
         if payload["store_id"] in self.failing:
             self.failed_calls += 1
             return web.Response(status=503)
+        nid = payload["notification_id"]
         self.received.append(
-            Received(
-                payload["notification_id"],
-                request.headers.get("Idempotency-Key"),
-                payload,
-                time.perf_counter(),
-            )
+            Received(nid, request.headers.get("Idempotency-Key"), payload, time.perf_counter())
         )
         assert self._arrivals is not None
         async with self._arrivals:
             self._arrivals.notify_all()
+        self.in_flight.add(nid)
+        try:
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)
+        finally:
+            self.in_flight.discard(nid)
+            self.answered_at[nid] = time.monotonic()
         return web.Response(status=200)
 
     def for_store(self, store_id: str) -> list[Received]:
         return [r for r in self.received if r.body["store_id"] == store_id]
+
+    async def wait_until(self, check: Any, within_s: float = 30.0) -> bool:
+        """Wait until `check()` holds, re-checking whenever a message arrives."""
+        assert self._arrivals is not None
+        deadline = time.monotonic() + within_s
+        async with self._arrivals:
+            while not check():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._arrivals.wait(), min(remaining, 0.5))
+        return True
 
     async def wait_for(self, store_id: str, count: int, within_s: float = 30.0) -> list[Received]:
         assert self._arrivals is not None
