@@ -11,7 +11,7 @@ from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from schemas.events.base import Channel
 from schemas.events.messages import StaffRole
@@ -19,6 +19,7 @@ from services.notify.domain.model import BookingContext, Notification, Recipient
 from services.notify.domain.routing import DEFAULT_RULES, RoutingRule
 
 Doc = dict[str, Any]
+DUPLICATE_KEY = 11000
 
 PENDING, SENT, DEAD, SKIPPED, CANCELLED = "pending", "sent", "dead_lettered", "skipped", "cancelled"
 
@@ -96,6 +97,32 @@ class NotifyRepository:
         except DuplicateKeyError:
             return False
         return True
+
+    async def add_many(self, notifications: list[Notification], now: dt.datetime) -> set[str]:
+        """Queue several in one round trip; returns the ids that were new."""
+        if not notifications:
+            return set()
+        if len(notifications) == 1:
+            added = await self.add(notifications[0], now)
+            return {notifications[0].notification_id} if added else set()
+        ids = {n.notification_id for n in notifications}
+        try:
+            await self.outbox.insert_many(
+                [notification_doc(n, now) for n in notifications], ordered=False
+            )
+        except BulkWriteError as exc:
+            duplicates = {
+                notifications[e["index"]].notification_id
+                for e in exc.details.get("writeErrors", [])
+                if e.get("code") == DUPLICATE_KEY
+            }
+            others = [
+                e for e in exc.details.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY
+            ]
+            if others:
+                raise
+            return ids - duplicates
+        return ids
 
     async def get(self, notification_id: str) -> Doc | None:
         return await self.outbox.find_one({"_id": notification_id})

@@ -22,6 +22,7 @@ from optisync_common.metrics import EVENTS_CONSUMED
 from optisync_common.resources import NotReady, Resources
 from schemas.envelope import Envelope, deterministic_event_id
 from schemas.events.base import EventPayload
+from schemas.events.booking import BookingConfirmed
 from schemas.events.feedback import FeedbackReceived
 from schemas.events.messages import MessageReceived, MessageRouted
 from schemas.events.roster import ExamTypeDefined, StoreRegistered
@@ -38,11 +39,16 @@ from schemas.serde import DecodeError, decode
 from services.notify.adapters.dispatcher import Dispatcher
 from services.notify.adapters.metrics import EVENT_TO_ADAPTER, NOTIFICATIONS_QUEUED
 from services.notify.adapters.storage import NotifyRepository, notification_doc
+from services.notify.domain.model import BookingContext, StoreProfile
 from services.notify.domain.planner import Policy, booking_id_of, plan
 from services.notify.domain.routing import RoutingRule, parse_rating, route
 from services.notify.settings import NotifySettings
 
 log = get_logger(__name__)
+
+STORE_CACHE_S = 5.0
+# Events about bookings that never got a confirmation: nothing to tell anyone.
+QUIET_WITHOUT_CONTEXT = {"BookingRejected", "CommandFailed", "BookingCheckedIn", "BookingNoShow"}
 
 TOPIC_PATTERN = "|".join(
     [
@@ -84,6 +90,7 @@ class EventHandler:
             feedback_delay=dt.timedelta(seconds=settings.feedback_delay_s),
         )
         self._rules: tuple[float, list[RoutingRule]] = (0.0, [])
+        self._stores: dict[str, tuple[float, StoreProfile | None]] = {}
 
     async def handle(self, topic: str, envelope: Envelope[EventPayload]) -> None:
         payload = envelope.payload
@@ -106,16 +113,15 @@ class EventHandler:
         booking_id = booking_id_of(envelope.payload)
         if booking_id is None:
             return
-        ctx, applied = await self.repo.context(booking_id)
+        # A confirmation carries its whole context; every later event needs what we kept.
+        ctx: BookingContext | None = None
+        applied: list[str] = []
+        if not isinstance(envelope.payload, BookingConfirmed):
+            ctx, applied = await self.repo.context(booking_id)
         now = self.clock.now()
-        result = plan(envelope, ctx, await self.repo.store(envelope.store_id), self.policy, now)
+        result = plan(envelope, ctx, await self.store(envelope.store_id), self.policy, now)
         if result.missing_context:
-            if envelope.type not in (
-                "BookingRejected",
-                "CommandFailed",
-                "BookingCheckedIn",
-                "BookingNoShow",
-            ):
+            if envelope.type not in QUIET_WITHOUT_CONTEXT:
                 log.warning("no_booking_context", booking_id=booking_id, type=envelope.type)
             return
         first_time = str(envelope.event_id) not in applied
@@ -126,19 +132,27 @@ class EventHandler:
                 await self.repo.open_rating_request(
                     result.context, str(result.context.channel), now
                 )
-        fresh = []
+        added = await self.repo.add_many(result.notifications, now)
         for notification in result.notifications:
-            if await self.repo.add(notification, now):
-                NOTIFICATIONS_QUEUED.labels(str(notification.kind)).inc()
-                if notification.due_at <= now:
-                    fresh.append(notification_doc(notification, now))
+            if notification.notification_id not in added:
+                continue  # a redelivered event: queued (and maybe sent) the first time
+            NOTIFICATIONS_QUEUED.labels(str(notification.kind)).inc()
+            if notification.due_at <= now:
+                await self.dispatcher.deliver_new(notification_doc(notification, now))
+                EVENT_TO_ADAPTER.observe(
+                    max(0.0, (self.clock.now() - envelope.occurred_at).total_seconds())
+                )
         if first_time and result.context is not None:
             await self.repo.save_context(result.context, str(envelope.event_id))
-        for doc in fresh:
-            await self.dispatcher.deliver_new(doc)
-            EVENT_TO_ADAPTER.observe(
-                max(0.0, (self.clock.now() - envelope.occurred_at).total_seconds())
-            )
+
+    async def store(self, store_id: str) -> StoreProfile | None:
+        """Store profiles change rarely (roster events, the config API): a few seconds' cache."""
+        cached = self._stores.get(store_id)
+        if cached is not None and time.monotonic() - cached[0] < STORE_CACHE_S:
+            return cached[1]
+        profile = await self.repo.store(store_id)
+        self._stores[store_id] = (time.monotonic(), profile)
+        return profile
 
     async def rules(self) -> list[RoutingRule]:
         # Rules are edited through the API; a second-old copy is fresh enough.
