@@ -19,7 +19,7 @@ import contextlib
 import datetime as dt
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -42,7 +42,6 @@ from services.notify.adapters.channels import (
 )
 from services.notify.adapters.metrics import ADAPTER_LATENCY, DELIVERIES
 from services.notify.adapters.storage import (
-    CANCELLED,
     DEAD,
     PENDING,
     SENT,
@@ -56,6 +55,13 @@ from services.notify.settings import NotifySettings
 log = get_logger(__name__)
 
 NOTIFY_DLQ = "notify.dlq.v1"
+Save = Callable[[Doc, str, dict[str, Any]], Awaitable[None]]
+CLAIM_TTL_S = 8 * 24 * 3600  # longer than booking.events.v1 keeps an event (7 days)
+DONE = "done"
+_TAKE_OVER = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then "
+    "return redis.call('set', KEYS[1], ARGV[2], 'EX', ARGV[3]) end"
+)
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
 
 
@@ -128,14 +134,64 @@ class Dispatcher:
 
     # --- entry points -------------------------------------------------------------------
 
-    async def deliver_new(self, doc: Doc) -> None:
-        """Inline path for a document this instance just inserted (nobody else has sent it:
-        any other claimant would still hold its lease)."""
-        if await self._lease(doc["_id"]):
-            try:
-                await self._deliver(doc)
-            finally:
-                await self._release(doc["_id"])
+    def _claim_key(self, notification_id: str) -> str:
+        return f"{self.settings.redis_prefix}claim:{notification_id}"
+
+    async def deliver_fresh(self, docs: list[Doc]) -> tuple[list[Doc], list[str]]:
+        """Send, in order, notifications that are due now and were never stored.
+
+        Returns (documents to store, outcome included; ids claimed). The caller inserts the
+        documents in one batch, then calls `settle(claimed)`. A notification already claimed
+        (a redelivered event) is skipped without a MongoDB read: the first claim of an id is a
+        Redis `SET NX` that stays for as long as Kafka keeps the event."""
+        to_store: list[Doc] = []
+        claimed: list[str] = []
+        for doc in docs:
+            nid = doc["_id"]
+            value = f"{self.owner}|{time.time():.3f}"
+            won = await self.redis.set(self._claim_key(nid), value, nx=True, ex=CLAIM_TTL_S)
+            if not won:
+                decision = await self._contested(doc, value)
+                if decision == "skip":
+                    continue
+                if decision == "defer":
+                    # Someone is sending it right now: store it pending, due only after their
+                    # lease, so the scheduler sends it should they never record an outcome.
+                    doc["due_at"] = self.clock.now() + dt.timedelta(seconds=self.settings.lease_s)
+                    to_store.append(doc)
+                    continue
+            claimed.append(nid)
+            await self._deliver(doc, self._in_memory)
+            to_store.append(doc)
+        return to_store, claimed
+
+    async def _contested(self, doc: Doc, value: str) -> str:
+        """skip (done), defer (someone is on it) or take (their claim went stale unrecorded)."""
+        key = self._claim_key(doc["_id"])
+        current = await self.redis.get(key)
+        if current is None:
+            won = await self.redis.set(key, value, nx=True, ex=CLAIM_TTL_S)
+            return "take" if won else "defer"
+        text = current.decode() if isinstance(current, bytes) else str(current)
+        if text == DONE:
+            return "skip"
+        claimed_at = float(text.rpartition("|")[2] or 0)
+        if time.time() - claimed_at < self.settings.lease_s:
+            return "defer"
+        if await self.repo.get(doc["_id"]) is not None:
+            await self.redis.set(key, DONE, ex=CLAIM_TTL_S)
+            return "skip"
+        # Claimed, never recorded, lease long gone: that sender died. Take over (once).
+        taken = await self.redis.eval(_TAKE_OVER, 1, key, text, value, CLAIM_TTL_S)
+        return "take" if taken else "defer"
+
+    async def _in_memory(self, doc: Doc, state: str, fields: dict[str, Any]) -> None:
+        doc.update(state=state, **fields)
+
+    async def settle(self, claimed: list[str]) -> None:
+        """The outcomes are stored: mark the claims done (redeliveries skip on Redis alone)."""
+        for nid in claimed:
+            await self.redis.set(self._claim_key(nid), DONE, ex=CLAIM_TTL_S)
 
     async def poll_once(self, limit: int = 200) -> int:
         """Send what is due (reminders, retries, work of a crashed instance). Returns how many
@@ -180,17 +236,22 @@ class Dispatcher:
 
     # --- one delivery ---------------------------------------------------------------------
 
-    async def _deliver(self, doc: Doc) -> None:
-        nid = doc["_id"]
+    async def _update(self, doc: Doc, state: str, fields: dict[str, Any]) -> None:
+        await self.repo.outbox.update_one({"_id": doc["_id"]}, {"$set": {"state": state, **fields}})
+
+    async def _deliver(self, doc: Doc, save: Save | None = None) -> None:
+        """One attempt; `save` writes the outcome (an update of the stored document, or for a
+        fresh notification the document itself, inserted afterwards in a batch)."""
+        save = save or self._update
         now = self.clock.now()
         stale_after = doc.get("stale_after")
         if stale_after is not None and now > stale_after:
-            await self.repo.finish(nid, SKIPPED, last_error="stale", finished_at=now)
+            await save(doc, SKIPPED, {"last_error": "stale", "finished_at": now})
             await self._record(doc, doc["attempts"] + 1, DeliveryStatus.SKIPPED, "stale", None)
             return
         adapter = await self.adapters.resolve(doc["store_id"], doc["channel"])
         if adapter is None:
-            await self._give_up(doc, doc["attempts"] + 1, "no_channel_config")
+            await self._give_up(doc, doc["attempts"] + 1, "no_channel_config", save)
             return
         breaker = self.breakers.setdefault(
             adapter.endpoint,
@@ -200,8 +261,10 @@ class Dispatcher:
         if not breaker.allow(mono):
             # Not an attempt: the endpoint is known broken; come back when the breaker may close.
             wait_s = breaker.retry_at(mono) - mono
-            await self.repo.retry_later(
-                nid, now + dt.timedelta(seconds=wait_s), last_error="circuit_open"
+            await save(
+                doc,
+                PENDING,
+                {"due_at": now + dt.timedelta(seconds=wait_s), "last_error": "circuit_open"},
             )
             return
         attempt = doc["attempts"] + 1
@@ -212,24 +275,24 @@ class Dispatcher:
             latency_ms = (time.perf_counter() - started) * 1000
             breaker.record_failure(time.monotonic())
             retryable = exc.retryable if isinstance(exc, DeliveryError) else True
-            await self._failed(doc, attempt, f"{exc}"[:500], retryable, latency_ms)
+            await self._failed(doc, attempt, f"{exc}"[:500], retryable, latency_ms, save)
             return
         latency_ms = (time.perf_counter() - started) * 1000
         breaker.record_success()
         ADAPTER_LATENCY.labels(doc["channel"]).observe(latency_ms / 1000)
-        await self.repo.finish(nid, SENT, attempts=attempt, sent_at=self.clock.now())
+        await save(doc, SENT, {"attempts": attempt, "sent_at": self.clock.now()})
         await self._record(doc, attempt, DeliveryStatus.SENT, None, latency_ms)
 
     async def _failed(
-        self, doc: Doc, attempt: int, error: str, retryable: bool, latency_ms: float
+        self, doc: Doc, attempt: int, error: str, retryable: bool, latency_ms: float, save: Save
     ) -> None:
         if not retryable or attempt >= self.settings.max_attempts:
             await self._record(doc, attempt, DeliveryStatus.FAILED, error, latency_ms)
-            await self._give_up(doc, attempt, error)
+            await self._give_up(doc, attempt, error, save)
             return
         delay = backoff_s(attempt, self.settings.backoff_base_s, self.settings.backoff_cap_s)
         due = self.clock.now() + dt.timedelta(seconds=delay)
-        await self.repo.retry_later(doc["_id"], due, attempts=attempt, last_error=error)
+        await save(doc, PENDING, {"due_at": due, "attempts": attempt, "last_error": error})
         await self._record(doc, attempt, DeliveryStatus.FAILED, error, latency_ms)
         log.info(
             "delivery_retry_scheduled",
@@ -239,7 +302,7 @@ class Dispatcher:
             error=error,
         )
 
-    async def _give_up(self, doc: Doc, attempt: int, error: str) -> None:
+    async def _give_up(self, doc: Doc, attempt: int, error: str, save: Save) -> None:
         """Dead-letter: the DLQ record holds the whole notification, so a replay can send it
         even if the outbox document were lost."""
         now = self.clock.now()
@@ -267,9 +330,7 @@ class Dispatcher:
         await self._producer().send_and_wait(
             message.topic, value=message.value, key=message.key, headers=message.headers
         )
-        await self.repo.finish(
-            doc["_id"], DEAD, attempts=attempt, last_error=error, finished_at=now
-        )
+        await save(doc, DEAD, {"attempts": attempt, "last_error": error, "finished_at": now})
         await self._record(doc, max(attempt, 1), DeliveryStatus.DEAD_LETTERED, error, None)
         log.warning("notification_dead_lettered", notification_id=doc["_id"], error=error)
 
@@ -331,4 +392,4 @@ def _message(doc: Doc, attempt: int) -> OutboundMessage:
     )
 
 
-__all__ = ["CANCELLED", "AdapterRegistry", "Dispatcher"]
+__all__ = ["AdapterRegistry", "Dispatcher"]

@@ -11,10 +11,11 @@ from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from schemas.events.base import Channel
 from schemas.events.messages import StaffRole
+from services.notify.adapters.batching import InsertBatcher
 from services.notify.domain.model import BookingContext, Notification, Recipient, StoreProfile
 from services.notify.domain.routing import DEFAULT_RULES, RoutingRule
 
@@ -76,6 +77,23 @@ class NotifyRepository:
         self.chains = db["chains"]
         self.rules = db["routing_rules"]
         self.rating_requests = db["rating_requests"]
+        self._outbox_inserts = InsertBatcher(self.outbox)
+        self._booking_inserts = InsertBatcher(self.bookings)
+
+    async def close(self) -> None:
+        await self._outbox_inserts.close()
+        await self._booking_inserts.close()
+
+    async def store_notifications(self, docs: list[Doc]) -> set[str]:
+        """Insert outbox documents (batched with other partitions'); returns the ids that
+        were already stored."""
+        return await self._outbox_inserts.insert(docs)
+
+    async def add_context(self, ctx: BookingContext, event_id: str) -> None:
+        """A confirmed booking's context: a batched insert, an update if it exists already."""
+        doc = {"_id": ctx.booking_id, **_context_doc(ctx), "applied": [event_id]}
+        if await self._booking_inserts.insert([doc]):
+            await self.save_context(ctx, event_id)
 
     async def ensure_indexes(self) -> None:
         await self.outbox.create_index([("state", ASCENDING), ("due_at", ASCENDING)])
@@ -90,39 +108,11 @@ class NotifyRepository:
 
     # --- outbox -------------------------------------------------------------------------
 
-    async def add(self, n: Notification, now: dt.datetime) -> bool:
-        """Queue a notification; False when its id is already known (a redelivered event)."""
-        try:
-            await self.outbox.insert_one(notification_doc(n, now))
-        except DuplicateKeyError:
-            return False
-        return True
-
-    async def add_many(self, notifications: list[Notification], now: dt.datetime) -> set[str]:
-        """Queue several in one round trip; returns the ids that were new."""
-        if not notifications:
-            return set()
-        if len(notifications) == 1:
-            added = await self.add(notifications[0], now)
-            return {notifications[0].notification_id} if added else set()
-        ids = {n.notification_id for n in notifications}
-        try:
-            await self.outbox.insert_many(
-                [notification_doc(n, now) for n in notifications], ordered=False
-            )
-        except BulkWriteError as exc:
-            duplicates = {
-                notifications[e["index"]].notification_id
-                for e in exc.details.get("writeErrors", [])
-                if e.get("code") == DUPLICATE_KEY
-            }
-            others = [
-                e for e in exc.details.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY
-            ]
-            if others:
-                raise
-            return ids - duplicates
-        return ids
+    async def record_outcome(self, doc: Doc) -> None:
+        outcome = ("state", "attempts", "sent_at", "due_at", "last_error", "finished_at")
+        await self.outbox.update_one(
+            {"_id": doc["_id"]}, {"$set": {k: doc[k] for k in outcome if k in doc}}
+        )
 
     async def get(self, notification_id: str) -> Doc | None:
         return await self.outbox.find_one({"_id": notification_id})
@@ -133,11 +123,6 @@ class NotifyRepository:
 
     async def finish(self, notification_id: str, state: str, **fields: Any) -> None:
         await self.outbox.update_one({"_id": notification_id}, {"$set": {"state": state, **fields}})
-
-    async def retry_later(self, notification_id: str, due_at: dt.datetime, **fields: Any) -> None:
-        await self.outbox.update_one(
-            {"_id": notification_id}, {"$set": {"state": PENDING, "due_at": due_at, **fields}}
-        )
 
     async def drop_reminders(self, booking_id: str, keep_slot: dt.datetime | None) -> int:
         query: Doc = {"booking_id": booking_id, "kind": "reminder", "state": PENDING}

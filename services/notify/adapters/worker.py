@@ -132,18 +132,27 @@ class EventHandler:
                 await self.repo.open_rating_request(
                     result.context, str(result.context.channel), now
                 )
-        added = await self.repo.add_many(result.notifications, now)
-        for notification in result.notifications:
-            if notification.notification_id not in added:
-                continue  # a redelivered event: queued (and maybe sent) the first time
-            NOTIFICATIONS_QUEUED.labels(str(notification.kind)).inc()
-            if notification.due_at <= now:
-                await self.dispatcher.deliver_new(notification_doc(notification, now))
-                EVENT_TO_ADAPTER.observe(
-                    max(0.0, (self.clock.now() - envelope.occurred_at).total_seconds())
-                )
+        immediate = [notification_doc(n, now) for n in result.notifications if n.due_at <= now]
+        later = [notification_doc(n, now) for n in result.notifications if n.due_at > now]
+        attempted, claimed = await self.dispatcher.deliver_fresh(immediate)
+        if attempted:
+            EVENT_TO_ADAPTER.observe(
+                max(0.0, (self.clock.now() - envelope.occurred_at).total_seconds())
+            )
+        existing = await self.repo.store_notifications(attempted + later)
+        for doc in attempted:
+            if doc["_id"] in existing and doc["_id"] in claimed:
+                # stored (deferred) meanwhile by an instance that saw our claim: ours wins
+                await self.repo.record_outcome(doc)
+        await self.dispatcher.settle(claimed)
+        for doc in attempted + later:
+            if doc["_id"] not in existing:
+                NOTIFICATIONS_QUEUED.labels(doc["kind"]).inc()
         if first_time and result.context is not None:
-            await self.repo.save_context(result.context, str(envelope.event_id))
+            if isinstance(envelope.payload, BookingConfirmed):
+                await self.repo.add_context(result.context, str(envelope.event_id))
+            else:
+                await self.repo.save_context(result.context, str(envelope.event_id))
 
     async def store(self, store_id: str) -> StoreProfile | None:
         """Store profiles change rarely (roster events, the config API): a few seconds' cache."""
@@ -274,6 +283,7 @@ class NotifyWorker:
         self._tasks.clear()
         if self._dispatcher is not None:
             await self._dispatcher.adapters.close()
+            await self._dispatcher.repo.close()
 
     async def check(self) -> None:
         if not self._tasks or any(t.done() for t in self._tasks) or self._consumer is None:
