@@ -68,6 +68,17 @@ class Record(Protocol):
     headers: Sequence[tuple[str, bytes]]
 
 
+def order_key(envelope: Envelope[EventPayload]) -> str:
+    """What must be handled in order: a booking's events, a conversation's messages; anything
+    else in store order."""
+    payload = envelope.payload
+    for name in ("booking_id", "conversation_id"):
+        value = getattr(payload, name, None)
+        if isinstance(value, str):
+            return f"{name}:{value}"
+    return f"store:{envelope.store_id}"
+
+
 class EventHandler:
     """What one decoded event means for notify."""
 
@@ -361,11 +372,34 @@ class NotifyWorker:
         self, batch: dict[TopicPartition, list[Record]]
     ) -> tuple[dict[TopicPartition, int], list[tuple[TopicPartition, int, Exception]]]:
         async def one(records: list[Record]) -> tuple[int, Exception | None]:
+            # In order per booking (or conversation), bookings concurrently: one slow call
+            # does not hold up the rest of the store's partition, and concurrent handlers
+            # share MongoDB writes (see InsertBatcher).
+            groups: dict[str, list[tuple[Record, Envelope[EventPayload]]]] = {}
             for record in records:
                 try:
-                    await self._handle(record)
-                except Exception as exc:  # infrastructure trouble: stop here, retry the record
-                    return record.offset, exc
+                    envelope = decode(record.value, record.headers)
+                except DecodeError as exc:
+                    try:
+                        await self._reject(record, exc)
+                    except Exception as dlq_exc:
+                        return record.offset, dlq_exc
+                    continue
+                groups.setdefault(order_key(envelope), []).append((record, envelope))
+
+            async def run(group: list[tuple[Record, Envelope[EventPayload]]]) -> int | None:
+                for record, envelope in group:
+                    try:
+                        await self._handle(record, envelope)
+                    except Exception as exc:  # infrastructure trouble: retry from here
+                        failures.append((record.offset, exc))
+                        return record.offset
+                return None
+
+            failures: list[tuple[int, Exception]] = []
+            await asyncio.gather(*(run(group) for group in groups.values()))
+            if failures:
+                return min(failures, key=lambda f: f[0])
             return records[-1].offset + 1, None
 
         parts = [(tp, recs) for tp, recs in batch.items() if recs]
@@ -379,13 +413,8 @@ class NotifyWorker:
                 failed.append((tp, next_offset, exc))
         return commit, failed
 
-    async def _handle(self, record: Record) -> None:
+    async def _handle(self, record: Record, envelope: Envelope[EventPayload]) -> None:
         assert self.handler is not None
-        try:
-            envelope = decode(record.value, record.headers)
-        except DecodeError as exc:
-            await self._reject(record, exc)
-            return
         topic = local_topic_name(record.topic)
         EVENTS_CONSUMED.labels(self.settings.service_name, record.topic, envelope.type).inc()
         await self.handler.handle(topic, envelope)
