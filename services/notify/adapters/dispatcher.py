@@ -56,6 +56,8 @@ log = get_logger(__name__)
 
 NOTIFY_DLQ = "notify.dlq.v1"
 Save = Callable[[Doc, str, dict[str, Any]], Awaitable[None]]
+# Channel configuration edits reach running workers within this many seconds.
+CONFIG_CACHE_S = 30.0
 CLAIM_TTL_S = 8 * 24 * 3600  # longer than booking.events.v1 keeps an event (7 days)
 DONE = "done"
 _TAKE_OVER = (
@@ -76,7 +78,7 @@ class AdapterRegistry:
 
     async def resolve(self, store_id: str, channel: str) -> ChannelAdapter | None:
         cached = self._specs.get((store_id, channel))
-        if cached is not None and time.monotonic() - cached[0] < 2.0:
+        if cached is not None and time.monotonic() - cached[0] < CONFIG_CACHE_S:
             spec = cached[1]
         else:
             spec = await self.repo.channel_spec(store_id, channel)

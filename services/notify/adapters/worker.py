@@ -8,7 +8,7 @@ import asyncio
 import datetime as dt
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -46,7 +46,7 @@ from services.notify.settings import NotifySettings
 
 log = get_logger(__name__)
 
-STORE_CACHE_S = 5.0
+STORE_CACHE_S = 30.0
 # Events about bookings that never got a confirmation: nothing to tell anyone.
 QUIET_WITHOUT_CONTEXT = {"BookingRejected", "CommandFailed", "BookingCheckedIn", "BookingNoShow"}
 
@@ -66,6 +66,65 @@ class Record(Protocol):
     key: bytes | None
     value: bytes | None
     headers: Sequence[tuple[str, bytes]]
+
+
+MAX_IN_FLIGHT = 2000
+COMMIT_EVERY_S = 0.1
+
+
+class Pipeline:
+    """Records in flight: a task per record, chained per order key; per partition the offsets
+    not yet handled, so commits never pass an unhandled record."""
+
+    def __init__(self, handle: Callable[[Record, Envelope[EventPayload]], Awaitable[None]]) -> None:
+        self._handle = handle
+        self._tails: dict[str, asyncio.Task[None]] = {}
+        self._pending: dict[TopicPartition, set[int]] = {}
+        self._next: dict[TopicPartition, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def submit(
+        self, tp: TopicPartition, record: Record, envelope: Envelope[EventPayload], key: str
+    ) -> None:
+        self._pending.setdefault(tp, set()).add(record.offset)
+        self._next[tp] = record.offset + 1
+        previous = self._tails.get(key)
+        task = asyncio.create_task(self._run(previous, record, envelope))
+        self._tails[key] = task
+        self._tasks.add(task)
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self._tasks.discard(finished)
+            self._pending[tp].discard(record.offset)
+            if self._tails.get(key) is finished:
+                del self._tails[key]
+
+        task.add_done_callback(done)
+
+    def skip(self, tp: TopicPartition, offset: int) -> None:
+        self._next[tp] = offset + 1
+
+    async def _run(
+        self, previous: asyncio.Task[None] | None, record: Record, envelope: Envelope[EventPayload]
+    ) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])
+        await self._handle(record, envelope)
+
+    def committable(self) -> dict[TopicPartition, int]:
+        return {
+            tp: min(self._pending[tp]) if self._pending.get(tp) else next_offset
+            for tp, next_offset in self._next.items()
+        }
+
+    async def wait_below(self, limit: int) -> None:
+        while len(self._tasks) >= limit:
+            await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+
+    async def cancel(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 def order_key(envelope: Envelope[EventPayload]) -> str:
@@ -335,83 +394,68 @@ class NotifyWorker:
                 await consumer.stop()
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
+        """Pipelined: records are handed to tasks as they arrive (in order per booking via a
+        chain of tasks, bookings concurrently), so nothing waits for a batch to finish. The
+        committed offset of a partition is its oldest record still in flight."""
+        pipeline = Pipeline(self._handle_with_retry)
+        last_commit = 0.0
+        try:
+            while True:
+                batch: dict[TopicPartition, list[Record]] = await consumer.getmany(
+                    timeout_ms=20, max_records=500
+                )
+                if not self._assigned.is_set() and consumer.assignment():
+                    for tp in consumer.assignment():
+                        await consumer.position(tp)
+                    self._assigned.set()
+                for tp, records in batch.items():
+                    for record in records:
+                        await self._dispatch(pipeline, tp, record)
+                await pipeline.wait_below(MAX_IN_FLIGHT)
+                if time.monotonic() - last_commit >= COMMIT_EVERY_S:
+                    last_commit = time.monotonic()
+                    await self._commit(consumer, pipeline)
+        finally:
+            await pipeline.cancel()
+
+    async def _dispatch(self, pipeline: Pipeline, tp: TopicPartition, record: Record) -> None:
+        try:
+            envelope = decode(record.value, record.headers)
+        except DecodeError as exc:
+            await self._reject(record, exc)
+            pipeline.skip(tp, record.offset)
+            return
+        pipeline.submit(tp, record, envelope, order_key(envelope))
+
+    async def _commit(self, consumer: AIOKafkaConsumer, pipeline: Pipeline) -> None:
+        assigned = consumer.assignment()
+        offsets = {tp: o for tp, o in pipeline.committable().items() if tp in assigned}
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except Exception as exc:  # rebalanced meanwhile: the new owner re-handles (idempotent)
+            log.warning("notify_commit_failed", error=repr(exc))
+
+    async def _handle_with_retry(self, record: Record, envelope: Envelope[EventPayload]) -> None:
+        """Infrastructure trouble (MongoDB, Redis, Kafka down): retry this record with backoff;
+        the booking's later events wait behind it and its offset is not committed past."""
         backoff = 0.2
         while True:
-            batch: dict[TopicPartition, list[Record]] = await consumer.getmany(
-                timeout_ms=200, max_records=500
-            )
-            if not self._assigned.is_set() and consumer.assignment():
-                for tp in consumer.assignment():
-                    await consumer.position(tp)
-                self._assigned.set()
-            if not batch:
-                continue
-            commit, failed = await self._apply(batch)
-            if commit:
-                try:
-                    await consumer.commit(commit)
-                except Exception as exc:  # rebalanced meanwhile: the new owner re-handles
-                    log.warning("notify_commit_failed", error=repr(exc))
-            for tp, offset, error in failed:
+            try:
+                await self._handle(record, envelope)
+                return
+            except Exception as exc:
                 log.error(
                     "notify_handling_failed",
-                    topic=tp.topic,
-                    partition=tp.partition,
-                    offset=offset,
-                    error=repr(error),
+                    topic=record.topic,
+                    offset=record.offset,
+                    partition=record.partition,
+                    error=repr(exc),
                     retry_in=backoff,
                 )
-                consumer.seek(tp, offset)
-            if failed:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
-            else:
-                backoff = 0.2
-
-    async def _apply(
-        self, batch: dict[TopicPartition, list[Record]]
-    ) -> tuple[dict[TopicPartition, int], list[tuple[TopicPartition, int, Exception]]]:
-        async def one(records: list[Record]) -> tuple[int, Exception | None]:
-            # In order per booking (or conversation), bookings concurrently: one slow call
-            # does not hold up the rest of the store's partition, and concurrent handlers
-            # share MongoDB writes (see InsertBatcher).
-            groups: dict[str, list[tuple[Record, Envelope[EventPayload]]]] = {}
-            for record in records:
-                try:
-                    envelope = decode(record.value, record.headers)
-                except DecodeError as exc:
-                    try:
-                        await self._reject(record, exc)
-                    except Exception as dlq_exc:
-                        return record.offset, dlq_exc
-                    continue
-                groups.setdefault(order_key(envelope), []).append((record, envelope))
-
-            async def run(group: list[tuple[Record, Envelope[EventPayload]]]) -> int | None:
-                for record, envelope in group:
-                    try:
-                        await self._handle(record, envelope)
-                    except Exception as exc:  # infrastructure trouble: retry from here
-                        failures.append((record.offset, exc))
-                        return record.offset
-                return None
-
-            failures: list[tuple[int, Exception]] = []
-            await asyncio.gather(*(run(group) for group in groups.values()))
-            if failures:
-                return min(failures, key=lambda f: f[0])
-            return records[-1].offset + 1, None
-
-        parts = [(tp, recs) for tp, recs in batch.items() if recs]
-        outcomes = await asyncio.gather(*(one(recs) for _, recs in parts))
-        commit: dict[TopicPartition, int] = {}
-        failed: list[tuple[TopicPartition, int, Exception]] = []
-        for (tp, recs), (next_offset, exc) in zip(parts, outcomes, strict=True):
-            if next_offset > recs[0].offset:
-                commit[tp] = next_offset
-            if exc is not None:
-                failed.append((tp, next_offset, exc))
-        return commit, failed
 
     async def _handle(self, record: Record, envelope: Envelope[EventPayload]) -> None:
         assert self.handler is not None
