@@ -1,15 +1,22 @@
-"""Hands queued notifications to channel adapters exactly once per notification id.
+"""Hands notifications to channel adapters once per notification id.
 
-How a notification id reaches its adapter once, across redeliveries, crashes and instances:
-1. The outbox document `_id = notification_id` is inserted once (unique `_id`): a redelivered
-   event finds it and queues nothing.
-2. Before the adapter call the sender takes a lease in Redis (`SET NX PX`, longer than the
-   adapter timeout); whoever does not get it does not call. A lease won from the scheduler is
-   followed by a re-read of the document, so one sent meanwhile by another instance is skipped.
-3. The outcome is written to the document before the lease is released.
-The window: a process killed after the adapter call returned and before step 3 leaves the
-document pending, and after the lease expires it is sent again. That resend carries the same
-`Idempotency-Key` (webhooks) / `Message-ID` (e-mail), so the gateway drops it.
+Fresh notifications (due when their event is handled, the hot path):
+1. Claim: Redis `SET claim:<id> <owner>|<time> NX`, kept longer than Kafka keeps the event.
+   A redelivered event finds the claim and sends nothing, without touching MongoDB.
+2. Adapter call.
+3. The outcome goes into the outbox (MongoDB, `_id` = notification id) in a batched insert;
+   then the claim is marked `done`. Only after that is the event's Kafka offset committed.
+A claim found neither `done` nor recorded in MongoDB after the lease time means its owner
+died between 1 and 3: it is taken over (compare-and-set) and sent.
+
+Scheduled notifications (reminders, retries, replays) live in the outbox, indexed by due time;
+the scheduler takes a short Redis lease per id (`SET NX PX`, longer than the adapter timeout),
+re-reads the document under the lease, sends, and writes the outcome before releasing it.
+
+The window: a process killed during or right after an adapter call, before step 3, leaves the
+outcome unknown; the notification is sent again (once the lease has passed). That resend
+carries the same `Idempotency-Key` header (webhooks) / `Message-ID` (e-mail), so a gateway
+drops it; every other redelivery, restart or second instance sends nothing twice.
 """
 
 from __future__ import annotations
