@@ -253,3 +253,34 @@ async def test_result_summary_and_rating_reply(
     finally:
         await feedback.stop()
         await routed.stop()
+
+
+async def test_store_and_chain_config_through_the_api(api: httpx.AsyncClient, unique_id: str, repo):
+    chain, store = f"chain-{unique_id}", f"nt-cfg-{unique_id}"
+    hook = {"kind": "webhook", "url": "http://127.0.0.1:9/hook", "secret": "s" * 20}
+    chain_cfg = {"reminder_offsets_min": [2880, 60], "channels": {"*": hook}}
+    assert (await api.put(f"/v1/chains/{chain}/notify-config", json=chain_cfg)).status_code == 401
+    put = await api.put(f"/v1/chains/{chain}/notify-config", json=chain_cfg, headers=STAFF)
+    assert put.status_code == 200 and put.json()["channels"]["*"]["secret"] == "***"
+    bad = await api.put(
+        f"/v1/stores/{store}/notify-config",
+        headers=STAFF,
+        json={"channels": {"web": {"kind": "smtp", "host": "h"}}},
+    )
+    assert bad.status_code == 422 and bad.json()["code"] == "invalid_channel_config"
+    bad_tz = await api.put(
+        f"/v1/stores/{store}/notify-config", headers=STAFF, json={"timezone": "Mars/Olympus"}
+    )
+    assert bad_tz.status_code == 422 and bad_tz.json()["code"] == "unknown_timezone"
+    ok = await api.put(
+        f"/v1/stores/{store}/notify-config",
+        headers=STAFF,
+        json={"chain_id": chain, "timezone": "Europe/Paris", "locale": "en"},
+    )
+    assert ok.status_code == 200
+    profile = await repo.store(store)
+    assert profile.reminder_offsets_min == (2880, 60) and profile.timezone == "Europe/Paris"
+    assert (await repo.channel_spec(store, "line"))["url"] == hook["url"]
+    assert (await api.get(f"/v1/stores/{store}/notify-config")).json()["chain_id"] == chain
+    assert (await api.get("/v1/stores/none-such/notify-config")).status_code == 404
+    assert (await api.get("/v1/notifications/none-such")).status_code == 404
