@@ -18,7 +18,10 @@ class NotifySettings(ServiceSettings):
 
     # Consumer group of the worker; a new group starts at `consumer_offset_reset`.
     consumer_group: str = "notify-worker"
-    consumer_offset_reset: Literal["earliest", "latest"] = "earliest"
+    # "latest": a brand-new deployment does not message customers about a week of old events.
+    consumer_offset_reset: Literal["earliest", "latest"] = "latest"
+    # Events older than this (a replay, a long outage) are recorded as skipped, not sent.
+    max_event_age_s: float = 3600.0
     # Where a channel goes when neither the store nor its chain configured it (empty: nowhere,
     # the notification is dead-lettered with `no_channel_config`).
     default_webhook_url: str = ""

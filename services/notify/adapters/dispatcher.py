@@ -4,8 +4,9 @@ Fresh notifications (due when their event is handled, the hot path):
 1. Claim: Redis `SET claim:<id> <owner>|<time> NX`, kept longer than Kafka keeps the event.
    A redelivered event finds the claim and sends nothing, without touching MongoDB.
 2. Adapter call.
-3. The outcome goes into the outbox (MongoDB, `_id` = notification id) in a batched insert;
-   then the claim is marked `done`. Only after that is the event's Kafka offset committed.
+3. Success: the claim is marked `done` at once. Then the outcome goes into the outbox
+   (MongoDB, `_id` = notification id) in a batched insert (a failure's retry schedule too,
+   and then its claim is marked `done`). Only after that is the event's offset committed.
 A claim found neither `done` nor recorded in MongoDB after the lease time means its owner
 died between 1 and 3: it is taken over (compare-and-set) and sent.
 
@@ -13,8 +14,9 @@ Scheduled notifications (reminders, retries, replays) live in the outbox, indexe
 the scheduler takes a short Redis lease per id (`SET NX PX`, longer than the adapter timeout),
 re-reads the document under the lease, sends, and writes the outcome before releasing it.
 
-The window: a process killed during or right after an adapter call, before step 3, leaves the
-outcome unknown; the notification is sent again (once the lease has passed). That resend
+The window: a process killed during an adapter call, or after it returned and before the
+claim is marked (one Redis command), leaves the outcome unknown; the notification is sent
+again once the lease has passed. That resend
 carries the same `Idempotency-Key` header (webhooks) / `Message-ID` (e-mail), so a gateway
 drops it; every other redelivery, restart or second instance sends nothing twice.
 """
@@ -196,11 +198,17 @@ class Dispatcher:
 
     async def _in_memory(self, doc: Doc, state: str, fields: dict[str, Any]) -> None:
         doc.update(state=state, **fields)
+        if state == SENT:
+            # Sent: say so in Redis at once (sub-millisecond), before the batched MongoDB
+            # insert, so a crash now cannot make a redelivery send it again.
+            await self.redis.set(self._claim_key(doc["_id"]), DONE, ex=CLAIM_TTL_S)
 
-    async def settle(self, claimed: list[str]) -> None:
-        """The outcomes are stored: mark the claims done (redeliveries skip on Redis alone)."""
-        for nid in claimed:
-            await self.redis.set(self._claim_key(nid), DONE, ex=CLAIM_TTL_S)
+    async def settle(self, claimed: list[Doc]) -> None:
+        """The outcomes are stored: mark the claims done (redeliveries skip on Redis alone).
+        Sent ones were marked right after the call."""
+        for doc in claimed:
+            if doc.get("state") != SENT:
+                await self.redis.set(self._claim_key(doc["_id"]), DONE, ex=CLAIM_TTL_S)
 
     async def poll_once(self, limit: int = 200) -> int:
         """Send what is due (reminders, retries, work of a crashed instance). Returns how many
@@ -260,7 +268,12 @@ class Dispatcher:
             return
         adapter = await self.adapters.resolve(doc["store_id"], doc["channel"])
         if adapter is None:
-            await self._give_up(doc, doc["attempts"] + 1, "no_channel_config", save)
+            # Not a failure to retry: this store has not set up the channel. Recorded as
+            # skipped (with the reason) rather than flooding the DLQ with every message.
+            await save(doc, SKIPPED, {"last_error": "no_channel_config", "finished_at": now})
+            await self._record(
+                doc, doc["attempts"] + 1, DeliveryStatus.SKIPPED, "no_channel_config", None
+            )
             return
         breaker = self.breakers.setdefault(
             adapter.endpoint,

@@ -138,7 +138,16 @@ class NotifyRepository:
                 await self.outbox.insert_one({**doc, "state": DEAD})
         result = await self.outbox.update_one(
             {"_id": notification_id, "state": DEAD},
-            {"$set": {"state": PENDING, "due_at": now, "attempts": 0, "replayed_at": now}},
+            # ops asked for it: sent however old it is
+            {
+                "$set": {
+                    "state": PENDING,
+                    "due_at": now,
+                    "attempts": 0,
+                    "replayed_at": now,
+                    "stale_after": None,
+                }
+            },
         )
         return bool(result.modified_count)
 

@@ -68,7 +68,7 @@ class Record(Protocol):
     headers: Sequence[tuple[str, bytes]]
 
 
-MAX_IN_FLIGHT = 2000
+MAX_IN_FLIGHT = 256  # bounds MongoDB write concurrency when working off a backlog
 COMMIT_EVERY_S = 0.1
 
 
@@ -158,6 +158,7 @@ class EventHandler:
             reminder_offsets_min=settings.reminder_offsets_min,
             reminder_min_notice=dt.timedelta(minutes=settings.reminder_min_notice_min),
             feedback_delay=dt.timedelta(seconds=settings.feedback_delay_s),
+            max_event_age=dt.timedelta(seconds=settings.max_event_age_s),
         )
         self._rules: tuple[float, list[RoutingRule]] = (0.0, [])
         self._stores: dict[str, tuple[float, StoreProfile | None]] = {}
@@ -214,7 +215,7 @@ class EventHandler:
             if doc["_id"] in existing and doc["_id"] in claimed:
                 # stored (deferred) meanwhile by an instance that saw our claim: ours wins
                 await self.repo.record_outcome(doc)
-        await self.dispatcher.settle(claimed)
+        await self.dispatcher.settle([d for d in attempted if d["_id"] in claimed])
         for doc in attempted + later:
             if doc["_id"] not in existing:
                 NOTIFICATIONS_QUEUED.labels(doc["kind"]).inc()

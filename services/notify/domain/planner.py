@@ -35,6 +35,8 @@ class Policy:
     reminder_offsets_min: tuple[int, ...] = (1440, 120)
     reminder_min_notice: dt.timedelta = dt.timedelta(minutes=30)
     feedback_delay: dt.timedelta = dt.timedelta(hours=1)
+    # Messages about events older than this are not sent (replays, long outages).
+    max_event_age: dt.timedelta = dt.timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ def _make(
     store: StoreProfile,
     message: _Message,
     now: dt.datetime,
+    policy: Policy,
 ) -> Notification:
     locale = resolve_locale(ctx.recipient.locale, store.locale)
     subject, text = render(
@@ -86,7 +89,8 @@ def _make(
         text=text,
         source_event_id=str(envelope.event_id),
         due_at=message.due_at or now,
-        stale_after=message.stale_after,
+        stale_after=message.stale_after
+        or envelope.occurred_at + ((message.due_at or now) - now) + policy.max_event_age,
         slot_start=message.when,
     )
 
@@ -226,5 +230,5 @@ def plan(
         result.drop_reminders = True
         result.awaits_rating = True
     result.context = ctx
-    result.notifications = [_make(envelope, ctx, store, m, now) for m in messages]
+    result.notifications = [_make(envelope, ctx, store, m, now, policy) for m in messages]
     return result

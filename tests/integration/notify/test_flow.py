@@ -133,6 +133,16 @@ async def test_reminders_fire_at_store_local_time_move_and_drop(
             .to_list(10)
         )
 
+    async def settled() -> bool:
+        # the messages are out; the outbox writes that follow each send may still be landing
+        return [d["slot_start"] for d in await pending(c)] == [s_c2, s_c2] and len(
+            await pending(a)
+        ) == 2
+
+    for _ in range(100):
+        if await settled():
+            break
+        await asyncio.sleep(0.1)
     assert [d["due_at"] for d in await pending(a)] == [
         at_local(day - dt.timedelta(days=1), "09:30", tz),
         at_local(day, "07:30", tz),

@@ -5,18 +5,24 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import TopicPartition
 
 from services.notify.adapters.worker import Pipeline
 
 TP = TopicPartition("booking.events.v1", 0)
+NO_ENVELOPE: Any = None
 
 
 @dataclass
-class Rec:
+class Rec:  # the Record fields the pipeline reads
     offset: int
     key: str
+
+
+def record(offset: int, key: str) -> Any:
+    return Rec(offset, key)
 
 
 async def test_order_per_key_concurrency_across_keys_and_commit_offsets():
@@ -30,7 +36,7 @@ async def test_order_per_key_concurrency_across_keys_and_commit_offsets():
 
     pipeline = Pipeline(handle)
     for offset, key in [(0, "a"), (1, "b"), (2, "a"), (3, "c")]:
-        pipeline.submit(TP, Rec(offset, key), None, key)
+        pipeline.submit(TP, record(offset, key), NO_ENVELOPE, key)
     await asyncio.sleep(0.01)
     # a's second event waits for its first; b and c run alongside
     assert sorted(o for kind, o in log if kind == "start") == [0, 1, 3]
@@ -56,7 +62,7 @@ async def test_wait_below_bounds_records_in_flight():
 
     pipeline = Pipeline(handle)
     for offset in range(5):
-        pipeline.submit(TP, Rec(offset, str(offset)), None, str(offset))
+        pipeline.submit(TP, record(offset, str(offset)), NO_ENVELOPE, str(offset))
     waiter = asyncio.create_task(pipeline.wait_below(3))
     await asyncio.sleep(0.01)
     assert not waiter.done()

@@ -209,6 +209,14 @@ def test_reschedule_cancel_reassign_displace_result_and_feedback():
     assert done.notifications[0].due_at == NOW + POLICY.feedback_delay
 
 
+def test_messages_about_old_events_go_stale_reminders_do_not():
+    old = confirmed().model_copy(update={"occurred_at": NOW - dt.timedelta(hours=5)})
+    result = plan(old, None, STORE, POLICY, NOW)
+    confirmation, *reminders = result.notifications
+    assert confirmation.stale_after is not None and confirmation.stale_after < NOW
+    assert all(r.stale_after is not None and r.stale_after > NOW for r in reminders)
+
+
 def test_event_for_unknown_booking_is_reported_not_invented():
     result = plan(
         env(BookingCompleted(booking_id="zz", idempotency_key="k", optometrist_id="o")),
