@@ -68,10 +68,7 @@ def test_book_reschedule_cancel_reach_the_customer_in_order(running_stack, endpo
             headers={"Authorization": f"Bearer {token}"}, timeout=10,
         )  # fmt: skip
         assert configured.status_code == 200, configured.text
-        events = store_events(store_id, DAY, {"ann": ("09:00", "12:00")})
-        # a store homed in this stack's region (the shared helper homes stores in "eu")
-        events[0] = events[0].model_copy(update={"region": "cn"})
-        publish_store(endpoints, store_id, events)
+        publish_store(endpoints, store_id, store_events(store_id, DAY, {"ann": ("09:00", "12:00")}))
         wait_for_availability(api, store_id, DAY, lambda v: free_at(v, "11:00") == 1, timeout=90)
         booking = {
             "store_id": store_id, "exam_type": "standard", "channel": "wechat",
