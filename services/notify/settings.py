@@ -23,7 +23,7 @@ class NotifySettings(ServiceSettings):
     # Events older than this (a replay, a long outage) are recorded as skipped, not sent.
     max_event_age_s: float = 3600.0
     # Where a channel goes when neither the store nor its chain configured it (empty: nowhere,
-    # the notification is dead-lettered with `no_channel_config`).
+    # the notification is recorded as skipped with `no_channel_config`).
     default_webhook_url: str = ""
     # Adapter call timeout; always well below the lease so two instances never overlap.
     adapter_timeout_s: float = 5.0

@@ -111,6 +111,12 @@ class Pipeline:
             await asyncio.wait([previous])
         await self._handle(record, envelope)
 
+    def forget_unassigned(self, assigned: set[TopicPartition]) -> None:
+        """A revoked partition's position is someone else's now: never commit it (were it
+        assigned back, committing our older position would rewind the group)."""
+        for tp in [tp for tp in self._next if tp not in assigned]:
+            del self._next[tp]
+
     def committable(self) -> dict[TopicPartition, int]:
         return {
             tp: min(self._pending[tp]) if self._pending.get(tp) else next_offset
@@ -430,7 +436,8 @@ class NotifyWorker:
 
     async def _commit(self, consumer: AIOKafkaConsumer, pipeline: Pipeline) -> None:
         assigned = consumer.assignment()
-        offsets = {tp: o for tp, o in pipeline.committable().items() if tp in assigned}
+        pipeline.forget_unassigned(assigned)
+        offsets = pipeline.committable()
         if not offsets:
             return
         try:
