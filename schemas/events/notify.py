@@ -24,6 +24,7 @@ class NotificationKind(StrEnum):
     EXAM_RESULT = "exam_result"
     FEEDBACK_REQUEST = "feedback_request"
     STAFF_MESSAGE = "staff_message"
+    REASSIGNMENT = "reassignment"  # 1.1: same time, another optometrist
 
 
 class DeliveryStatus(StrEnum):
@@ -37,6 +38,7 @@ class DeliveryAttempted(EventPayload):
     """One call (or decision not to call) of a channel adapter for a notification id."""
 
     event_type: ClassVar[str] = "DeliveryAttempted"
+    event_version: ClassVar[str] = "1.1"  # 1.1: kind `reassignment`
     topic: ClassVar[str] = NOTIFY_DELIVERIES
 
     notification_id: Id = Field(description="deterministic: one adapter call per id")

@@ -1,0 +1,262 @@
+"""`python -m bench.notify`: booking event -> notify channel-adapter call latency.
+
+Starts (or reuses) the bench infrastructure (profile `bench`, ports + 2000), a real local
+signed-webhook receiver in this process and the notify worker as its own process (fresh
+consumer group and its own MongoDB database, so nothing else's history is replayed), then
+produces `BookingConfirmed` events open loop at fixed rates to `booking.events.v1`. Latency is
+counted from each event's *scheduled* send time to the webhook request arriving at the
+receiver: Kafka, the worker's Redis claim and the HTTP call are inside (its MongoDB outbox
+write follows the call, batched).
+
+Run it on its own (`make bench` runs the booking benchmark, which stops its platform at the
+end): `python -m bench.notify [--rates 100,500] [--seconds 10]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import socket
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiohttp import web
+
+from deploy.local import infra
+from optisync_common.kafka import make_producer
+from optisync_common.settings import ServiceSettings
+from optisync_common.topics import apply_registry
+from schemas.envelope import new_envelope
+from schemas.events.base import Channel
+from schemas.events.booking import BookingConfirmed, Customer
+from schemas.serde import encode
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+SECRET = "bench-notify-secret-0123456789"
+TZ = "Asia/Shanghai"
+
+
+def _progress(msg: str) -> None:
+    print(f"[bench-notify] {msg}", flush=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Receiver:
+    """The chat gateway: notes when each booking's confirmation arrives."""
+
+    def __init__(self) -> None:
+        self.arrived: dict[str, float] = {}
+        self.port = _free_port()
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/hook", self._hook)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _hook(self, request: web.Request) -> web.Response:
+        now = time.perf_counter()
+        body = await request.json()
+        if body["kind"] == "confirmation":
+            self.arrived.setdefault(body["booking_id"], now)
+        return web.Response(status=200)
+
+
+def _event(store_id: str, booking_id: str, slot: dt.datetime) -> Any:
+    payload = BookingConfirmed(
+        booking_id=booking_id, idempotency_key=booking_id, exam_type="standard",
+        optometrist_id="o1",
+        customer=Customer(customer_ref=f"c-{booking_id}", name="Bench", chat_id="wx",
+                          locale="zh-CN"),
+        channel=Channel.WECHAT, slot_start=slot, slot_end=slot + dt.timedelta(minutes=30),
+        local_start=slot.isoformat(), timezone=TZ,
+    )  # fmt: skip
+    envelope = new_envelope(payload, region="cn", store_id=store_id, correlation_id=booking_id,
+                            occurred_at=dt.datetime.now(dt.UTC))  # fmt: skip
+    return encode(envelope)
+
+
+async def _open_loop(
+    producer: Any, receiver: Receiver, rate: int, seconds: int, stores: list[str], tag: str
+) -> dict[str, Any]:
+    slot = (dt.datetime.now(dt.UTC) + dt.timedelta(days=10)).replace(second=0, microsecond=0)
+    total = rate * seconds
+    # Built before the clock starts: the load generator must not be what is measured.
+    messages = [
+        (f"{tag}-{i}", _event(stores[i % len(stores)], f"{tag}-{i}", slot)) for i in range(total)
+    ]
+    scheduled: dict[str, float] = {}
+    start = time.perf_counter() + 0.2
+    for i, (booking_id, message) in enumerate(messages):
+        due = start + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        scheduled[booking_id] = due
+        await producer.send(
+            message.topic, value=message.value, key=message.key, headers=message.headers
+        )
+    elapsed = time.perf_counter() - start
+    for _ in range(300):  # up to 30 s for the tail
+        if all(b in receiver.arrived for b in scheduled):
+            break
+        await asyncio.sleep(0.1)
+    latencies = sorted(
+        (receiver.arrived[b] - t) * 1000 for b, t in scheduled.items() if b in receiver.arrived
+    )
+
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] if latencies else 0.0
+
+    return {
+        "offered_per_s": rate,
+        "sent_per_s": round(total / elapsed, 1),
+        "events": total,
+        "delivered": len(latencies),
+        "p50_ms": round(pct(0.50), 1),
+        "p90_ms": round(pct(0.90), 1),
+        "p99_ms": round(pct(0.99), 1),
+        "max_ms": round(latencies[-1], 1) if latencies else None,
+        "mean_ms": round(statistics.fmean(latencies), 1) if latencies else None,
+    }
+
+
+async def _run(args: argparse.Namespace, endpoints: infra.Endpoints, run_id: str) -> list[Any]:
+    receiver = Receiver()
+    await receiver.start()
+    worker_port = _free_port()
+    log = REPO / ".run" / f"bench-notify-{run_id}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ, **endpoints.as_env(), "PYTHONPATH": str(REPO), "OPTISYNC_ENV": "test",
+        "NOTIFY_SERVICE_NAME": f"notify-bench-{run_id}",  # own database and Redis prefix
+        "NOTIFY_CONSUMER_GROUP": f"notify-bench-{run_id}", "NOTIFY_CONSUMER_OFFSET_RESET": "latest",
+        "NOTIFY_DEFAULT_WEBHOOK_URL": f"http://127.0.0.1:{receiver.port}/hook",
+        "NOTIFY_SIGNING_SECRET": SECRET, "NOTIFY_WORKER_PORT": str(worker_port),
+        "NOTIFY_LOG_LEVEL": "warning",
+    }  # fmt: skip
+    with log.open("ab") as out:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "services.notify.entrypoints.worker",
+            env=env, cwd=REPO, stdout=out, stderr=out,
+        )  # fmt: skip
+    settings = endpoints.settings(ServiceSettings, service_name="bench-notify")
+    producer = make_producer(settings)
+    await producer.start()
+    results = []
+    try:
+        async with httpx.AsyncClient() as client:
+            for _ in range(600):
+                try:
+                    if (await client.get(f"http://127.0.0.1:{worker_port}/readyz")).is_success:
+                        break
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.2)
+            else:
+                raise RuntimeError(f"notify worker not ready, see {log}")
+        stores = [f"bench-{run_id}-{i}" for i in range(args.stores)]
+        _progress("warm-up: 100 events at 50/s")
+        await _open_loop(producer, receiver, 50, 2, stores, f"{run_id}-warm")
+        for rate in args.rates:
+            _progress(f"{rate} events/s for {args.seconds}s")
+            results.append(await _open_loop(producer, receiver, rate, args.seconds, stores,
+                                            f"{run_id}-r{rate}"))  # fmt: skip
+            await asyncio.sleep(2)
+    finally:
+        await producer.stop()
+        proc.terminate()
+        await proc.wait()
+        await receiver.stop()
+        await _drop_database(endpoints, f"optisync_notify-bench-{run_id}")
+    return results
+
+
+async def _drop_database(endpoints: infra.Endpoints, name: str) -> None:
+    from pymongo import AsyncMongoClient
+
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(endpoints.mongo_url)
+    try:
+        await client.drop_database(name)
+    finally:
+        await client.close()
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    headers = ["offered /s", "sent /s", "events", "delivered", "p50 ms", "p90 ms", "p99 ms",
+               "max ms"]  # fmt: skip
+    cells = [[r["offered_per_s"], r["sent_per_s"], r["events"], r["delivered"], r["p50_ms"],
+              r["p90_ms"], r["p99_ms"], r["max_ms"]] for r in rows]  # fmt: skip
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *cells, strict=False)]
+
+    def line(values: list[Any]) -> str:
+        return (
+            "| " + " | ".join(str(v).ljust(w) for v, w in zip(values, widths, strict=False)) + " |"
+        )
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, cells)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="notify: event -> adapter call latency")
+    parser.add_argument("--rates", type=lambda s: [int(r) for r in s.split(",")],
+                        default=[100, 500])  # fmt: skip
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--stores", type=int, default=48)
+    parser.add_argument("--profile", default="bench")
+    parser.add_argument("--port-offset", type=int, default=2000)
+    args = parser.parse_args(argv)
+    cfg = infra.InfraConfig.from_env(args.profile, port_offset=args.port_offset)
+    was_running = all(pid is not None for pid in infra.status(cfg).values())
+    endpoints = infra.up(cfg)
+    asyncio.run(apply_registry(endpoints.kafka_bootstrap))
+    run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    try:
+        try:
+            import uvloop
+
+            uvloop.install()  # the same event loop the services run on (uvicorn picks it)
+        except ImportError:
+            pass
+        rows = asyncio.run(_run(args, endpoints, run_id))
+    finally:
+        if not was_running:
+            infra.down(cfg)
+    report = (
+        f"# Notify benchmark {run_id}\n\nmachine: {os.cpu_count()} cores, Kafka + Redis + "
+        f"FerretDB + the notify worker + this load generator and webhook receiver on one box; "
+        f"{args.seconds}s per rate, {args.stores} stores.\n\nLatency: an event's scheduled "
+        "send time -> its confirmation's signed webhook request arriving at the receiver "
+        "(Kafka, the worker's Redis claim and HTTP call; the outbox write follows the call).\n\n"
+        + _table(rows)
+        + "\n\ntarget: p99 <= 100 ms\n"
+    )
+    print("\n" + report)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{run_id}-notify.md").write_text(report)
+    (RESULTS / f"{run_id}-notify.json").write_text(json.dumps(rows, indent=2) + "\n")
+    _progress(f"saved bench/results/{run_id}-notify.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
