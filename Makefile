@@ -68,6 +68,7 @@ test: lint typecheck
 
 bench: venv
 	@$(BIN)/python -m bench.run
+	@$(BIN)/python -m bench.notify
 
 # Drops the booking projections (MongoDB bookings, Redis views) and replays them from the
 # topics; STORE=<id> limits it to one store. Stop the booking-projector first if you can.

@@ -480,14 +480,9 @@ class NotifyWorker:
         assert self._resources is not None
         await dead_letter(
             self._resources.publisher,
+            record,
             service=self.settings.service_name,
             region=self.settings.region,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key,
-            value=record.value,
-            headers=list(record.headers or ()),
             error=error,
             now=self.clock.now(),
         )
