@@ -30,7 +30,9 @@ from schemas.events.booking import (
     BookingCommand,
     BookingCompleted,
     BookingConfirmed,
+    BookingDisplaced,
     BookingNoShow,
+    BookingReassigned,
     BookingRejected,
     BookingRescheduled,
     CancelBooking,
@@ -40,17 +42,19 @@ from schemas.events.booking import (
     MarkNoShow,
     RequestBooking,
     RescheduleBooking,
+    RosterCause,
 )
 from schemas.events.facts import BookingFact, FactKind
 from schemas.events.roster import (
     ExamTypeDefined,
+    LeaveGranted,
     OptometristJoined,
     OptometristLeft,
     ShiftCancelled,
-    ShiftChanged,
     ShiftPublished,
     StoreHoursChanged,
     StoreRegistered,
+    TrainingScheduled,
 )
 from schemas.serde import decode, encode
 from services.booking.adapters.processor_state import (
@@ -62,7 +66,7 @@ from services.booking.adapters.processor_state import (
     day_to_json,
 )
 from services.booking.domain import decisions
-from services.booking.domain.calendar import local_date, to_local
+from services.booking.domain.calendar import local_date, local_instant, local_interval, to_local
 from services.booking.domain.model import (
     Booking,
     BookingStatus,
@@ -117,8 +121,7 @@ class AvailabilityProcessor:
         payload = envelope.payload
         if isinstance(payload, BookingCommand):
             return self._command(envelope, payload, now)
-        self._roster(envelope, payload)
-        return self._roster_outputs(envelope, payload, now)
+        return self._roster(envelope, payload, now)
 
     def expire_idempotency(self, now: dt.datetime) -> int:
         """Forget idempotency records older than the TTL. Records are kept in write order, so
@@ -448,9 +451,14 @@ class AvailabilityProcessor:
 
     # ----------------------------------------------------------------------- roster
 
-    def _roster(self, env: Envelope[Any], event: EventPayload) -> None:
+    def _roster(
+        self, env: Envelope[Any], event: EventPayload, now: dt.datetime
+    ) -> list[Envelope[Any]]:
+        """Apply a roster change to the store's state, then re-home the bookings it strands."""
         store_id = env.store_id
         cfg = self._config(store_id) or StoreConfig(store_id=store_id, timezone="UTC")
+        touched: list[Day] = []
+        cause = RosterCause.SHIFT_CHANGED
         if isinstance(event, StoreRegistered):
             cfg.timezone = event.timezone
             cfg.slot_minutes = event.slot_minutes
@@ -462,6 +470,7 @@ class AvailabilityProcessor:
             cfg.opening_hours = _hours(event.opening_hours)
             cfg.slot_minutes = event.slot_minutes or cfg.slot_minutes
             cfg.closed_dates = set(event.closed_dates)
+            touched, cause = self._days_from(cfg, now), RosterCause.STORE_HOURS_CHANGED
         elif isinstance(event, ExamTypeDefined):
             cfg.exam_types[event.code] = ExamSpec(
                 event.code, event.duration_minutes, event.required_skill, event.active
@@ -471,12 +480,14 @@ class AvailabilityProcessor:
                 cfg.optometrists[event.optometrist_id] = frozenset(event.skills)
         elif isinstance(event, OptometristLeft):
             cfg.optometrists.pop(event.optometrist_id, None)
+            touched, cause = self._days_from(cfg, now), RosterCause.OPTOMETRIST_LEFT
         elif isinstance(event, ShiftPublished | ShiftCancelled):
-            day = self._day(cfg, event.date)
+            touched = [self._day(cfg, event.date)]
             if isinstance(event, ShiftCancelled):
-                day.shifts.pop(event.shift_id, None)
+                touched[0].shifts.pop(event.shift_id, None)
+                cause = RosterCause.SHIFT_CANCELLED
             else:
-                day.shifts[event.shift_id] = Shift(
+                touched[0].shifts[event.shift_id] = Shift(
                     event.shift_id,
                     event.optometrist_id,
                     event.date,
@@ -484,20 +495,83 @@ class AvailabilityProcessor:
                     event.end,
                     tuple((b.start, b.end) for b in event.breaks),
                 )
-            day.seq += 1
-            self._save_day(store_id, day)
-        # Leave and training (re-homing bookings) arrive with the roster issue.
+        elif isinstance(event, LeaveGranted):
+            touched, cause = self._leave(cfg, event), RosterCause(event.kind.value)
+        elif isinstance(event, TrainingScheduled):
+            touched, cause = self._training(cfg, event), RosterCause.TRAINING
         self.t.configs[store_id] = config_to_json(cfg)
+        outputs: list[Envelope[Any]] = []
+        for day in touched:
+            day.seq += 1
+            outputs += self._rehome(env, cfg, day, cause, now)
+            self._save_day(store_id, day)
+            if cfg.registered:
+                outputs += self._view(env, cfg, day, now)
+        return outputs
 
-    def _roster_outputs(
-        self, env: Envelope[Any], event: EventPayload, now: dt.datetime
+    def _days_from(self, cfg: StoreConfig, now: dt.datetime) -> list[Day]:
+        """Every stored day of the store from today (store-local) on."""
+        today = local_date(_epoch(now), cfg.timezone).isoformat()
+        prefix = f"{cfg.store_id}|"
+        dates = sorted(k[len(prefix) :] for k in self.t.days if k.startswith(prefix))
+        return [self._day(cfg, dt.date.fromisoformat(d)) for d in dates if d >= today]
+
+    def _leave(self, cfg: StoreConfig, event: LeaveGranted) -> list[Day]:
+        days = []
+        date = event.start_date
+        while date <= event.end_date:
+            day = self._day(cfg, date)
+            start = local_instant(date, 0, cfg.timezone) or 0
+            end = local_instant(date + dt.timedelta(days=1), 0, cfg.timezone) or start + 86400
+            day.absences[f"{event.leave_id}|{date.isoformat()}"] = (
+                event.optometrist_id, start, end,
+            )  # fmt: skip
+            days.append(day)
+            date += dt.timedelta(days=1)
+        return days
+
+    def _training(self, cfg: StoreConfig, event: TrainingScheduled) -> list[Day]:
+        if event.start_utc is not None and event.end_utc is not None:
+            interval: tuple[int, int] | None = (_epoch(event.start_utc), _epoch(event.end_utc))
+        else:
+            tz = event.timezone or cfg.timezone
+            interval = local_interval(event.date, event.start, event.end, tz)
+        if interval is None:
+            return []
+        day = self._day(cfg, event.date)
+        day.absences[event.training_id] = (event.optometrist_id, *interval)
+        return [day]
+
+    def _rehome(
+        self, env: Envelope[Any], cfg: StoreConfig, day: Day, cause: RosterCause, now: dt.datetime
     ) -> list[Envelope[Any]]:
-        if not isinstance(event, ShiftPublished | ShiftChanged | ShiftCancelled):
-            return []
-        cfg = self._config(env.store_id)
-        if cfg is None or not cfg.registered:
-            return []
-        return self._view(env, cfg, self._day(cfg, event.date), now)
+        outputs: list[Envelope[Any]] = []
+        for outcome in decisions.rehome(cfg, day, _epoch(now)):
+            booking = self._booking(cfg.store_id, outcome.busy.booking_id)
+            if booking is None:
+                continue
+            start = _utc(booking.start)
+            if isinstance(outcome, decisions.Reassigned):
+                booking.optometrist_id = outcome.to_optometrist
+                event: EventPayload = BookingReassigned(
+                    booking_id=booking.booking_id, customer_ref=booking.customer_ref,
+                    from_optometrist_id=outcome.from_optometrist,
+                    to_optometrist_id=outcome.to_optometrist, cause=cause, slot_start=start,
+                    local_start=local_iso(start, cfg.timezone),
+                )  # fmt: skip
+            else:
+                booking.status = BookingStatus.DISPLACED
+                event = BookingDisplaced(
+                    booking_id=booking.booking_id, customer_ref=booking.customer_ref,
+                    cause=cause, exam_type=booking.exam_type,
+                    optometrist_id=outcome.optometrist, slot_start=start,
+                    local_start=local_iso(start, cfg.timezone),
+                    alternatives=[_utc(a) for a in outcome.alternatives],
+                )  # fmt: skip
+            booking.version += 1
+            self._save_booking(booking)
+            outputs.append(self._derive(env, event, now, booking.booking_id))
+        return outputs
 
     # ----------------------------------------------------------------------- state access
 

@@ -68,6 +68,7 @@ def day_to_json(day: Day) -> Json:
             for o, entries in day.busy.items()
             if entries
         },
+        "absences": {a: list(v) for a, v in day.absences.items()},
     }
 
 
@@ -81,6 +82,7 @@ def day_from_json(data: Json) -> Day:
             for sid, (o, start, end, breaks) in data["shifts"].items()
         },
         busy={o: [Busy(*entry) for entry in entries] for o, entries in data["busy"].items()},
+        absences={a: (o, s, e) for a, (o, s, e) in data.get("absences", {}).items()},
     )
 
 

@@ -115,6 +115,8 @@ def working_windows(cfg: StoreConfig, day: Day, optometrist_id: str) -> list[Int
             if (b := local_interval(shift.date, s, e, cfg.timezone)) is not None
         ]
         windows.extend(_subtract([interval], breaks))
+    away = [(s, e) for who, s, e in day.absences.values() if who == optometrist_id]
+    windows = _subtract(sorted(windows), away) if away else windows
     opening = opening_windows(cfg, day.date)
     return sorted(
         (max(s, os), min(e, oe)) for s, e in windows for os, oe in opening if s < oe and os < e
@@ -381,3 +383,58 @@ def alternatives(
         free = [s for s in grid(cfg, day.date) if _contains(windows, s, s + duration)]
     free = [s for s in free if s != around and s > not_before]
     return tuple(sorted(sorted(free, key=lambda s: (abs(s - around), s))[:limit]))
+
+
+# --------------------------------------------------------------------------- roster changes
+
+
+@dataclass(frozen=True)
+class Reassigned:
+    busy: Busy
+    from_optometrist: str
+    to_optometrist: str
+
+
+@dataclass(frozen=True)
+class Displaced:
+    busy: Busy
+    optometrist: str
+    alternatives: tuple[int, ...]
+
+
+def rehome(cfg: StoreConfig, day: Day, now: int) -> list[Reassigned | Displaced]:
+    """After a roster change: every future booking whose optometrist can no longer see the
+    customer then moves to another free qualified optometrist at the same time, else it is
+    displaced (with the nearest free starts as alternatives). Mutates `day`; nothing is dropped
+    silently: each stranded booking yields exactly one outcome."""
+    stranded = [
+        (optometrist, b)
+        for optometrist, entries in day.busy.items()
+        for b in entries
+        if b.start > now and not _still_served(cfg, day, optometrist, b)
+    ]
+    for _, b in stranded:
+        day.release(b.booking_id)
+    outcomes: list[Reassigned | Displaced] = []
+    for optometrist, b in sorted(stranded, key=lambda s: (s[1].start, s[1].booking_id)):
+        exam = _exam(cfg, b.exam_type)
+        who = candidates(cfg, day, exam, b.start) if exam is not None else []
+        if isinstance(who, list) and who:
+            day.occupy(who[0], b)
+            outcomes.append(Reassigned(b, optometrist, who[0]))
+        else:
+            around = alternatives(cfg, day, exam, b.start, not_before=now) if exam else ()
+            outcomes.append(Displaced(b, optometrist, around))
+    if stranded:
+        day.seq += 1
+    return outcomes
+
+
+def _still_served(cfg: StoreConfig, day: Day, optometrist: str, b: Busy) -> bool:
+    exam = _exam(cfg, b.exam_type)
+    skills = cfg.optometrists.get(optometrist)
+    if exam is None or skills is None or exam.required_skill not in skills:
+        return False
+    if not _contains(opening_windows(cfg, day.date), b.start, b.end):
+        return False
+    return _contains(working_windows(cfg, day, optometrist), b.start, b.end)

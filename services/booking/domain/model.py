@@ -14,6 +14,7 @@ class BookingStatus(StrEnum):
     CHECKED_IN = "checked_in"
     NO_SHOW = "no_show"
     COMPLETED = "completed"
+    DISPLACED = "displaced"  # a roster change left nobody to see the customer then
 
 
 # Lifecycle (requested -> confirmed | rejected happens in the decision itself).
@@ -26,6 +27,7 @@ TRANSITIONS: dict[BookingStatus, frozenset[BookingStatus]] = {
     BookingStatus.CANCELLED: frozenset(),
     BookingStatus.NO_SHOW: frozenset(),
     BookingStatus.COMPLETED: frozenset(),
+    BookingStatus.DISPLACED: frozenset(),
 }
 
 
@@ -102,6 +104,8 @@ class Day:
     date: dt.date
     shifts: dict[str, Shift] = field(default_factory=dict)
     busy: dict[str, list[Busy]] = field(default_factory=dict)  # optometrist -> sorted
+    # leave / training id -> (optometrist, start, end) UTC epoch seconds: time off the roster
+    absences: dict[str, tuple[str, int, int]] = field(default_factory=dict)
     seq: int = 0  # bumped on every change; orders the published availability views
 
     def occupy(self, optometrist_id: str, busy: Busy) -> None:
