@@ -1,5 +1,7 @@
-"""Property: whatever the sequence of book/cancel/reschedule commands, no optometrist ever has
-two confirmed bookings that overlap, and the busy index matches the confirmed bookings."""
+"""Property: whatever the sequence of book/cancel/reschedule commands and roster changes
+(time off, cancelled shifts) in between, no optometrist ever has two confirmed bookings that
+overlap, every confirmed booking lies in its optometrist's working time, the busy index matches
+the confirmed bookings, and no booking is lost: re-homing moves or displaces, never drops."""
 
 from __future__ import annotations
 
@@ -47,6 +49,8 @@ book = st.tuples(
 )
 cancel = st.tuples(st.just("cancel"), st.integers(0, 50))
 move = st.tuples(st.just("move"), st.integers(0, 50), slot, st.sampled_from([None, "A", "B", "C"]))
+away = st.tuples(st.just("away"), st.sampled_from(["A", "B", "C"]), slot, st.integers(1, 16))
+drop_shift = st.tuples(st.just("drop_shift"), st.sampled_from(["a", "b", "c"]))
 
 
 def fresh_day() -> Day:
@@ -61,7 +65,7 @@ def fresh_day() -> Day:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.one_of(book, cancel, move), max_size=60))
+@given(st.lists(st.one_of(book, cancel, move, away, drop_shift), max_size=60))
 def test_no_two_confirmed_bookings_overlap_for_one_optometrist(commands):
     day = fresh_day()
     bookings: dict[str, Booking] = {}
@@ -74,6 +78,13 @@ def test_no_two_confirmed_bookings_overlap_for_one_optometrist(commands):
             outcome = decisions.decide_booking(CFG, day, req, NOW)
             if isinstance(outcome, decisions.Accepted):
                 bookings[outcome.booking.booking_id] = outcome.booking
+        elif command[0] in ("away", "drop_shift"):
+            if command[0] == "away":
+                _, who, start, quarters = command
+                day.absences[f"t{n}"] = (who, start, start + quarters * 15 * 60)
+            else:
+                day.shifts.pop(command[1], None)
+            rehome(day, bookings)
         elif bookings:
             target = list(bookings.values())[command[1] % len(bookings)]
             if command[0] == "cancel":
@@ -85,6 +96,20 @@ def test_no_two_confirmed_bookings_overlap_for_one_optometrist(commands):
                 if isinstance(moved, decisions.Rescheduled):
                     bookings[target.booking_id] = moved.new
         check_invariants(day, bookings)
+
+
+def rehome(day: Day, bookings: dict[str, Booking]) -> None:
+    before = {b.booking_id for b in bookings.values() if b.status == BookingStatus.CONFIRMED}
+    outcomes = decisions.rehome(CFG, day, NOW)
+    touched = [o.busy.booking_id for o in outcomes]
+    assert len(touched) == len(set(touched)) and set(touched) <= before
+    for outcome in outcomes:
+        booking = bookings[outcome.busy.booking_id]
+        if isinstance(outcome, decisions.Reassigned):
+            assert outcome.from_optometrist == booking.optometrist_id != outcome.to_optometrist
+            booking.optometrist_id = outcome.to_optometrist
+        else:
+            booking.status = BookingStatus.DISPLACED
 
 
 def check_invariants(day: Day, bookings: dict[str, Booking]) -> None:
