@@ -1,12 +1,14 @@
 """`make bench`: booking decisions end to end and availability reads, on this machine.
 
-Runs its own copy of the platform (profile `bench`, ports + 2000), seeds stores with capacity
-through real roster events, then measures, in one run:
+Runs its own copy of the booking path (profile `bench`, ports + 2000: booking API, availability
+processor, projector), seeds stores with capacity through real roster events, then measures, in
+one run:
 
 1. availability reads: our `GET /v1/stores/{id}/availability` (Redis) vs a bare FastAPI route
    served by the same uvicorn, both driven by wrk (closed loop, 32 connections);
 2. bookings at fixed open-loop rates (latency measured from each request's *scheduled* time, so
-   a stalled server cannot hide its queue), then the max sustainable rate (closed loop).
+   a stalled server cannot hide its queue), then the max sustainable rate (closed loop);
+3. the availability processor alone at fixed rates (`bench.processor`).
 
 Tables are printed and saved under bench/results/. Timings are this machine's: 2 cores shared by
 Kafka, Redis, FerretDB, every service and the load generator.
@@ -54,6 +56,7 @@ PORT_OFFSET = 2000  # every port stays below the ephemeral range (32768+)
 TZ = "Asia/Shanghai"
 FIRST_DAY = dt.date(2031, 1, 6)
 OPTOMETRISTS = ("o1", "o2", "o3", "o4")
+BOOKING_PATH = ("booking-api", "booking-processor", "booking-projector")
 
 
 def _progress(msg: str) -> None:
@@ -270,7 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = infra.InfraConfig.from_env("bench", port_offset=PORT_OFFSET)
     endpoints = infra.up(cfg)
     asyncio.run(apply_registry(endpoints.kafka_bootstrap))
-    urls = stack.start_services(cfg, endpoints, port_offset=PORT_OFFSET)
+    # The booking path only: notify and analytics have their own benchmarks and would compete
+    # for the same two cores.
+    urls = stack.start_services(cfg, endpoints, port_offset=PORT_OFFSET, only=BOOKING_PATH)
     api = urls["booking-api"]
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     stores = [f"bench-{run_id}-{i}" for i in range(args.stores)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.responses import Response
@@ -42,6 +43,10 @@ class HttpMetrics:
     def __init__(self, app: ASGIApp, service: str) -> None:
         self.app = app
         self.service = service
+        # Label lookups cost more than the observation itself on a hot route: keep the
+        # children (bounded: route templates x methods x statuses).
+        self._latency: dict[tuple[str, str], Any] = {}
+        self._requests: dict[tuple[str, str, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -61,5 +66,15 @@ class HttpMetrics:
         finally:
             route = _route_template(scope)
             method = scope["method"]
-            HTTP_LATENCY.labels(self.service, method, route).observe(time.perf_counter() - started)
-            HTTP_REQUESTS.labels(self.service, method, route, str(status)).inc()
+            latency = self._latency.get((method, route))
+            if latency is None:
+                latency = self._latency[(method, route)] = HTTP_LATENCY.labels(
+                    self.service, method, route
+                )
+            latency.observe(time.perf_counter() - started)
+            counter = self._requests.get((method, route, status))
+            if counter is None:
+                counter = self._requests[(method, route, status)] = HTTP_REQUESTS.labels(
+                    self.service, method, route, str(status)
+                )
+            counter.inc()

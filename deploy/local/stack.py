@@ -12,6 +12,7 @@ import functools
 import os
 import sys
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,8 +73,12 @@ def _ready(url: str) -> bool:
 
 
 def start_services(
-    cfg: infra.InfraConfig, endpoints: infra.Endpoints, port_offset: int = 0
+    cfg: infra.InfraConfig,
+    endpoints: infra.Endpoints,
+    port_offset: int = 0,
+    only: Sequence[str] | None = None,
 ) -> dict[str, str]:
+    """Start every service (or those named in `only`) that is not already running and ready."""
     base_env = {
         **os.environ,
         **endpoints.as_env(),
@@ -82,7 +87,8 @@ def start_services(
     }
     base_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), base_env.get("PYTHONPATH")]))
     started: list[tuple[ServiceProcess, ManagedProcess]] = []
-    for svc in SERVICES:
+    chosen = [svc for svc in SERVICES if only is None or svc.name in only]
+    for svc in chosen:
         proc = ManagedProcess(svc.name, cfg.run_dir / "services" / svc.name)
         url = svc.url(port_offset)
         if proc.is_running() and _ready(url):
@@ -100,7 +106,7 @@ def start_services(
         url = svc.url(port_offset)
         wait_until(functools.partial(_ready, url), timeout=120, what=svc.name, proc=proc)
         print(f"[stack] {svc.name} ready", flush=True)
-    return {svc.name: svc.url(port_offset) for svc in SERVICES}
+    return {svc.name: svc.url(port_offset) for svc in chosen}
 
 
 def stop_services(cfg: infra.InfraConfig) -> None:
