@@ -469,7 +469,8 @@ class AvailabilityProcessor:
         elif isinstance(event, StoreHoursChanged):
             cfg.opening_hours = _hours(event.opening_hours)
             cfg.slot_minutes = event.slot_minutes or cfg.slot_minutes
-            cfg.closed_dates = set(event.closed_dates)
+            if "closed_dates" in event.model_fields_set:  # absent: the holidays stay
+                cfg.closed_dates = set(event.closed_dates)
             touched, cause = self._days_from(cfg, now), RosterCause.STORE_HOURS_CHANGED
         elif isinstance(event, ExamTypeDefined):
             cfg.exam_types[event.code] = ExamSpec(
@@ -478,9 +479,13 @@ class AvailabilityProcessor:
         elif isinstance(event, OptometristJoined):
             if store_id in event.store_ids:
                 cfg.optometrists[event.optometrist_id] = frozenset(event.skills)
+                cfg.departures.pop(event.optometrist_id, None)
         elif isinstance(event, OptometristLeft):
-            cfg.optometrists.pop(event.optometrist_id, None)
-            touched, cause = self._days_from(cfg, now), RosterCause.OPTOMETRIST_LEFT
+            # Announced ahead: bookable until the day before `effective_date`.
+            cfg.departures[event.optometrist_id] = event.effective_date
+            first = max(event.effective_date, local_date(_epoch(now), cfg.timezone))
+            touched = [d for d in self._days_from(cfg, now) if d.date >= first]
+            cause = RosterCause.OPTOMETRIST_LEFT
         elif isinstance(event, ShiftPublished | ShiftCancelled):
             touched = [self._day(cfg, event.date)]
             if isinstance(event, ShiftCancelled):

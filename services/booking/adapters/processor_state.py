@@ -33,6 +33,7 @@ def config_to_json(cfg: StoreConfig) -> Json:
         "optometrists": {o: sorted(s) for o, s in cfg.optometrists.items()},
         "late_cancel_minutes": cfg.late_cancel_minutes,
         "registered": cfg.registered,
+        "departures": {o: d.isoformat() for o, d in cfg.departures.items()},
     }
 
 
@@ -52,6 +53,7 @@ def config_from_json(data: Json) -> StoreConfig:
         optometrists={o: frozenset(s) for o, s in data["optometrists"].items()},
         late_cancel_minutes=data["late_cancel_minutes"],
         registered=data["registered"],
+        departures={o: dt.date.fromisoformat(d) for o, d in data.get("departures", {}).items()},
     )
 
 

@@ -101,7 +101,10 @@ def _subtract(windows: Iterable[Interval], holes: Iterable[Interval]) -> list[In
 
 
 def working_windows(cfg: StoreConfig, day: Day, optometrist_id: str) -> list[Interval]:
-    """When the optometrist is on shift (breaks removed), clipped to opening hours."""
+    """When the optometrist is on shift (breaks and time off removed), clipped to opening hours."""
+    departure = cfg.departures.get(optometrist_id)
+    if departure is not None and day.date >= departure:
+        return []
     windows: list[Interval] = []
     for shift in day.shifts.values():
         if shift.optometrist_id != optometrist_id:

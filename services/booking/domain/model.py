@@ -72,6 +72,8 @@ class StoreConfig:
     late_cancel_minutes: int = 24 * 60
     # False until StoreRegistered arrives (exam types may be defined first)
     registered: bool = False
+    # optometrist id -> first local date not worked (announced ahead by OptometristLeft)
+    departures: dict[str, dt.date] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

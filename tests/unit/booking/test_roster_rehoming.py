@@ -9,7 +9,12 @@ from typing import Any
 
 from schemas.events.availability import StoreDayAvailability
 from schemas.events.booking import BookingConfirmed, BookingDisplaced, BookingReassigned
-from schemas.events.roster import LeaveGranted, ShiftCancelled, TrainingScheduled
+from schemas.events.roster import (
+    LeaveGranted,
+    OptometristLeft,
+    ShiftCancelled,
+    TrainingScheduled,
+)
 from services.booking.domain.model import BookingStatus
 
 from .storefixture import berlin_store, env, request
@@ -102,3 +107,17 @@ def test_past_bookings_are_never_moved():
     out = proc.handle(env("berlin", leave, later), later)
     assert not of(out, BookingDisplaced) and not of(out, BookingReassigned)
     assert tables.bookings["b-k1"]["status"] == "confirmed"
+
+
+def test_an_optometrist_leaving_is_bookable_until_the_day_before_and_re_homed_from_then():
+    proc, tables = berlin_store()
+    book(proc, "10:00", "k1", who="A")
+    left = OptometristLeft(optometrist_id="A", effective_date=DAY + dt.timedelta(days=1))
+    assert not of(proc.handle(env("berlin", left, NOW), NOW), BookingReassigned)
+    assert tables.bookings["b-k1"]["status"] == "confirmed"  # DAY is still worked
+    book(proc, "11:00", "k2", who="A")  # and still bookable
+    left_now = OptometristLeft(optometrist_id="A", effective_date=DAY)
+    out = proc.handle(env("berlin", left_now, NOW), NOW)
+    assert {e.booking_id for e in of(out, BookingReassigned)} == {"b-k1", "b-k2"}
+    assert {e.cause for e in of(out, BookingReassigned)} == {"optometrist_left"}
+    assert_no_overlaps(tables)
