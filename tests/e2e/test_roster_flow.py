@@ -426,11 +426,14 @@ def _race_request(store_id: str, day: dt.date, i: int, n: int, ann: str) -> dict
     }
 
 
-async def _storm_and_leave(
-    store_id: str, urls: dict[str, str], day: dt.date, n: int, ann: str
+RosterChange = Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]
+
+
+async def _storm_and_change(
+    store_id: str, urls: dict[str, str], day: dt.date, n: int, ann: str, change: RosterChange
 ) -> tuple[list[tuple[int, dict[str, Any]]], httpx.Response]:
-    """n booking requests for the day while the roster grants ann leave for that day, sent as
-    soon as ann has a confirmed booking (so the change lands mid-storm, with work to do)."""
+    """n booking requests for the day while the roster takes ann off that day, sent as soon as
+    ann has a confirmed booking (so the change lands mid-storm, with work to do)."""
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     ann_booked = asyncio.Event()
     in_flight = asyncio.Semaphore(50)  # 50 at a time: the storm outlasts the roster change
@@ -455,15 +458,14 @@ async def _storm_and_leave(
                 ann_booked.set()
             return status, answer
 
-        async def leave() -> httpx.Response:
+        async def roster_change() -> httpx.Response:
             await ann_booked.wait()
-            body = {"start_date": day.isoformat(), "end_date": day.isoformat()}
-            return await roster.post(f"/v1/optometrists/{ann}/leave", json=body)
+            return await change(roster)
 
-        results, granted = await asyncio.gather(
-            asyncio.gather(*(one(i) for i in range(n))), leave()
+        results, changed = await asyncio.gather(
+            asyncio.gather(*(one(i) for i in range(n))), roster_change()
         )
-        return list(results), granted
+        return list(results), changed
 
 
 async def _resend(send: Callable[[], Awaitable[httpx.Response]]) -> httpx.Response:
@@ -487,19 +489,32 @@ async def _final(client: httpx.AsyncClient, status_url: str) -> tuple[int, dict[
     raise AssertionError(f"{status_url} never completed")
 
 
-def test_roster_change_racing_200_bookings_loses_nothing(chain, running_stack):
+@pytest.mark.parametrize("change", ["leave", "cancel_shift"])
+def test_roster_change_racing_200_bookings_loses_nothing(chain, running_stack, change):
     store = chain("rfrace")
     day = dt.date(2030, 6, 5)
     ann, bob, cid = (f"{n}-{store.store_id}" for n in ("ann", "bob", "cid"))
     store.register("Europe/Berlin", ALL_WEEK, {o: ["general"] for o in (ann, bob, cid)})
-    for opt in (ann, bob, cid):
+    ann_shift = store.draft(ann, day, "09:00", "17:00")
+    for opt in (bob, cid):
         store.draft(opt, day, "09:00", "17:00")
     store.publish_week(day)
     eventually(lambda: store.free(day, EXAM30), lambda f: f.get("16:30") == 3, "shifts in view")
 
-    results, granted = asyncio.run(_storm_and_leave(store.store_id, running_stack, day, 200, ann))
+    async def grant_leave(roster: httpx.AsyncClient) -> httpx.Response:
+        body = {"start_date": day.isoformat(), "end_date": day.isoformat()}
+        return await roster.post(f"/v1/optometrists/{ann}/leave", json=body)
 
-    assert ok(granted)["status"] == "published"
+    async def cancel_shift(roster: httpx.AsyncClient) -> httpx.Response:
+        ok(await roster.delete(f"/v1/shifts/{ann_shift}"))  # drafts the cancellation
+        return await roster.post(f"/v1/shifts/{ann_shift}/publish")  # ShiftCancelled
+
+    act = grant_leave if change == "leave" else cancel_shift
+    results, changed = asyncio.run(
+        _storm_and_change(store.store_id, running_stack, day, 200, ann, act)
+    )
+
+    assert ok(changed)["status"] == "published", changed.text
     statuses = Counter(status for status, _ in results)
     assert set(statuses) <= {201, 409}, statuses  # every request got a final decision
     assert sum(statuses.values()) == 200
@@ -527,8 +542,8 @@ def test_roster_change_racing_200_bookings_loses_nothing(chain, running_stack):
     assert all(by_id[i]["status"] == "confirmed" for i in morning), [by_id[i] for i in morning]
     assert all(by_id[i]["slot_start"] == on_ann[i]["slot_start"] for i in on_ann), "time kept"
     print(f"race: {refusals}, {len(on_ann)} on ann ({len(morning)} morning), now {now}")
-    # on the roster: ann is on leave all day, bob and cid work 09:00-17:00; the roster API's
-    # day view (its working time: shifts minus breaks, leave, training) says the same
+    # on the roster: ann is off all day (leave or no shift), bob and cid work 09:00-17:00;
+    # the roster API's day view (working = shifts minus breaks, leave, training) says the same
     working = {
         o: [
             (utc(w["start_utc"]), utc(w["end_utc"]))
