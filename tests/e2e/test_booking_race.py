@@ -180,3 +180,27 @@ def _wait_listing(api: str, store_id: str, expected: int, timeout: float = 30.0)
                 return items
         time.sleep(0.2)
     raise AssertionError(f"expected {expected} bookings in MongoDB, saw {items}")
+
+
+def test_result_summary_goes_out_only_for_a_completed_exam(running_stack, endpoints, unique_id):
+    api = running_stack["booking-api"]
+    store_id = f"summary-{unique_id}"
+    publish_store(endpoints, store_id, store_events(store_id, DAY, {"solo": ("09:00", "12:00")}))
+    wait_for_availability(api, store_id, DAY, lambda v: free_at(v, "09:30") == 1)
+    created = httpx.post(f"{api}/v1/bookings", json=body(store_id, 1, at("09:30")),
+                         headers={"Idempotency-Key": f"{store_id}-b"}, timeout=30)  # fmt: skip
+    assert created.status_code == 201, created.text
+    url = f"{api}/v1/bookings/{created.json()['booking_id']}"
+    summary = {"optometrist_id": "solo", "summary": "Both eyes -1.25; no change of lenses."}
+
+    def post(path: str, key: str, json: dict | None = None) -> httpx.Response:
+        return httpx.post(f"{url}{path}", json=json, headers={"Idempotency-Key": key}, timeout=30)
+
+    early = post("/summary", f"{store_id}-s0", summary)
+    assert (early.status_code, early.json()["code"]) == (409, "invalid_transition"), early.text
+    assert post("/check-in", f"{store_id}-ci", {"staff_id": "desk"}).status_code == 200
+    assert post("/complete", f"{store_id}-co").status_code == 200
+    posted = post("/summary", f"{store_id}-s1", summary)
+    assert posted.status_code == 200, posted.text
+    assert posted.json()["booking_id"] == created.json()["booking_id"]
+    assert post("/summary", f"{store_id}-s2", {"summary": ""}).status_code == 422

@@ -39,7 +39,9 @@ from schemas.events.booking import (
     CheckInBooking,
     CommandFailed,
     CompleteBooking,
+    ExamResultPosted,
     MarkNoShow,
+    PostExamResult,
     RequestBooking,
     RescheduleBooking,
     RosterCause,
@@ -201,7 +203,13 @@ class AvailabilityProcessor:
         if isinstance(cmd, RequestBooking):
             return self._book(env, cfg, cmd, now)
         if isinstance(
-            cmd, CancelBooking | RescheduleBooking | CheckInBooking | MarkNoShow | CompleteBooking
+            cmd,
+            CancelBooking
+            | RescheduleBooking
+            | CheckInBooking
+            | MarkNoShow
+            | CompleteBooking
+            | PostExamResult,
         ):
             booking = self._booking(env.store_id, cmd.booking_id)
         else:
@@ -216,7 +224,25 @@ class AvailabilityProcessor:
             return self._cancel(env, cfg, cmd, booking, now)
         if isinstance(cmd, RescheduleBooking):
             return self._reschedule(env, cfg, cmd, booking, now)
+        if isinstance(cmd, PostExamResult):
+            return self._result(env, cmd, booking, now)
         return self._transition(env, cfg, cmd, booking, now)
+
+    def _result(
+        self, env: Envelope[Any], cmd: PostExamResult, booking: Booking, now: dt.datetime
+    ) -> list[Envelope[Any]]:
+        """The optometrist's summary, for notify to send on: only after the exam took place."""
+        if booking.status is not BookingStatus.COMPLETED:
+            detail = f"a summary needs a completed booking, this one is {booking.status.value}"
+            return [self._failed(env, cmd, Reason.INVALID_TRANSITION, detail, now)]
+        event = ExamResultPosted(
+            booking_id=booking.booking_id,
+            idempotency_key=cmd.idempotency_key,
+            customer_ref=booking.customer_ref,
+            optometrist_id=cmd.optometrist_id,
+            summary=cmd.summary,
+        )
+        return [self._derive(env, event, now)]
 
     def _book(
         self, env: Envelope[Any], cfg: StoreConfig, cmd: RequestBooking, now: dt.datetime

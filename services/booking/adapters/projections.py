@@ -49,12 +49,14 @@ from services.booking.adapters.views import RedisViews
 log = get_logger(__name__)
 
 GROUP_ID = "booking-projector"
+VIEWS_GROUP_ID = "booking-projector-views"
 # Booking events are local (PII); roster and availability also arrive mirrored from other
 # regions (`<region>.<topic>`), so a region can validate and show stores homed elsewhere.
-TOPIC_PATTERN = "|".join(
-    [f"^{re.escape(BOOKING_EVENTS)}$"]
-    + [f"(?:{subscription_pattern(name)})" for name in (AVAILABILITY, ROSTER_EVENTS)]
+DOCUMENTS_PATTERN = f"^{re.escape(BOOKING_EVENTS)}$"
+VIEWS_PATTERN = "|".join(
+    f"(?:{subscription_pattern(name)})" for name in (AVAILABILITY, ROSTER_EVENTS)
 )
+TOPIC_PATTERN = f"{DOCUMENTS_PATTERN}|{VIEWS_PATTERN}"
 
 
 class Record(Protocol):
@@ -187,18 +189,21 @@ async def projected_partitions(settings: ServiceSettings) -> list[TopicPartition
 
 
 class Projector:
-    """The live projector: a group consumer task inside the projector process."""
+    """The live projector: a group consumer task inside the projector process. The process
+    runs two (`projectors()`): Redis views must never queue behind MongoDB writes."""
 
     def __init__(
         self,
         settings: ServiceSettings,
         *,
         group_id: str = GROUP_ID,
+        pattern: str = TOPIC_PATTERN,
         auto_offset_reset: str = "earliest",
         clock: Clock | None = None,
     ) -> None:
         self.settings = settings
         self.group_id = group_id
+        self.pattern = pattern
         self.auto_offset_reset = auto_offset_reset
         self.clock: Clock = clock or SystemClock()
         self._resources: Resources | None = None
@@ -219,7 +224,7 @@ class Projector:
             repo, RedisViews(resources.redis, resources.settings.redis_prefix), self.clock
         )
         self._handler = RecordHandler(writer, self.settings.service_name, self._reject)
-        self._task = asyncio.create_task(self._run(), name="booking-projector")
+        self._task = asyncio.create_task(self._run(), name=f"projector-{self.group_id}")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -243,7 +248,7 @@ class Projector:
             consumer = make_consumer(
                 self.settings,
                 group_id=self.group_id,
-                pattern=TOPIC_PATTERN,
+                pattern=self.pattern,
                 auto_offset_reset=self.auto_offset_reset,
                 client_id=f"{self.settings.service_name}-projector",
             )
@@ -312,6 +317,15 @@ class Projector:
             now=self.clock.now(),
         )
         log.warning("projection_dead_lettered", topic=record.topic, dlq=dlq, error=str(error))
+
+
+def projectors(settings: ServiceSettings) -> list[Projector]:
+    """Booking documents (MongoDB) and views (Redis: availability, store catalogs), each with
+    its own consumer group, so a slow document store never delays what availability shows."""
+    return [
+        Projector(settings, group_id=GROUP_ID, pattern=DOCUMENTS_PATTERN),
+        Projector(settings, group_id=VIEWS_GROUP_ID, pattern=VIEWS_PATTERN),
+    ]
 
 
 @dataclass

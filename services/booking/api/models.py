@@ -57,6 +57,11 @@ class CompleteRequest(RequestModel):
     optometrist_id: Id | None = Field(default=None, description="who did the exam")
 
 
+class ResultSummaryRequest(RequestModel):
+    optometrist_id: Id = Field(description="who did the exam")
+    summary: str = Field(min_length=1, max_length=2000, description="sent on to the customer")
+
+
 class CustomerOut(BaseModel):
     name: str | None = None
     phone: str | None = None

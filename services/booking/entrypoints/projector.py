@@ -16,18 +16,24 @@ from fastapi import FastAPI
 from optisync_common.http import create_app, serve
 from optisync_common.logging import configure_logging
 from optisync_common.resources import Resources
-from services.booking.adapters.projections import Projector, rebuild
+from services.booking.adapters.projections import Projector, projectors, rebuild
 from services.booking.settings import BookingSettings, get_settings
 
 
 def build_app(settings: BookingSettings, projector: Projector | None = None) -> FastAPI:
-    projector = projector or Projector(settings)
+    running = [projector] if projector is not None else projectors(settings)
 
     async def start(app: FastAPI, resources: Resources) -> None:
-        await projector.start(resources)
+        for p in running:
+            await p.start(resources)
 
     async def stop(app: FastAPI, resources: Resources) -> None:
-        await projector.stop()
+        for p in running:
+            await p.stop()
+
+    async def check() -> None:
+        for p in running:
+            await p.check()
 
     return create_app(
         settings.model_copy(update={"http_port": settings.projector_port}),
@@ -36,7 +42,7 @@ def build_app(settings: BookingSettings, projector: Projector | None = None) -> 
         "and Redis.",
         on_startup=[start],
         on_shutdown=[stop],
-        extra_checks={"projector": projector.check},
+        extra_checks={"projector": check},
     )
 
 

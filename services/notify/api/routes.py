@@ -1,9 +1,9 @@
 """Notify HTTP API: inbound channel webhooks, routing rules, per-store/per-chain channel and
-reminder configuration, delivery status, and the optometrist's result summary."""
+reminder configuration and delivery status. (The optometrist's result summary is a booking
+command on the booking API; notify sends the resulting `ExamResultPosted` on.)"""
 
 from __future__ import annotations
 
-import hashlib
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -16,7 +16,6 @@ from optisync_common.problems import ProblemError
 from optisync_common.resources import Resources
 from schemas.envelope import deterministic_event_id, new_envelope
 from schemas.events.base import Channel, Id, Locale
-from schemas.events.booking import ExamResultPosted
 from schemas.events.messages import MessageReceived, StaffRole
 from services.notify.adapters.storage import NotifyRepository
 from services.notify.domain.routing import RoutingRule
@@ -89,10 +88,6 @@ class StoreConfig(ChainConfig):
     locale: Locale | None = None
     timezone: str | None = None
     name: str | None = Field(default=None, max_length=200)
-
-
-class SummaryBody(StrictModel):
-    summary: str = Field(min_length=1, max_length=2000)
 
 
 def repo(request: Request) -> NotifyRepository:
@@ -300,47 +295,3 @@ async def notification(notification_id: Id, db: Repo) -> dict[str, Any]:
         "locale",
     )
     return {"notification_id": doc["_id"], **{k: doc.get(k) for k in keep}}
-
-
-@router.post(
-    "/bookings/{booking_id}/summary",
-    status_code=202,
-    summary="The optometrist's short result summary for a completed booking (staff); "
-    "sent on to the customer",
-)
-async def post_summary(
-    booking_id: Id,
-    body: SummaryBody,
-    request: Request,
-    db: Repo,
-    staff_id: Staff,
-    idempotency_key: Annotated[str | None, Header(max_length=256)] = None,
-) -> dict[str, str]:
-    ctx, _ = await db.context(booking_id)
-    if ctx is None:
-        raise ProblemError(404, "unknown_booking", f"notify knows no booking {booking_id!r}")
-    if ctx.status != "completed":
-        raise ProblemError(
-            409, "booking_not_completed", f"booking {booking_id} is {ctx.status}, not completed"
-        )
-    settings = settings_of(request)
-    digest = hashlib.sha256(body.summary.encode()).hexdigest()[:16]
-    key = idempotency_key or f"summary:{booking_id}:{staff_id}:{digest}"
-    event = ExamResultPosted(
-        booking_id=booking_id,
-        idempotency_key=key,
-        customer_ref=ctx.recipient.customer_ref,
-        optometrist_id=staff_id,
-        summary=body.summary,
-    )
-    envelope = new_envelope(
-        event,
-        region=settings.region,
-        store_id=ctx.store_id,
-        correlation_id=key,
-        occurred_at=clock_of(request).now(),
-        event_id=deterministic_event_id("exam-summary", booking_id, key),
-    )
-    resources: Resources = request.app.state.resources
-    await resources.publisher.publish(envelope)
-    return {"status": "accepted", "event_id": str(envelope.event_id)}

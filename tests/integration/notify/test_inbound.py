@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from optisync_common.resources import Resources
-from schemas.events.booking import BookingCompleted
+from schemas.events.booking import BookingCompleted, ExamResultPosted
 from schemas.events.feedback import FeedbackReceived
 from schemas.events.messages import MessageRouted
 from schemas.registry import FEEDBACK_EVENTS, MESSAGES_ROUTED
@@ -225,18 +225,16 @@ async def test_result_summary_and_rating_reply(
         "confirmation",
         "feedback_request",
     ]
-    path = f"/v1/bookings/{done}/summary"
-    body = {"summary": "双眼 -1.25，无需更换镜片"}
-    assert (await api.post(path, json=body)).status_code == 401
-    not_done = await api.post(f"/v1/bookings/{open_}/summary", json=body, headers=STAFF)
-    assert not_done.status_code == 409 and not_done.json()["code"] == "booking_not_completed"
-    unknown = await api.post("/v1/bookings/nope/summary", json=body, headers=STAFF)
-    assert unknown.status_code == 404
-    posted = await api.post(path, json=body, headers=STAFF)
-    assert posted.status_code == 202, posted.text
+    # The processor's answer to a PostExamResult command (see the booking e2e tests).
+    summary = "双眼 -1.25，无需更换镜片"
+    posted = ExamResultPosted(
+        booking_id=done, idempotency_key=f"s-{done}", customer_ref=f"c-{done}",
+        optometrist_id="o1", summary=summary,
+    )  # fmt: skip
+    await publish_all(resources.publisher, [envelope(posted, store, now)])
     got = await receiver.wait_for(store, 4)
     result = [r.body for r in got if r.body["kind"] == "exam_result"]
-    assert len(result) == 1 and "双眼 -1.25，无需更换镜片" in result[0]["text"]
+    assert len(result) == 1 and summary in result[0]["text"]
     assert result[0]["text"].startswith("李雷您好")
 
     feedback = await TopicTail(notify_settings, FEEDBACK_EVENTS).start()

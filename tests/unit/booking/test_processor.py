@@ -14,7 +14,9 @@ from schemas.events.booking import (
     CheckInBooking,
     CommandFailed,
     CompleteBooking,
+    ExamResultPosted,
     MarkNoShow,
+    PostExamResult,
     RescheduleBooking,
 )
 from schemas.events.facts import BookingFact
@@ -199,6 +201,11 @@ def test_lifecycle_transitions_and_invalid_ones():
         env("berlin", MarkNoShow(booking_id=booking_id, idempotency_key="n1"), before), before
     )
     assert payloads(no_show_early, CommandFailed)[0].reason == "invalid_transition"
+    summary_early = PostExamResult(
+        booking_id=booking_id, idempotency_key="s0", optometrist_id="A", summary="too soon"
+    )
+    refused = proc.handle(env("berlin", summary_early, before), before)
+    assert payloads(refused, CommandFailed)[0].reason == "invalid_transition"
     complete_early = proc.handle(
         env("berlin", CompleteBooking(booking_id=booking_id, idempotency_key="c0"), before), before
     )
@@ -211,6 +218,12 @@ def test_lifecycle_transitions_and_invalid_ones():
         env("berlin", CompleteBooking(booking_id=booking_id, idempotency_key="c1"), before), before
     )
     assert done[0].type == "BookingCompleted"
+    summary = PostExamResult(
+        booking_id=booking_id, idempotency_key="s1", optometrist_id="A", summary="all fine"
+    )
+    (posted,) = proc.handle(env("berlin", summary, before), before)
+    assert isinstance(posted.payload, ExamResultPosted)
+    assert (posted.payload.customer_ref, posted.payload.summary) == ("cust-1", "all fine")
     unknown = proc.handle(
         env("berlin", CheckInBooking(booking_id="nope", idempotency_key="i2"), before), before
     )

@@ -14,6 +14,7 @@ from schemas.events.booking import (
     CheckInBooking,
     CompleteBooking,
     MarkNoShow,
+    PostExamResult,
     RequestBooking,
     RescheduleBooking,
 )
@@ -35,6 +36,7 @@ from services.booking.api.models import (
     CancelRequest,
     CompleteRequest,
     RescheduleRequest,
+    ResultSummaryRequest,
     StaffActionRequest,
 )
 from services.booking.api.presenters import booking_from_doc
@@ -246,3 +248,27 @@ async def complete_booking(
         optometrist_id=body.optometrist_id if body else None,
     )
     return await _submit_change(context, clock, doc, command, "BookingCompleted")
+
+
+@router.post(
+    "/{booking_id}/summary",
+    response_model=Booking,
+    responses=_CHANGE_RESPONSES,
+    summary="The optometrist's short result summary of a completed exam (notify sends it on)",
+)
+async def post_result_summary(
+    booking_id: BookingId,
+    body: ResultSummaryRequest,
+    context: ContextDep,
+    clock: ClockDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
+    key = require_idempotency_key(idempotency_key)
+    doc = await _find(context, booking_id)
+    command = PostExamResult(
+        idempotency_key=key,
+        booking_id=booking_id,
+        optometrist_id=body.optometrist_id,
+        summary=body.summary,
+    )
+    return await _submit_change(context, clock, doc, command, "ExamResultPosted")
