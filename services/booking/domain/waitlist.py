@@ -346,9 +346,11 @@ def offer_freed_slot(
     if freed_start <= now:
         return []
     offers = list(state.offers.values())
-    current = [o for o in offers if o.live_at(now) and o.start == freed_start]
+    current = _live_offers_at(offers, freed_start, optometrist, now)
     chosen = current[0].optometrist_id if current else None
-    others = [h for h in holds(offers, now) if h.start != freed_start]
+    others = [
+        h for h in holds(offers, now) if SlotKey(h.optometrist_id, h.start) != _slot_of(current)
+    ]
     blocked = with_holds(day, others, customer_ref="", now=now)
     picked = _pick(
         cfg, blocked, state, offers, freed_start, now, k - len(current), chosen, optometrist
@@ -360,6 +362,21 @@ def offer_freed_slot(
         cfg, entries, who, freed_start, now + hold_s, _next_round(offers, freed_start),
         first_rank=_last_rank(offers, freed_start) + 1,
     )  # fmt: skip
+
+
+def _live_offers_at(
+    offers: Iterable[Offer], start: int, optometrist: str | None, now: int
+) -> list[Offer]:
+    """The live offers already holding this start (for `optometrist`, when given)."""
+    return [
+        o
+        for o in offers
+        if o.live_at(now) and o.start == start and optometrist in (None, o.optometrist_id)
+    ]
+
+
+def _slot_of(offers: list[Offer]) -> SlotKey | None:
+    return offers[0].slot if offers else None
 
 
 def _pick(
@@ -452,11 +469,9 @@ def cascade(
     hold_s: int = DEFAULT_HOLD_S,
 ) -> Cascade:
     """Offer `slot` to the next candidates (call after the lapsed/declined offers are stored)."""
-    if any(o.live_at(now) and o.slot == slot for o in state.offers.values()):
-        topped_up = offer_freed_slot(cfg, day, state, slot.start, now, k, hold_s)
-        return Cascade(slot, tuple(topped_up), released=False)
+    still_held = any(o.live_at(now) and o.slot == slot for o in state.offers.values())
     offers = offer_freed_slot(cfg, day, state, slot.start, now, k, hold_s, slot.optometrist_id)
-    return Cascade(slot, tuple(offers), released=not offers)
+    return Cascade(slot, tuple(offers), released=not offers and not still_held)
 
 
 # --------------------------------------------------------------------------- accept / decline
