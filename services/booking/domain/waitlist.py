@@ -136,6 +136,13 @@ class WaitlistState:
             self.entries[entry.entry_id] = entry
 
 
+def windows_of(time_from: str | None, time_to: str | None) -> tuple[tuple[str, str], ...]:
+    """JoinWaitlist's optional time_from/time_to as entry windows (an open end is the day's)."""
+    if time_from is None and time_to is None:
+        return ()
+    return ((time_from or "00:00", time_to or "24:00"),)
+
+
 # --------------------------------------------------------------------------- matching
 
 
@@ -555,6 +562,36 @@ def decline(
         return offer
     refused = _not_live(offers, offer, now)
     return refused or replace(offer, state=OfferState.DECLINED)
+
+
+def settle(state: WaitlistState, won: Won) -> list[Offer]:
+    """Store a win: the offers change, the entry is FILLED, and the entry's other live offers
+    are given up (DECLINED) so their slots can `cascade`; those are returned."""
+    entry = state.entries.get(won.offer.entry_id)
+    given_up = [
+        replace(o, state=OfferState.DECLINED)
+        for o in sorted(state.offers.values(), key=lambda o: o.token)
+        if o.entry_id == won.offer.entry_id and o.state == OfferState.LIVE
+        and o.token != won.offer.token
+    ]  # fmt: skip
+    filled = [replace(entry, status=EntryStatus.FILLED)] if entry is not None else []
+    state.apply([*won.changes, *given_up], filled)
+    return given_up
+
+
+def leave(state: WaitlistState, entry_id: str, customer_ref: str) -> list[Offer] | None:
+    """LeaveWaitlist: the entry becomes LEFT and its live offers DECLINED (returned, to
+    `cascade`); None when the customer has no such waiting entry."""
+    entry = state.entries.get(entry_id)
+    if entry is None or entry.customer_ref != customer_ref or entry.status != EntryStatus.WAITING:
+        return None
+    given_up = [
+        replace(o, state=OfferState.DECLINED)
+        for o in sorted(state.offers.values(), key=lambda o: o.token)
+        if o.entry_id == entry_id and o.state == OfferState.LIVE
+    ]
+    state.apply(given_up, [replace(entry, status=EntryStatus.LEFT)])
+    return given_up
 
 
 # --------------------------------------------------------------------------- expiry

@@ -250,6 +250,36 @@ def test_decline_cascades_to_the_next_candidate_for_the_same_slot() -> None:
     assert not result.released
 
 
+def test_a_win_fills_the_entry_and_gives_up_its_other_offers() -> None:
+    state, offers = offered_state()
+    elsewhere = wl.offer_freed_slot(CFG, make_day(), state, at(DAY, "10:00"), NOW, k=1)
+    state.apply(elsewhere)
+    assert [o.entry_id for o in elsewhere] == ["e1"]  # e1 may hold a non-overlapping offer
+    won = wl.accept(state.offers, offers[0].token, "c1", "bk-1", NOW + 5)
+    assert isinstance(won, wl.Won)
+    given_up = wl.settle(state, won)
+    assert [(o.token, o.state) for o in given_up] == [(elsewhere[0].token, wl.OfferState.DECLINED)]
+    assert state.entries["e1"].status == wl.EntryStatus.FILLED
+    assert state.offers[offers[0].token].state == wl.OfferState.ACCEPTED
+
+
+def test_leaving_declines_live_offers_and_refuses_strangers() -> None:
+    state, offers = offered_state()
+    assert wl.leave(state, "e2", "c9") is None
+    given_up = wl.leave(state, "e2", "c2")
+    assert given_up is not None and [o.token for o in given_up] == [offers[1].token]
+    assert state.entries["e2"].status == wl.EntryStatus.LEFT
+    assert wl.leave(state, "e2", "c2") is None
+
+
+def test_join_window_fields_become_entry_windows() -> None:
+    assert wl.windows_of(None, None) == ()
+    assert wl.windows_of("16:00", None) == (("16:00", "24:00"),)
+    late = entry(1, windows=wl.windows_of("16:00", None))
+    assert wl.matches(CFG, late, at(DAY, "16:30"), at(DAY, "17:00"), "A")
+    assert wl.entry_expires_at(CFG, late) == wl.entry_expires_at(CFG, entry(2))
+
+
 # --------------------------------------------------------------------------- expiry
 
 
@@ -384,8 +414,9 @@ def test_any_order_of_accepts_and_expiries_gives_one_winner_per_slot(
                 outcome = wl.accept(state.offers, offer.token, customer, f"bk-{booked}", now)
                 if isinstance(outcome, wl.Won):
                     assert own and offer.live_at(now)
-                    state.apply(outcome.changes)
                     won = outcome.offer
+                    for given_up in wl.settle(state, outcome):
+                        state.apply(wl.cascade(CFG, day, state, given_up.slot, now).offers)
                     day.occupy(
                         won.optometrist_id,
                         Busy(won.start, won.end, f"bk-{booked}", customer, won.exam_type),
@@ -409,6 +440,7 @@ def check_offer_invariants(state: wl.WaitlistState, day: Day, now: int) -> None:
         if accepted:
             assert not any(o.slot == slot and o.state == wl.OfferState.LIVE for o in offers)
     live = [o for o in offers if o.live_at(now)]
+    assert all(state.entries[o.entry_id].status == wl.EntryStatus.WAITING for o in live)
     for a in live:
         for b in live:
             if a.token != b.token and a.customer_ref == b.customer_ref:
