@@ -150,4 +150,7 @@ def serve(app: FastAPI, settings: ServiceSettings) -> None:
         log_config=None,  # our structlog JSON config stays in charge
         access_log=False,  # request metrics cover this without a log line per request
         proxy_headers=True,
+        # Longer than clients' and load balancers' idle timeouts, so the server is not the one
+        # closing a kept-alive connection just as a client reuses it (a reset request).
+        timeout_keep_alive=75,
     )

@@ -329,12 +329,11 @@ class TransactionalStreamProcessor:
             await task.producer.stop()
         task.producer = await self._start_producer(task.partition)
         await self._restore([task.partition])
-        for tp in self._partitions_of(task.partition):
-            offset = await self.consumer.committed(tp)
-            if offset is None:
-                await self.consumer.seek_to_beginning(tp)
-            else:
-                self.consumer.seek(tp, offset)
+        mine = self._partitions_of(task.partition)
+        committed = {tp: await self.consumer.committed(tp) for tp in mine}
+        # From the seeks to the end, no await: nothing fetched after a seek may be dropped.
+        for tp, offset in committed.items():
+            self.consumer.seek(tp, offset or 0)
         task.queue.clear()
         task.recovering = False
         TASK_RESTORES.labels(self.app_id, "transaction_failed").inc()

@@ -39,11 +39,7 @@ async def _storm(api: str, store_id: str, start: str, n: int, retries: int) -> l
     async with httpx.AsyncClient(base_url=api, timeout=60, limits=limits) as client:
 
         async def one(i: int, key_of: int) -> tuple[int, int, dict]:
-            resp = await client.post(
-                "/v1/bookings",
-                json=body(store_id, key_of, start),
-                headers={"Idempotency-Key": f"{store_id}-key-{key_of}"},
-            )
+            resp = await _post(client, body(store_id, key_of, start), f"{store_id}-key-{key_of}")
             status, answer = resp.status_code, resp.json()
             if status == 202:  # decided after the sync deadline: follow the status URL
                 status, answer = await _final(client, answer["status_url"])
@@ -51,6 +47,18 @@ async def _storm(api: str, store_id: str, start: str, n: int, retries: int) -> l
 
         calls = [one(i, i) for i in range(n)] + [one(n + j, j) for j in range(retries)]
         return await asyncio.gather(*calls)
+
+
+async def _post(client: httpx.AsyncClient, payload: dict, key: str) -> httpx.Response:
+    """A client retries a dropped connection with the same key, as real channels do: the key
+    makes the retry safe (one booking or one refusal, whatever reached the server)."""
+    for attempt in range(3):
+        try:
+            return await client.post("/v1/bookings", json=payload, headers={"Idempotency-Key": key})
+        except httpx.TransportError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 async def _final(client: httpx.AsyncClient, status_url: str) -> tuple[int, dict]:
