@@ -435,7 +435,8 @@ class TransactionalStreamProcessor:
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    """aiokafka awaits these between fetches, so no record is handed out while tasks move."""
+    """Tasks move here. aiokafka may still hand out records while these run: `_fetch` re-reads
+    whatever arrives for a task that does not exist yet, and drops what is for a stopping one."""
 
     def __init__(self, owner: TransactionalStreamProcessor) -> None:
         self.owner = owner
