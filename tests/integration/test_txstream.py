@@ -1,0 +1,118 @@
+"""The exactly-once stream loop against the real broker: a transaction that fails after its
+outputs were sent is aborted, the task rebuilds its table from the changelog and re-reads its
+input from the committed offset, so every input counts once, in the table and in the output."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+
+from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from optisync_common.kafka import make_consumer, make_producer
+from optisync_common.settings import ServiceSettings
+from optisync_common.topics import ensure_internal_topics
+from optisync_common.txstream import Output, Tables, TransactionalStreamProcessor
+
+INPUTS = 30
+
+
+def counting(output_topic: str):
+    def handler(
+        partition: int, records: Sequence[ConsumerRecord[bytes, bytes]], tables: Tables
+    ) -> list[Output]:
+        counts = tables["counts"]
+        outputs = []
+        for record in records:
+            key = (record.key or b"").decode()
+            counts[key] = counts.get(key, 0) + 1
+            outputs.append(Output(output_topic, record.key, record.value))
+        return outputs
+
+    return handler
+
+
+async def test_a_failed_transaction_is_redone_once_from_committed_state(settings, unique_id):
+    source, sink = f"itest-tx-in-{unique_id}", f"itest-tx-out-{unique_id}"
+    await ensure_internal_topics(settings.kafka_bootstrap, [(source, 1, {}), (sink, 1, {})])
+    stream = TransactionalStreamProcessor(
+        bootstrap=settings.kafka_bootstrap, app_id=f"itest-tx-{unique_id}", inputs=[source],
+        tables=["counts"], partitions=1, handler=counting(sink),
+    )  # fmt: skip
+    failures = 0
+    transact = stream._transact
+
+    async def fail_the_second_commit(task, outputs, offsets):
+        nonlocal failures
+        if stream_commits[0] == 1 and failures == 0:
+            failures += 1
+            await task.producer.begin_transaction()
+            for o in outputs:  # sent, then abandoned: a reader must never see these
+                await task.producer.send(o.topic, o.value, key=o.key)
+            raise RuntimeError("injected: the commit did not happen")
+        await transact(task, outputs, offsets)
+        stream_commits[0] += 1
+
+    stream_commits = [0]
+    stream._transact = fail_the_second_commit  # type: ignore[method-assign]
+    await stream.start()
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        for i in range(INPUTS):
+            await producer.send_and_wait(source, f"v{i}".encode(), key=f"k{i % 3}".encode())
+            if i == 4:
+                await asyncio.sleep(0.5)  # a first batch commits before the rest arrive
+        seen = await _read_committed(settings, sink, INPUTS)
+        await _until(lambda: sum(_counts(stream).values()) == INPUTS)
+        counts = _counts(stream)
+    finally:
+        await producer.stop()
+        await stream.stop()
+    assert failures == 1
+    assert sorted(seen) == sorted(f"v{i}" for i in range(INPUTS))  # each once, none aborted
+    assert counts == {"k0": 10, "k1": 10, "k2": 10}
+
+    # A fresh instance restores the same table from the changelog.
+    again = TransactionalStreamProcessor(
+        bootstrap=settings.kafka_bootstrap, app_id=f"itest-tx-{unique_id}", inputs=[source],
+        tables=["counts"], partitions=1, handler=counting(sink),
+    )  # fmt: skip
+    await again.start()
+    try:
+        await _until(lambda: again.ready)
+        assert _counts(again) == counts
+    finally:
+        await again.stop()
+
+
+def _counts(stream: TransactionalStreamProcessor) -> dict[str, int]:
+    tables = stream.tables(0)
+    return dict(tables["counts"]) if tables is not None else {}
+
+
+async def _until(predicate: Callable[[], bool], within_s: float = 30) -> None:
+    for _ in range(int(within_s * 10)):
+        if predicate():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("condition not reached in time")
+
+
+async def _read_committed(settings: ServiceSettings, topic: str, expected: int) -> list[str]:
+    consumer = make_consumer(settings, group_id=None)
+    await consumer.start()
+    values: list[str] = []
+    try:
+        consumer.assign([TopicPartition(topic, 0)])
+        await consumer.seek_to_beginning()
+        async with asyncio.timeout(60):
+            while len(values) < expected:
+                batch = await consumer.getmany(timeout_ms=500)
+                values += [(r.value or b"").decode() for rs in batch.values() for r in rs]
+        extra = await consumer.getmany(timeout_ms=1500)  # nothing more may follow
+        values += [(r.value or b"").decode() for rs in extra.values() for r in rs]
+    finally:
+        await consumer.stop()
+    return values
