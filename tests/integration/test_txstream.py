@@ -60,10 +60,11 @@ async def test_a_failed_transaction_is_redone_once_from_committed_state(settings
     producer = make_producer(settings)
     await producer.start()
     try:
+        await _until(lambda: stream.ready)
         for i in range(INPUTS):
             await producer.send_and_wait(source, f"v{i}".encode(), key=f"k{i % 3}".encode())
-            if i == 4:
-                await asyncio.sleep(0.5)  # a first batch commits before the rest arrive
+            if i == 5:  # the first transaction commits before the rest arrive
+                await _until(lambda: stream_commits[0] == 1)
         seen = await _read_committed(settings, sink, INPUTS)
         await _until(lambda: sum(_counts(stream).values()) == INPUTS)
         counts = _counts(stream)
