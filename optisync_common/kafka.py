@@ -3,17 +3,21 @@ only after it has handled a message (at-least-once), and decodes through `schema
 
 from __future__ import annotations
 
+import asyncio
 import secrets
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import RecordMetadata
 
+from optisync_common.logging import get_logger
 from optisync_common.settings import ServiceSettings
 from schemas.envelope import Envelope
 from schemas.serde import encode
+
+log = get_logger(__name__)
 
 
 def make_producer(settings: ServiceSettings, **overrides: Any) -> AIOKafkaProducer:
@@ -50,6 +54,33 @@ def make_consumer(
         # Local topic plus the MirrorMaker 2 copies (`<region>.<topic>`), see DESIGN.md §6.
         consumer.subscribe(pattern=pattern)
     return consumer
+
+
+async def consume_forever(
+    make: Callable[[], AIOKafkaConsumer],
+    consume: Callable[[AIOKafkaConsumer], Awaitable[None]],
+    *,
+    what: str,
+    on_disconnect: Callable[[], None] = lambda: None,
+) -> None:
+    """Run `consume` on a fresh started consumer; when it fails (broker away, fenced commit),
+    stop it, call `on_disconnect`, back off (0.5 s doubling to 10 s) and start a new one."""
+    delay = 0.5
+    while True:
+        consumer = make()
+        try:
+            await consumer.start()
+            delay = 0.5
+            await consume(consumer)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning(f"{what}_consumer_failed", error=repr(exc), retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+        finally:
+            on_disconnect()
+            await consumer.stop()
 
 
 def make_admin(settings: ServiceSettings) -> AIOKafkaAdminClient:

@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from optisync_common.clock import Clock, SystemClock
 from optisync_common.dlq import dead_letter
-from optisync_common.kafka import make_admin, make_consumer
+from optisync_common.kafka import consume_forever, make_admin, make_consumer
 from optisync_common.logging import get_logger
 from optisync_common.metrics import EVENTS_CONSUMED
 from optisync_common.resources import NotReady, Resources, open_resources
@@ -243,30 +243,24 @@ class Projector:
         await asyncio.wait_for(self._assigned.wait(), within_s)
 
     async def _run(self) -> None:
-        delay = 0.5
-        while True:
-            consumer = make_consumer(
+        def make() -> AIOKafkaConsumer:
+            return make_consumer(
                 self.settings,
                 group_id=self.group_id,
                 pattern=self.pattern,
                 auto_offset_reset=self.auto_offset_reset,
                 client_id=f"{self.settings.service_name}-projector",
             )
-            try:
-                await consumer.start()
-                self._consumer = consumer
-                delay = 0.5
-                await self._consume(consumer)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("projector_consumer_failed", error=repr(exc), retry_in=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-            finally:
-                self._consumer = None
-                self._assigned.clear()
-                await consumer.stop()
+
+        async def consume(consumer: AIOKafkaConsumer) -> None:
+            self._consumer = consumer
+            await self._consume(consumer)
+
+        def disconnected() -> None:
+            self._consumer = None
+            self._assigned.clear()
+
+        await consume_forever(make, consume, what="projector", on_disconnect=disconnected)
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         assert self._handler is not None, "start() first"

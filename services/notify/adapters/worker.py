@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from optisync_common.clock import Clock, SystemClock
 from optisync_common.dlq import dead_letter
-from optisync_common.kafka import EventPublisher, make_consumer
+from optisync_common.kafka import EventPublisher, consume_forever, make_consumer
 from optisync_common.logging import get_logger
 from optisync_common.metrics import EVENTS_CONSUMED
 from optisync_common.resources import NotReady, Resources
@@ -374,9 +374,9 @@ class NotifyWorker:
     async def _run(self) -> None:
         assert self._resources is not None
         await self._resources.wait_for_kafka(60)
-        delay = 0.5
-        while True:
-            consumer = make_consumer(
+
+        def make() -> AIOKafkaConsumer:
+            return make_consumer(
                 self.settings,
                 group_id=self.group_id,
                 pattern=TOPIC_PATTERN,
@@ -384,21 +384,16 @@ class NotifyWorker:
                 client_id=f"{self.settings.service_name}-worker",
                 max_poll_interval_ms=300000,
             )
-            try:
-                await consumer.start()
-                self._consumer = consumer
-                delay = 0.5
-                await self._consume(consumer)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("notify_consumer_failed", error=repr(exc), retry_in=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-            finally:
-                self._consumer = None
-                self._assigned.clear()
-                await consumer.stop()
+
+        async def consume(consumer: AIOKafkaConsumer) -> None:
+            self._consumer = consumer
+            await self._consume(consumer)
+
+        def disconnected() -> None:
+            self._consumer = None
+            self._assigned.clear()
+
+        await consume_forever(make, consume, what="notify", on_disconnect=disconnected)
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         """Pipelined: records are handed to tasks as they arrive (in order per booking via a
