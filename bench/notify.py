@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 from aiohttp import web
 
+from bench.stats import percentiles
 from deploy.local import infra
 from optisync_common.kafka import make_producer
 from optisync_common.settings import ServiceSettings
@@ -124,17 +125,15 @@ async def _open_loop(
         (receiver.arrived[b] - t) * 1000 for b, t in scheduled.items() if b in receiver.arrived
     )
 
-    def pct(p: float) -> float:
-        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] if latencies else 0.0
-
+    p50, p90, p99 = percentiles(latencies, 0.50, 0.90, 0.99)
     return {
         "offered_per_s": rate,
         "sent_per_s": round(total / elapsed, 1),
         "events": total,
         "delivered": len(latencies),
-        "p50_ms": round(pct(0.50), 1),
-        "p90_ms": round(pct(0.90), 1),
-        "p99_ms": round(pct(0.99), 1),
+        "p50_ms": p50,
+        "p90_ms": p90,
+        "p99_ms": p99,
         "max_ms": round(latencies[-1], 1) if latencies else None,
         "mean_ms": round(statistics.fmean(latencies), 1) if latencies else None,
     }

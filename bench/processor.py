@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from aiokafka import TopicPartition
 
+from bench.stats import percentiles
 from optisync_common.kafka import make_consumer, make_producer
 from optisync_common.settings import ServiceSettings
 from schemas.envelope import new_envelope
@@ -101,18 +102,14 @@ async def open_loop(
 def summarize(
     rate: int, latencies: list[float], outcomes: Counter[str], offered: int, elapsed: float
 ) -> dict[str, Any]:
-    ordered = sorted(latencies)
-
-    def pct(p: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))], 1) if ordered else -1
-
+    p50, p95, p99, worst = percentiles(latencies, 0.50, 0.95, 0.99, 1.0)
     return {
         "target_rps": rate,
         "decided_rps": round(len(latencies) / elapsed, 1) if elapsed > 0 else 0,
-        "p50_ms": pct(0.50),
-        "p95_ms": pct(0.95),
-        "p99_ms": pct(0.99),
-        "max_ms": pct(1.0),
+        "p50_ms": p50,
+        "p95_ms": p95,
+        "p99_ms": p99,
+        "max_ms": worst,
         "undecided": offered - len(latencies),
         "outcomes": dict(outcomes),
     }

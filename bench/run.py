@@ -36,6 +36,7 @@ from typing import Any
 import aiohttp
 
 from bench import processor as processor_bench
+from bench.stats import percentiles
 from deploy.local import infra, stack
 from deploy.local.procs import ManagedProcess, wait_until
 from optisync_common.kafka import EventPublisher, make_producer
@@ -228,17 +229,13 @@ async def _closed_loop(
 def _summary(
     rate: int | None, latencies: list[float], statuses: Counter[int], elapsed: float
 ) -> dict[str, Any]:
-    ordered = sorted(latencies)
-
-    def pct(p: float) -> float:
-        return ordered[min(len(ordered) - 1, int(p * len(ordered)))] if ordered else float("nan")
-
+    p50, p95, p99 = percentiles(latencies, 0.50, 0.95, 0.99)
     return {
         "target_rps": rate,
         "achieved_rps": round(len(latencies) / elapsed, 1),
-        "p50_ms": round(pct(0.50), 1),
-        "p95_ms": round(pct(0.95), 1),
-        "p99_ms": round(pct(0.99), 1),
+        "p50_ms": p50,
+        "p95_ms": p95,
+        "p99_ms": p99,
         "mean_ms": round(statistics.fmean(latencies), 1) if latencies else None,
         "statuses": dict(sorted(statuses.items())),
     }
