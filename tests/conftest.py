@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from playwright.async_api import Browser, async_playwright
 
 from deploy.local import infra
 from optisync_common.topics import apply_registry
@@ -43,6 +44,34 @@ def endpoints(infra_config: infra.InfraConfig) -> Iterator[infra.Endpoints]:
     yield eps
     if not already_running and os.environ.get("OPTISYNC_KEEP_INFRA") != "1":
         infra.down(infra_config)
+
+
+# Debian's chromium on a machine without internet: no first-run, sync, update or background
+# traffic (otherwise it keeps opening connections the closed network refuses).
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+ARTIFACTS = Path(__file__).resolve().parent.parent / ".run" / "artifacts"
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    """Headless Debian chromium driven by Playwright (`make test` apt-installs chromium)."""
+    executable = infra.ensure_chromium()
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=executable, headless=True, args=CHROMIUM_ARGS
+        )
+        yield launched
+        await launched.close()
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    """Where browser tests save screenshots (kept after the run: `.run/artifacts/`)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
 
 
 @pytest.fixture

@@ -188,18 +188,38 @@ def ensure_redis_server() -> str:
     if os.geteuid() != 0:
         raise RuntimeError("redis-server is missing: sudo apt-get install -y redis-server")
     _progress("installing Debian's redis-server with apt")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-q"], check=True, env=env)
-    subprocess.run(
-        ["apt-get", "install", "-y", "-q", "--no-install-recommends", "redis-server"],
-        check=True,
-        env=env,
-    )
+    _apt_install("redis-server")
     # The package may start a system instance on 6379; ours is separate, so stop that one.
     subprocess.run(["service", "redis-server", "stop"], check=False, capture_output=True)
     found = shutil.which("redis-server")
     if not found:
         raise RuntimeError("apt installed redis-server but it is not on PATH")
+    return found
+
+
+def _apt_install(*packages: str) -> None:
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-q"], check=True, env=env)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages],
+        check=True,
+        env=env,
+    )
+
+
+def ensure_chromium() -> str:
+    """Debian's chromium, which the browser tests drive through Playwright (no browser
+    download: Playwright is pointed at this binary)."""
+    found = shutil.which("chromium")
+    if found:
+        return found
+    if os.geteuid() != 0:
+        raise RuntimeError("chromium is missing: sudo apt-get install -y chromium")
+    _progress("installing Debian's chromium with apt (browser tests)")
+    _apt_install("chromium", "fonts-noto-cjk")
+    found = shutil.which("chromium")
+    if not found:
+        raise RuntimeError("apt installed chromium but it is not on PATH")
     return found
 
 
@@ -415,6 +435,7 @@ def main(argv: list[str] | None = None) -> int:
         ensure_kafka_jars(cfg)
         ensure_redis_server()
         ensure_ferretdb_binary(cfg)
+        ensure_chromium()
     else:
         for name, pid in status(cfg).items():
             print(f"{name}: {'running pid ' + str(pid) if pid else 'stopped'}")
