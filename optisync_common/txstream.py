@@ -20,6 +20,9 @@ The shape is Kafka Streams' exactly-once:
 * When a task is assigned, its producer starts first (which fences a previous owner and aborts
   its open transaction), then its tables are rebuilt from the changelogs (read committed), so
   state and input position always match. A failed transaction rebuilds the task the same way.
+* With `punctuate_s`, an idle task calls its handler with no records at least that often, so
+  time-driven decisions (an offer's hold lapsing) happen without new input; whatever that
+  call changes commits in a transaction like any batch.
 """
 
 from __future__ import annotations
@@ -104,6 +107,10 @@ class ChangelogTable(MutableMapping[str, Any]):
         else:
             self._data[key] = value
 
+    @property
+    def changed(self) -> bool:
+        return bool(self._dirty)
+
     def take_changes(self) -> list[tuple[str, Any | None]]:
         changes = [(k, self._data.get(k)) for k in sorted(self._dirty)]
         self._dirty.clear()
@@ -113,6 +120,7 @@ class ChangelogTable(MutableMapping[str, Any]):
 Tables = Mapping[str, ChangelogTable]
 # Decides one task's batch: records in arrival order per input partition; mutates the tables
 # and returns what to publish. It must not raise for one bad record (dead-letter it instead).
+# An empty batch is a punctuation: only time has passed.
 BatchHandler = Callable[[int, Sequence[ConsumerRecord[bytes, bytes]], Tables], list[Output]]
 
 
@@ -145,6 +153,7 @@ class TransactionalStreamProcessor:
         max_batch: int = 500,
         session_timeout_ms: int = 10000,
         heartbeat_interval_ms: int = 2000,
+        punctuate_s: float | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.app_id = app_id
@@ -153,6 +162,7 @@ class TransactionalStreamProcessor:
         self.partitions = partitions
         self.handler = handler
         self.max_batch = max_batch
+        self.punctuate_s = punctuate_s
         self._session_timeout_ms = session_timeout_ms
         self._heartbeat_interval_ms = heartbeat_interval_ms
         self._consumer: AIOKafkaConsumer | None = None
@@ -262,14 +272,19 @@ class TransactionalStreamProcessor:
 
     async def _work_loop(self, task: _Task) -> None:
         while not task.stopping:
-            await task.wakeup.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(task.wakeup.wait(), self.punctuate_s)
             task.wakeup.clear()
             records, task.queue = task.queue, {}
             if task.paused:
                 self.consumer.resume(*self._partitions_of(task.partition))
                 task.paused = False
-            if records and not task.stopping:
+            if task.stopping:
+                break
+            if records:
                 await self._commit_batch(task, records)
+            elif self.punctuate_s is not None:
+                await self._punctuate(task)
 
     def _partitions_of(self, partition: int) -> list[TopicPartition]:
         return [tp for tp in self.consumer.assignment() if tp.partition == partition]
@@ -290,6 +305,16 @@ class TransactionalStreamProcessor:
             return
         BATCH_RECORDS.labels(self.app_id).observe(len(ordered))
         TXN_SECONDS.labels(self.app_id).observe(time.perf_counter() - started)
+
+    async def _punctuate(self, task: _Task) -> None:
+        outputs = self.handler(task.partition, [], task.tables)
+        if not outputs and not any(table.changed for table in task.tables.values()):
+            return  # nothing was due: no transaction
+        try:
+            await self._transact(task, outputs, {})
+        except Exception:
+            log.exception("stream_transaction_failed", app=self.app_id, partition=task.partition)
+            await self._recover(task)
 
     async def _transact(
         self, task: _Task, outputs: list[Output], offsets: dict[TopicPartition, int]
@@ -313,7 +338,8 @@ class TransactionalStreamProcessor:
                         )
                     )
             await asyncio.gather(*sends)
-            await producer.send_offsets_to_transaction(offsets, self.app_id)
+            if offsets:
+                await producer.send_offsets_to_transaction(offsets, self.app_id)
         except BaseException:
             with contextlib.suppress(Exception):
                 await producer.abort_transaction()

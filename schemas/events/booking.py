@@ -199,10 +199,14 @@ class AcceptOffer(BookingCommand):
     """Accept a waitlist offer. ``booking_id`` is allocated by the API so it can await the reply."""
 
     event_type: ClassVar[str] = "AcceptOffer"
+    event_version: ClassVar[str] = "1.1"  # 1.1: customer
 
     offer_token: Id
     customer_ref: Id
     booking_id: Id
+    customer: Customer | None = Field(
+        default=None, description="contact for the confirmation (the API adds the entry's)"
+    )
 
 
 class DeclineOffer(BookingCommand):
@@ -397,25 +401,35 @@ class SlotOffered(BookingEvent):
 
 class OfferTaken(BookingEvent):
     event_type: ClassVar[str] = "OfferTaken"
+    event_version: ClassVar[str] = "1.1"  # 1.1: customer_ref, alternatives
 
     offer_token: Id
     waitlist_entry_id: Id
     booking_id: Id
+    customer_ref: Id | None = None
+    alternatives: list[UtcDatetime] = Field(
+        default_factory=list, max_length=3, description="other free starts near the taken one"
+    )
 
 
 class OfferExpired(BookingEvent):
     event_type: ClassVar[str] = "OfferExpired"
+    event_version: ClassVar[str] = "1.1"  # 1.1: customer_ref
 
     offer_token: Id
     waitlist_entry_id: Id
     slot_start: UtcDatetime
+    customer_ref: Id | None = None
 
 
 class OfferDeclined(BookingEvent):
     event_type: ClassVar[str] = "OfferDeclined"
+    event_version: ClassVar[str] = "1.1"  # 1.1: customer_ref, slot_start
 
     offer_token: Id
     waitlist_entry_id: Id
+    customer_ref: Id | None = None
+    slot_start: UtcDatetime | None = None
 
 
 class CommandFailed(BookingEvent):

@@ -28,6 +28,7 @@ class FactKind(StrEnum):
     NO_SHOW = "no_show"
     COMPLETED = "completed"
     DISPLACED = "displaced"
+    REASSIGNED = "reassigned"
     WAITLIST_JOINED = "waitlist_joined"
     WAITLIST_OFFERED = "waitlist_offered"
     WAITLIST_FILLED = "waitlist_filled"
@@ -37,6 +38,7 @@ class BookingFact(EventPayload):
     """One step of the booking funnel. ``local_date`` is the store-local day the fact happened."""
 
     event_type: ClassVar[str] = "BookingFact"
+    event_version: ClassVar[str] = "1.1"  # 1.1: fact `reassigned`
     topic: ClassVar[str] = BOOKING_FACTS
 
     fact: FactKind

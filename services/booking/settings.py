@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from optisync_common.settings import ServiceSettings
@@ -20,6 +21,11 @@ class BookingSettings(ServiceSettings):
     decision_timeout_s: float = 2.0
     # how long command outcomes (GET /v1/commands/{id}) stay readable in Redis
     idempotency_ttl_s: int = 86400
+    # waitlist: a freed slot is offered to this many entries, held for them this long
+    waitlist_offers: int = Field(default=3, ge=1, le=20)
+    waitlist_hold_s: int = Field(default=600, ge=1)
+    # how often an idle processor task checks for lapsed holds (the expiry's precision)
+    processor_tick_s: float = Field(default=1.0, gt=0)
 
 
 @lru_cache

@@ -8,6 +8,7 @@ changelog-backed tables; tests pass plain dicts. Table layout (all co-partitione
 * `days`     "store_id|YYYY-MM-DD" -> shifts and busy intervals of one store-local day
 * `bookings` booking_id -> booking record (no personal data beyond the customer ref)
 * `idem`     "store_id|idempotency_key" -> {command event id, time, encoded outputs}
+* `waitlist` store_id -> the store's waitlist entries and offers (`waitlist_desk`)
 
 The stream commits each batch's outputs, table changes and input offsets in one transaction,
 so a command is decided once. A client retry with the same idempotency key (or the same message
@@ -18,13 +19,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.envelope import Envelope, deterministic_event_id
 from schemas.events.availability import ExamTypeSlots, StoreDayAvailability
 from schemas.events.base import EventPayload, RejectionReason, local_iso
 from schemas.events.booking import (
+    AcceptOffer,
     BookingCancelled,
     BookingCheckedIn,
     BookingCommand,
@@ -39,7 +41,10 @@ from schemas.events.booking import (
     CheckInBooking,
     CommandFailed,
     CompleteBooking,
+    DeclineOffer,
     ExamResultPosted,
+    JoinWaitlist,
+    LeaveWaitlist,
     MarkNoShow,
     PostExamResult,
     RequestBooking,
@@ -67,7 +72,9 @@ from services.booking.adapters.processor_state import (
     day_from_json,
     day_to_json,
 )
+from services.booking.adapters.waitlist_desk import WaitlistDesk, with_offers_hidden
 from services.booking.domain import decisions
+from services.booking.domain import waitlist as wl
 from services.booking.domain.calendar import local_date, local_instant, local_interval, to_local
 from services.booking.domain.model import (
     Booking,
@@ -78,6 +85,7 @@ from services.booking.domain.model import (
     Shift,
     StoreConfig,
 )
+from services.booking.domain.waitlist import DEFAULT_HOLD_S, DEFAULT_OFFERS
 
 Table = MutableMapping[str, Any]
 IDEMPOTENCY_TTL_S = 24 * 3600
@@ -89,6 +97,7 @@ class ProcessorTables:
     days: Table
     bookings: Table
     idem: Table
+    waitlist: Table = field(default_factory=dict)
 
 
 def _epoch(instant: dt.datetime) -> int:
@@ -107,8 +116,11 @@ class AvailabilityProcessor:
         idempotency_ttl_s: int = IDEMPOTENCY_TTL_S,
         *,
         coalesce_views: bool = False,
+        waitlist_offers: int = DEFAULT_OFFERS,
+        waitlist_hold_s: int = DEFAULT_HOLD_S,
     ) -> None:
         self.t = tables
+        self.waitlist = WaitlistDesk(self, waitlist_offers, waitlist_hold_s)
         self.region = region
         self.idempotency_ttl_s = idempotency_ttl_s
         # With `coalesce_views`, a store-day's availability view is computed once per batch
@@ -124,6 +136,10 @@ class AvailabilityProcessor:
         if isinstance(payload, BookingCommand):
             return self._command(envelope, payload, now)
         return self._roster(envelope, payload, now)
+
+    def tick(self, now: dt.datetime) -> list[Envelope[Any]]:
+        """Time-driven decisions (waitlist holds lapsing, entries expiring)."""
+        return self.waitlist.tick(now)
 
     def expire_idempotency(self, now: dt.datetime) -> int:
         """Forget idempotency records older than the TTL. Records are kept in write order, so
@@ -202,6 +218,14 @@ class AvailabilityProcessor:
             return [self._failed(env, cmd, Reason.UNKNOWN_STORE, "unknown store", now)]
         if isinstance(cmd, RequestBooking):
             return self._book(env, cfg, cmd, now)
+        if isinstance(cmd, JoinWaitlist):
+            return self.waitlist.join(env, cfg, cmd, now)
+        if isinstance(cmd, LeaveWaitlist):
+            return self.waitlist.leave(env, cfg, cmd, now)
+        if isinstance(cmd, AcceptOffer):
+            return self.waitlist.accept(env, cfg, cmd, now)
+        if isinstance(cmd, DeclineOffer):
+            return self.waitlist.decline(env, cfg, cmd, now)
         if isinstance(
             cmd,
             CancelBooking
@@ -258,7 +282,7 @@ class AvailabilityProcessor:
             channel=cmd.channel.value,
             optometrist_id=cmd.optometrist_id,
         )
-        outcome = decisions.decide_booking(cfg, day, request, _epoch(now))
+        outcome = self.waitlist.book(cfg, day, request, _epoch(now))
         requested = self._fact(
             env,
             cfg,
@@ -368,6 +392,7 @@ class AvailabilityProcessor:
                 cancelled_by=cmd.by,
                 late=outcome.late,
             ),
+            *self.waitlist.freed(env, cfg, day, booking.start, booking.optometrist_id, now),
             *self._view(env, cfg, day, now),
         ]
 
@@ -383,8 +408,11 @@ class AvailabilityProcessor:
         old_day = self._day(cfg, booking.date)
         new_date = local_date(new_start, cfg.timezone)
         new_day = old_day if new_date == old_day.date else self._day(cfg, new_date)
+        optometrist = self._around_holds(cfg, new_day, booking, new_start, cmd, now)
+        if isinstance(optometrist, decisions.Rejected):
+            return [self._failed(env, cmd, optometrist.reason, optometrist.detail, now)]
         outcome = decisions.reschedule(
-            cfg, old_day, new_day, booking, new_start, _epoch(now), cmd.optometrist_id
+            cfg, old_day, new_day, booking, new_start, _epoch(now), optometrist
         )
         if isinstance(outcome, decisions.Rejected):
             return [self._failed(env, cmd, outcome.reason, outcome.detail, now)]
@@ -420,9 +448,41 @@ class AvailabilityProcessor:
                 now,
                 lead_minutes=(new.start - _epoch(now)) // 60,
             ),
+            *self.waitlist.freed(env, cfg, old_day, booking.start, booking.optometrist_id, now),
             *self._view(env, cfg, old_day, now),
             *outputs,
         ]
+
+    def _around_holds(
+        self,
+        cfg: StoreConfig,
+        day: Day,
+        booking: Booking,
+        start: int,
+        cmd: RescheduleBooking,
+        now: dt.datetime,
+    ) -> str | decisions.Rejected | None:
+        """The optometrist a reschedule may use without breaking a waitlist hold: the asked
+        one, else the first free one outside the holds (None: no hold in the way)."""
+        holds = self.waitlist.holds(cfg.store_id, _epoch(now))
+        exam = cfg.exam_types.get(booking.exam_type)
+        if not holds or exam is None:
+            return cmd.optometrist_id
+        blocked = wl.with_holds(day, holds, booking.customer_ref, _epoch(now))
+        who = decisions.candidates(
+            cfg, blocked, exam, start, cmd.optometrist_id, ignore_booking=booking.booking_id
+        )
+        if not isinstance(who, list):
+            return cmd.optometrist_id  # refused for another reason: the decision says which
+        if who:
+            return who[0]
+        end = start + exam.duration_minutes * 60
+        hold = wl.held_against(
+            holds, start, end, cmd.optometrist_id, booking.customer_ref, _epoch(now)
+        )
+        if hold is None:
+            return cmd.optometrist_id
+        return decisions.Rejected(Reason.HELD, "held for a waitlist offer")
 
     def _transition(
         self,
@@ -536,6 +596,8 @@ class AvailabilityProcessor:
             day.seq += 1
             outputs += self._rehome(env, cfg, day, cause, now)
             self._save_day(store_id, day)
+            if isinstance(event, ShiftPublished) and cfg.registered:
+                outputs += self.waitlist.new_capacity(env, cfg, day, event.optometrist_id, now)
             if cfg.registered:
                 outputs += self._view(env, cfg, day, now)
         return outputs
@@ -601,7 +663,14 @@ class AvailabilityProcessor:
                 )  # fmt: skip
             booking.version += 1
             self._save_booking(booking)
+            kind = (
+                FactKind.REASSIGNED
+                if isinstance(outcome, decisions.Reassigned)
+                else FactKind.DISPLACED
+            )
+            fact = self._fact_payload(cfg, kind, booking.exam_type, booking.channel, booking.date)
             outputs.append(self._derive(env, event, now, booking.booking_id))
+            outputs.append(self._derive(env, fact, now, booking.booking_id, kind.value))
         return outputs
 
     # ----------------------------------------------------------------------- state access
@@ -660,7 +729,12 @@ class AvailabilityProcessor:
         )
 
     def _failed(
-        self, env: Envelope[Any], cmd: BookingCommand, reason: Reason, detail: str, now: dt.datetime
+        self,
+        env: Envelope[Any],
+        cmd: BookingCommand,
+        reason: Reason | RejectionReason,
+        detail: str,
+        now: dt.datetime,
     ) -> Envelope[Any]:
         return self._derive(
             env,
@@ -687,7 +761,19 @@ class AvailabilityProcessor:
         now: dt.datetime,
         **extra: Any,
     ) -> Envelope[Any]:
-        fact = BookingFact(
+        fact = self._fact_payload(cfg, kind, exam_type, channel, date, **extra)
+        return self._derive(env, fact, now, kind.value)
+
+    def _fact_payload(
+        self,
+        cfg: StoreConfig,
+        kind: FactKind,
+        exam_type: str,
+        channel: str,
+        date: dt.date,
+        **extra: Any,
+    ) -> BookingFact:
+        return BookingFact(
             fact=kind,
             store_id=cfg.store_id,
             region=cfg.region or self.region,
@@ -696,7 +782,6 @@ class AvailabilityProcessor:
             local_date=date,
             **extra,
         )
-        return self._derive(env, fact, now, kind.value)
 
     def _view(
         self, env: Envelope[Any], cfg: StoreConfig, day: Day, now: dt.datetime
@@ -720,6 +805,8 @@ class AvailabilityProcessor:
         self, env: Envelope[Any], cfg: StoreConfig, day: Day, now: dt.datetime
     ) -> Envelope[Any]:
         view: dict[str, ExamTypeSlots] = {}
+        epoch = _epoch(now)
+        day = with_offers_hidden(day, self.waitlist.holds(cfg.store_id, epoch), epoch)
         for code, exam in sorted(cfg.exam_types.items()):
             if not exam.active:
                 continue

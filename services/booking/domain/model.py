@@ -45,6 +45,7 @@ class Reason(StrEnum):
     UNKNOWN_BOOKING = "unknown_booking"
     DUPLICATE = "duplicate"
     INVALID_TRANSITION = "invalid_transition"
+    HELD = "held"  # kept for customers with a live waitlist offer
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ from enum import StrEnum
 from typing import Any
 
 from services.booking.domain import decisions
-from services.booking.domain.calendar import local_date, local_interval
-from services.booking.domain.model import Busy, Day, ExamSpec, StoreConfig
+from services.booking.domain.calendar import local_date, local_interval, to_local
+from services.booking.domain.model import Busy, Day, ExamSpec, Reason, StoreConfig
 
 DEFAULT_OFFERS = 3
 DEFAULT_HOLD_S = 600
@@ -306,6 +306,36 @@ def with_holds(day: Day, holds_: Iterable[Hold], customer_ref: str, now: int) ->
         marker = Busy(hold.start, hold.end, f"{HOLD_BOOKING_PREFIX}{hold.start}", "", "")
         copy.occupy(hold.optometrist_id, marker)
     return copy
+
+
+def book_around_holds(
+    cfg: StoreConfig, day: Day, holds_: list[Hold], req: decisions.BookRequest, now: int
+) -> decisions.Accepted | decisions.Rejected:
+    """The ordinary booking decision, except that held slots are only for their offered
+    customers: accepted bookings occupy `day`; a refusal caused by a hold says `held`."""
+    blocked = with_holds(day, holds_, req.customer_ref, now)
+    outcome = decisions.decide_booking(cfg, blocked, req, now)
+    if blocked is day:
+        return outcome
+    if isinstance(outcome, decisions.Accepted):
+        b = outcome.booking
+        day.occupy(
+            b.optometrist_id, Busy(b.start, b.end, b.booking_id, b.customer_ref, b.exam_type)
+        )
+        day.seq += 1
+        return outcome
+    exam = _exam(cfg, req.exam_type)
+    if outcome.reason != Reason.SLOT_TAKEN or exam is None:
+        return outcome
+    end = req.start + exam.duration_minutes * 60
+    hold = held_against(holds_, req.start, end, req.optometrist_id, req.customer_ref, now)
+    free_without_holds = decisions.candidates(cfg, day, exam, req.start, req.optometrist_id)
+    if hold is None or not isinstance(free_without_holds, list) or not free_without_holds:
+        return outcome
+    detail = (
+        "held for a waitlist offer until " + to_local(hold.expires_at, cfg.timezone).isoformat()
+    )
+    return replace(outcome, reason=Reason.HELD, detail=detail)
 
 
 # --------------------------------------------------------------------------- offering

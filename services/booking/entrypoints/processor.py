@@ -28,7 +28,7 @@ from services.booking.settings import BookingSettings, get_settings
 
 log = get_logger(__name__)
 APP_ID = "optisync-booking-processor"
-TABLES = ("configs", "days", "bookings", "idem")
+TABLES = ("configs", "days", "bookings", "idem", "waitlist")
 
 
 class BatchDecider:
@@ -46,12 +46,15 @@ class BatchDecider:
             ProcessorTables(**{name: tables[name] for name in TABLES}),
             region=self.settings.region,
             coalesce_views=True,
+            waitlist_offers=self.settings.waitlist_offers,
+            waitlist_hold_s=self.settings.waitlist_hold_s,
         )
         now = self.clock.now()
         processor.expire_idempotency(now)
         outputs: list[Output] = []
         for record in records:
             outputs.extend(self._decide(processor, record))
+        outputs.extend(self._timed(processor))
         views = [encode(view) for view in processor.flush_views()]
         return outputs + [Output(e.topic, e.key, e.value, list(e.headers)) for e in views]
 
@@ -70,6 +73,16 @@ class BatchDecider:
             except Exception as exc:  # a bug must not stall the store's partition
                 log.exception("processor_failed", type=envelope.type)
                 return [self._dead_letter(record, exc)]
+        encoded = [encode(result) for result in results]
+        return [Output(e.topic, e.key, e.value, list(e.headers)) for e in encoded]
+
+    def _timed(self, processor: AvailabilityProcessor) -> list[Output]:
+        """What time alone decided (lapsed holds); a bug here must not stall the task."""
+        try:
+            results = processor.tick(self.clock.now())
+        except Exception:
+            log.exception("processor_tick_failed")
+            return []
         encoded = [encode(result) for result in results]
         return [Output(e.topic, e.key, e.value, list(e.headers)) for e in encoded]
 
@@ -95,6 +108,7 @@ def build_app(settings: BookingSettings, clock: Clock | None = None) -> FastAPI:
         handler=BatchDecider(settings, clock or SystemClock()),
         # A crashed processor's partitions move to a live one after this long.
         session_timeout_ms=10000,
+        punctuate_s=settings.processor_tick_s,
     )
 
     async def start(api: FastAPI, resources: Resources) -> None:

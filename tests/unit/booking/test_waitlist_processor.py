@@ -1,0 +1,232 @@
+"""The waitlist inside the availability processor (pure: tables are dicts, time is passed in):
+freed capacity is offered to the top K entries with a hold, the first accept wins, lapsed and
+declined offers cascade, and a held slot is refused to everyone outside the offer."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import orjson
+
+from schemas.events.availability import StoreDayAvailability
+from schemas.events.booking import (
+    AcceptOffer,
+    BookingConfirmed,
+    BookingRejected,
+    CancelBooking,
+    CommandFailed,
+    Customer,
+    DeclineOffer,
+    JoinWaitlist,
+    LeaveWaitlist,
+    OfferDeclined,
+    OfferExpired,
+    OfferTaken,
+    SlotOffered,
+    WaitlistJoined,
+    WaitlistLeft,
+)
+from schemas.events.facts import BookingFact, FactKind
+from schemas.events.roster import ShiftPublished
+from services.booking.adapters.processor import AvailabilityProcessor, ProcessorTables
+
+from .storefixture import berlin_store, env, request
+
+DAY = dt.date(2026, 12, 7)
+NOW = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)
+HOLD = dt.timedelta(seconds=600)
+
+
+def at(hhmm: str) -> dt.datetime:
+    h, m = map(int, hhmm.split(":"))
+    return dt.datetime(DAY.year, DAY.month, DAY.day, h - 1, m, tzinfo=dt.UTC)  # Berlin UTC+1
+
+
+def of(outputs: list[Any], cls: type) -> list[Any]:
+    return [o.payload for o in outputs if isinstance(o.payload, cls)]
+
+
+def join(proc: AvailabilityProcessor, n: int, now: dt.datetime, **extra: Any) -> list[Any]:
+    cmd = JoinWaitlist(
+        idempotency_key=f"join-{n}", waitlist_entry_id=f"w{n}", channel="wechat",
+        customer=Customer(customer_ref=f"c{n}", locale="zh-CN"), exam_type="standard",
+        date_from=DAY, date_to=DAY, **extra,
+    )  # fmt: skip
+    return proc.handle(env("berlin", cmd, now), now)
+
+
+def accept(
+    proc: AvailabilityProcessor, token: str, customer: str, key: str, now: dt.datetime
+) -> list[Any]:
+    cmd = AcceptOffer(
+        idempotency_key=key, offer_token=token, customer_ref=customer, booking_id=f"b-{key}"
+    )
+    return proc.handle(env("berlin", cmd, now), now)
+
+
+def cancel(proc: AvailabilityProcessor, booking_id: str, now: dt.datetime) -> list[Any]:
+    cmd = CancelBooking(
+        idempotency_key=f"cancel-{booking_id}", booking_id=booking_id, by="customer"
+    )
+    return proc.handle(env("berlin", cmd, now), now)
+
+
+def free_at(outputs: list[Any], hhmm: str) -> bool:
+    (view,) = of(outputs, StoreDayAvailability)
+    return hhmm in view.exam_types["standard"].free_starts
+
+
+def full_day_with_five_waiting() -> tuple[AvailabilityProcessor, ProcessorTables]:
+    """Both optometrists booked 09:00-09:30 (B only works mornings); 5 customers wait."""
+    proc, tables = berlin_store()
+    for who in ("A", "B"):
+        out = proc.handle(request("berlin", at("09:00"), key=f"k{who}", customer=f"x{who}",
+                                  optometrist=who, now=NOW), NOW)  # fmt: skip
+        assert of(out, BookingConfirmed)
+    for n in range(1, 6):
+        out = join(proc, n, NOW + dt.timedelta(seconds=n), time_from="09:00", time_to="09:30")
+        assert of(out, WaitlistJoined) and of(out, BookingFact)[0].fact == FactKind.WAITLIST_JOINED
+    return proc, tables
+
+
+def test_a_cancellation_is_offered_to_the_top_three_and_the_first_accept_wins() -> None:
+    proc, tables = full_day_with_five_waiting()
+    out = cancel(proc, "b-kA", NOW)
+    offers = of(out, SlotOffered)
+    assert [o.waitlist_entry_id for o in offers] == ["w1", "w2", "w3"]  # join order
+    assert {o.slot_start for o in offers} == {at("09:00")}
+    assert all(o.hold_until == NOW + HOLD and o.channel == "wechat" for o in offers)
+    assert not free_at(out, "09:00")  # held: not offered to the public
+    facts = [f.fact for f in of(out, BookingFact)]
+    assert facts.count(FactKind.WAITLIST_OFFERED) == 3
+
+    later = NOW + dt.timedelta(seconds=30)
+    won = accept(proc, offers[1].offer_token, "c2", "acc-2", later)
+    (confirmed,) = of(won, BookingConfirmed)
+    assert confirmed.waitlist_entry_id == "w2" and confirmed.slot_start == at("09:00")
+    taken = of(won, OfferTaken)
+    assert {t.offer_token for t in taken} == {offers[0].offer_token, offers[2].offer_token}
+    assert all(t.booking_id == confirmed.booking_id and t.alternatives for t in taken)
+    assert of(won, WaitlistLeft)[0].reason == "filled"
+    assert FactKind.WAITLIST_FILLED in [f.fact for f in of(won, BookingFact)]
+
+    lost = accept(proc, offers[0].offer_token, "c1", "acc-1", later)
+    (rejected,) = of(lost, BookingRejected)
+    assert rejected.reason == "offer_taken" and rejected.existing_booking_id is None
+    again = accept(proc, offers[1].offer_token, "c2", "acc-2b", later)
+    assert of(again, BookingRejected)[0].existing_booking_id == confirmed.booking_id
+    confirmed_at_nine = [
+        b for b in tables.bookings.values() if b["start"] == int(at("09:00").timestamp())
+        and b["status"] == "confirmed"
+    ]  # fmt: skip
+    assert len(confirmed_at_nine) == 2  # B's booking and the waitlist winner, nothing more
+
+
+def test_someone_elses_token_is_unknown() -> None:
+    proc, _ = full_day_with_five_waiting()
+    offers = of(cancel(proc, "b-kA", NOW), SlotOffered)
+    out = accept(proc, offers[0].offer_token, "c5", "steal", NOW)
+    assert of(out, BookingRejected)[0].reason == "unknown_offer"
+
+
+def test_a_held_slot_is_refused_to_others_until_the_hold_lapses() -> None:
+    proc, _ = full_day_with_five_waiting()
+    cancel(proc, "b-kA", NOW)
+    outsider = request("berlin", at("09:00"), key="walk-in", customer="zz", now=NOW)
+    (rejected,) = of(proc.handle(outsider, NOW), BookingRejected)
+    assert rejected.reason == "held" and "held for a waitlist offer" in rejected.detail
+
+    after_first = NOW + HOLD
+    lapsed = proc.tick(after_first)
+    assert len(of(lapsed, OfferExpired)) == 3
+    cascaded = of(lapsed, SlotOffered)
+    assert [o.waitlist_entry_id for o in cascaded] == ["w4", "w5"]
+    assert of(proc.handle(outsider, after_first), BookingRejected)[0].reason == "held"
+
+    released = proc.tick(after_first + HOLD)
+    assert len(of(released, OfferExpired)) == 2 and not of(released, SlotOffered)
+    assert free_at(released, "09:00")  # back to general availability
+    retry = request("berlin", at("09:00"), key="walk-in-2", customer="zz", now=NOW)
+    assert of(proc.handle(retry, after_first + HOLD), BookingConfirmed)
+
+
+def test_an_accept_after_expiry_is_refused_with_a_clear_reason() -> None:
+    proc, _ = full_day_with_five_waiting()
+    offers = of(cancel(proc, "b-kA", NOW), SlotOffered)
+    proc.tick(NOW + HOLD)
+    out = accept(proc, offers[0].offer_token, "c1", "late", NOW + HOLD)
+    (rejected,) = of(out, BookingRejected)
+    assert rejected.reason == "offer_expired" and "lapsed" in rejected.detail
+
+
+def test_a_decline_cascades_to_the_next_candidate() -> None:
+    proc, _ = full_day_with_five_waiting()
+    offers = of(cancel(proc, "b-kA", NOW), SlotOffered)
+    cmd = DeclineOffer(idempotency_key="dec", offer_token=offers[0].offer_token, customer_ref="c1")
+    out = proc.handle(env("berlin", cmd, NOW), NOW)
+    assert of(out, OfferDeclined)[0].offer_token == offers[0].offer_token
+    assert [o.waitlist_entry_id for o in of(out, SlotOffered)] == ["w4"]
+
+
+def test_leaving_gives_up_live_offers_and_nobody_is_offered_twice() -> None:
+    proc, _ = full_day_with_five_waiting()
+    offers = of(cancel(proc, "b-kA", NOW), SlotOffered)
+    cmd = LeaveWaitlist(idempotency_key="leave", waitlist_entry_id="w1", customer_ref="c1")
+    out = proc.handle(env("berlin", cmd, NOW), NOW)
+    assert of(out, WaitlistLeft)[0].reason == "customer"
+    assert of(out, OfferDeclined)[0].offer_token == offers[0].offer_token
+    assert [o.waitlist_entry_id for o in of(out, SlotOffered)] == ["w4"]
+    out = proc.handle(env("berlin", cmd.model_copy(update={"idempotency_key": "l2"}), NOW), NOW)
+    assert of(out, CommandFailed)[0].reason == "invalid_transition"
+
+
+def test_join_refuses_unknown_exam_types_and_past_days() -> None:
+    proc, _ = berlin_store()
+    bad = JoinWaitlist(
+        idempotency_key="j", waitlist_entry_id="w", channel="web",
+        customer=Customer(customer_ref="c"), exam_type="nope", date_from=DAY, date_to=DAY,
+    )  # fmt: skip
+    assert of(proc.handle(env("berlin", bad, NOW), NOW), CommandFailed)[0].reason == (
+        "unknown_exam_type"
+    )
+    gone = dt.date(2026, 11, 2)
+    past = bad.model_copy(
+        update={
+            "idempotency_key": "j2",
+            "exam_type": "standard",
+            "date_from": gone,
+            "date_to": gone,
+        }
+    )
+    assert of(proc.handle(env("berlin", past, NOW), NOW), CommandFailed)[0].reason == "in_past"
+
+
+def test_a_new_shift_offers_one_slot_per_waiting_entry() -> None:
+    proc, _ = berlin_store()
+    next_day = DAY + dt.timedelta(days=1)
+    for n in (1, 2):
+        cmd = JoinWaitlist(
+            idempotency_key=f"j{n}", waitlist_entry_id=f"w{n}", channel="line",
+            customer=Customer(customer_ref=f"c{n}"), exam_type="standard",
+            date_from=next_day, date_to=next_day,
+        )  # fmt: skip
+        proc.handle(env("berlin", cmd, NOW), NOW)
+    shift = ShiftPublished(shift_id="A-new", optometrist_id="A", store_id="berlin",
+                           date=next_day, start="10:00", end="12:00")  # fmt: skip
+    out = proc.handle(env("berlin", shift, NOW), NOW)
+    offers = of(out, SlotOffered)
+    assert sorted(o.waitlist_entry_id for o in offers) == ["w1", "w2"]
+    assert len({o.slot_start for o in offers}) == 1  # both offered the first free start
+
+
+def test_the_waitlist_table_holds_json_and_expired_entries_leave() -> None:
+    proc, tables = full_day_with_five_waiting()
+    orjson.dumps(tables.waitlist)  # changelog values must be JSON
+    end_of_window = at("09:30")
+    out = proc.tick(end_of_window)
+    assert sorted(e.waitlist_entry_id for e in of(out, WaitlistLeft)) == [
+        f"w{n}" for n in range(1, 6)
+    ]
+    assert all(e.reason == "expired" for e in of(out, WaitlistLeft))
+    assert tables.waitlist["berlin"]["next_due"] is None
