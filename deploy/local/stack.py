@@ -12,7 +12,7 @@ import functools
 import os
 import sys
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,10 +77,13 @@ def start_services(
     endpoints: infra.Endpoints,
     port_offset: int = 0,
     only: Sequence[str] | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Start every service (or those named in `only`) that is not already running and ready."""
+    """Start every service (or those named in `only`) that is not already running and ready;
+    `extra_env` adds settings (e.g. the tests' short waitlist hold)."""
     base_env = {
         **os.environ,
+        **(extra_env or {}),
         **endpoints.as_env(),
         "PYTHONUNBUFFERED": "1",
         "OPTISYNC_STATE_DIR": str(cfg.run_dir / "state"),

@@ -229,6 +229,7 @@ class BookingConfirmed(BookingEvent):
     """A slot is promised. ``local_start`` is the store-local time with offset, for messages."""
 
     event_type: ClassVar[str] = "BookingConfirmed"
+    event_version: ClassVar[str] = "1.1"  # 1.1: offer_token
 
     booking_id: Id
     idempotency_key: IdempotencyKey
@@ -241,6 +242,7 @@ class BookingConfirmed(BookingEvent):
     local_start: str = Field(examples=["2024-05-01T17:00:00+08:00"])
     timezone: Timezone
     waitlist_entry_id: Id | None = Field(default=None, description="set when filled from an offer")
+    offer_token: Id | None = Field(default=None, description="the accepted offer, if any")
 
     @model_validator(mode="after")
     def _check_slot(self) -> Self:

@@ -6,13 +6,16 @@ import pytest
 
 from deploy.local import infra, stack
 
+# Settings the e2e stack runs with: waitlist holds short enough to watch them lapse.
+E2E_ENV = {"BOOKING_WAITLIST_HOLD_S": "8"}
+
 
 @pytest.fixture(scope="session")
 def running_stack(
     infra_config: infra.InfraConfig, endpoints: infra.Endpoints, port_offset: int
 ) -> Iterator[dict[str, str]]:
     """Every service as its own process (as `make up` runs them), shared by the e2e tests."""
-    urls = stack.start_services(infra_config, endpoints, port_offset=port_offset)
+    urls = stack.start_services(infra_config, endpoints, port_offset=port_offset, extra_env=E2E_ENV)
     yield urls
     stack.stop_services(infra_config)
 
@@ -22,6 +25,6 @@ def restart_missing(infra_config: infra.InfraConfig, endpoints: infra.Endpoints,
     """Start whatever service of the stack is not running (after a test killed it)."""
 
     def restart() -> None:
-        stack.start_services(infra_config, endpoints, port_offset=port_offset)
+        stack.start_services(infra_config, endpoints, port_offset=port_offset, extra_env=E2E_ENV)
 
     return restart

@@ -75,6 +75,7 @@ def wait_for_availability(
         resp = httpx.get(
             f"{api}/v1/stores/{store_id}/availability",
             params={"date": day.isoformat(), "exam_type": "standard"},
+            timeout=30,
         )
         if resp.status_code == 200:
             view = resp.json()

@@ -18,7 +18,7 @@ import datetime as dt
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import orjson
 from pymongo import ASCENDING
@@ -38,6 +38,7 @@ from schemas.events.booking import (
     BookingReassigned,
     BookingRescheduled,
 )
+from services.booking.adapters.waitlist_docs import WaitlistRepository, is_waitlist_event
 
 Document = dict[str, Any]
 COLLECTION = "bookings"
@@ -224,10 +225,15 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
 
 
 class BookingRepository:
+    """Booking documents, and (through `waitlist`) the waitlist documents: together, every
+    projection of `booking.events.v1`."""
+
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.coll: AsyncCollection[Document] = db[COLLECTION]
+        self.waitlist = WaitlistRepository(db)
 
     async def ensure_indexes(self) -> None:
+        await self.waitlist.ensure_indexes()
         # Idempotency keys are unique per store: the processor (single writer per store)
         # de-duplicates within a store, so two stores may legitimately see the same key.
         await self.coll.create_index(
@@ -246,6 +252,10 @@ class BookingRepository:
 
     async def project(self, envelope: Envelope[EventPayload]) -> ProjectResult:
         payload = envelope.payload
+        if is_waitlist_event(payload):
+            result = cast(ProjectResult, await self.waitlist.project(envelope))
+            if not isinstance(payload, BookingConfirmed):  # an accepted offer is a booking too
+                return result
         if isinstance(payload, BookingConfirmed):
             doc = confirmed_doc(envelope)
             try:
@@ -312,6 +322,7 @@ class BookingRepository:
         return docs, None
 
     async def drop(self, store_id: str | None = None) -> int:
+        await self.waitlist.drop(store_id)
         if store_id is None:
             count = await self.coll.estimated_document_count()
             await self.coll.drop()

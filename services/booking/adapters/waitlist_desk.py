@@ -123,7 +123,7 @@ class WaitlistDesk:
             last_date=cmd.date_to,
             windows=wl.windows_of(cmd.time_from, cmd.time_to),
             optometrist_id=cmd.optometrist_id,
-            joined_at=epoch,
+            joined_at=wl.join_order(state, epoch),
             channel=cmd.channel.value,
         )
         state.apply(entries=[entry])
@@ -261,6 +261,7 @@ class WaitlistDesk:
             local_start=local_iso(_utc(booking.start), cfg.timezone),
             timezone=cfg.timezone,
             waitlist_entry_id=entry.entry_id,
+            offer_token=cmd.offer_token,
         )
         return self.p._derive(env, confirmed, now)
 

@@ -6,11 +6,11 @@ Times leave as RFC 3339 with an offset: UTC (`...Z`) and the store-local wall ti
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from schemas.events.base import Actor, Channel, Id, Locale
+from schemas.events.base import Actor, Channel, Id, Locale, LocalTime
 from schemas.events.booking import Customer
 from services.booking.adapters.bookings import BookingStatus
 
@@ -157,3 +157,72 @@ class Problem(BaseModel):
     detail: str
     alternatives: list[SlotAlternative] | None = None
     existing_booking_id: str | None = None
+
+
+# ---- waitlist -----------------------------------------------------------------------------
+
+
+class WaitlistRequest(RequestModel):
+    store_id: Id
+    exam_type: Id
+    customer: Customer
+    channel: Channel
+    date_from: dt.date = Field(description="first store-local day that suits")
+    date_to: dt.date = Field(description="last store-local day that suits")
+    time_from: LocalTime | None = Field(default=None, description="store-local, e.g. 09:00")
+    time_to: LocalTime | None = Field(default=None, description="store-local, e.g. 12:00")
+    optometrist_id: Id | None = Field(default=None, description="omit: any qualified one")
+
+    @model_validator(mode="after")
+    def _check_window(self) -> Self:
+        if self.date_to < self.date_from:
+            raise ValueError("date_to must not be before date_from")
+        if self.time_from and self.time_to and self.time_to <= self.time_from:
+            raise ValueError("time_to must be after time_from")
+        return self
+
+
+class OfferRequest(RequestModel):
+    customer_ref: Id | None = Field(
+        default=None, description="checked against the offer's customer when given"
+    )
+
+
+OfferState = Literal["live", "accepted", "taken", "expired", "declined"]
+
+
+class Offer(BaseModel):
+    offer_token: str
+    waitlist_entry_id: str
+    store_id: str | None = None
+    exam_type: str
+    optometrist_id: str
+    slot_start: AwareDatetime = Field(description="UTC")
+    local_start: AwareDatetime = Field(description="store-local wall time with its offset")
+    hold_until: AwareDatetime = Field(description="UTC; nobody else can take the slot before")
+    rank: int
+    state: OfferState
+    booking_id: str | None = Field(default=None, description="accepted or taken: the booking")
+
+
+class WaitlistEntry(BaseModel):
+    waitlist_entry_id: str
+    store_id: str
+    status: Literal["waiting", "filled", "left", "expired"]
+    customer_ref: str
+    customer: CustomerOut
+    channel: Channel
+    exam_type: str
+    optometrist_id: str | None
+    date_from: dt.date
+    date_to: dt.date
+    time_from: str | None
+    time_to: str | None
+    joined_at: AwareDatetime
+    offers: list[Offer] = Field(description="offers made to this entry, newest last")
+
+
+class StoreWaitlist(BaseModel):
+    store_id: str
+    date: dt.date
+    entries: list[WaitlistEntry]

@@ -13,7 +13,7 @@ import orjson
 from schemas.events.base import RejectionReason
 from services.booking.adapters.bookings import Document
 from services.booking.adapters.replies import Outcome
-from services.booking.api.models import Booking
+from services.booking.api.models import Booking, Offer, WaitlistEntry
 
 # Processor reasons whose HTTP code reads better under another name (DESIGN.md §8).
 _CODES = {RejectionReason.OUTSIDE_HOURS: "outside_opening_hours"}
@@ -129,5 +129,23 @@ def empty_availability(
             "duration_minutes": duration,
             "slots": [],
             "seq": None,
+        }
+    )
+
+
+def offer_from_doc(doc: Document, token: str | None = None) -> Offer:
+    """An offer from its `offers` document, or (with `token`) from an entry's `offers` map."""
+    return Offer.model_validate({**doc, "offer_token": token or doc["_id"]})
+
+
+def entry_from_doc(doc: Document) -> WaitlistEntry:
+    offers = sorted(doc.get("offers", {}).items(), key=lambda item: item[1]["offered_at"])
+    return WaitlistEntry.model_validate(
+        {
+            **doc,
+            "waitlist_entry_id": doc["_id"],
+            "offers": [
+                offer_from_doc({**o, "waitlist_entry_id": doc["_id"]}, t) for t, o in offers
+            ],
         }
     )

@@ -60,7 +60,8 @@ class WaitlistReason(StrEnum):
 @dataclass(frozen=True)
 class WaitlistEntry:
     """A customer waiting for an exam at one store. `windows` are store-local ("HH:MM",
-    "HH:MM") times of day; empty means any time. Higher `priority` ranks first."""
+    "HH:MM") times of day; empty means any time. Higher `priority` ranks first, then the
+    earlier `joined_at` (the store's join order: see `join_order`)."""
 
     entry_id: str
     customer_ref: str
@@ -134,6 +135,13 @@ class WaitlistState:
             self.offers[offer.token] = offer
         for entry in entries:
             self.entries[entry.entry_id] = entry
+
+
+def join_order(state: WaitlistState, now: int) -> int:
+    """`joined_at` for a new entry: `now` unless that would tie with (or precede) the last
+    join, so two joins decided in the same second still rank in the order they were made."""
+    last = max((e.joined_at for e in state.entries.values()), default=now - 1)
+    return max(now, last + 1)
 
 
 def windows_of(time_from: str | None, time_to: str | None) -> tuple[tuple[str, str], ...]:

@@ -78,14 +78,15 @@ def free_at(outputs: list[Any], hhmm: str) -> bool:
 
 
 def full_day_with_five_waiting() -> tuple[AvailabilityProcessor, ProcessorTables]:
-    """Both optometrists booked 09:00-09:30 (B only works mornings); 5 customers wait."""
+    """Both optometrists booked 09:00-09:30 (B only works mornings); 5 customers wait, all
+    joining within the same second (their order must still decide who is offered first)."""
     proc, tables = berlin_store()
     for who in ("A", "B"):
         out = proc.handle(request("berlin", at("09:00"), key=f"k{who}", customer=f"x{who}",
                                   optometrist=who, now=NOW), NOW)  # fmt: skip
         assert of(out, BookingConfirmed)
     for n in range(1, 6):
-        out = join(proc, n, NOW + dt.timedelta(seconds=n), time_from="09:00", time_to="09:30")
+        out = join(proc, n, NOW, time_from="09:00", time_to="09:30")
         assert of(out, WaitlistJoined) and of(out, BookingFact)[0].fact == FactKind.WAITLIST_JOINED
     return proc, tables
 

@@ -96,7 +96,7 @@ def test_malformed_version(version: object) -> None:
 def test_invalid_payload_names_the_field() -> None:
     body = _wire()
     body["payload"] = body["payload"] | {"slot_start": "tomorrow"}
-    with pytest.raises(DecodeError, match=r"BookingConfirmed 1.0 failed validation: .*slot_start"):
+    with pytest.raises(DecodeError, match=r"BookingConfirmed 1.1 failed validation: .*slot_start"):
         decode(_bytes(body))
 
 
