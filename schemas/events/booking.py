@@ -180,12 +180,14 @@ class PostExamResult(BookingCommand):
 
 class JoinWaitlist(BookingCommand, _WaitlistWindow):
     event_type: ClassVar[str] = "JoinWaitlist"
+    event_version: ClassVar[str] = "1.1"  # 1.1: priority
 
     waitlist_entry_id: Id
     channel: Channel
     customer: Customer
     exam_type: Id
     optometrist_id: Id | None = None
+    priority: int = Field(default=0, ge=0, le=100, description="higher is offered first")
 
 
 class LeaveWaitlist(BookingCommand):
@@ -367,6 +369,7 @@ class ExamResultPosted(BookingEvent):
 
 class WaitlistJoined(BookingEvent, _WaitlistWindow):
     event_type: ClassVar[str] = "WaitlistJoined"
+    event_version: ClassVar[str] = "1.1"  # 1.1: priority
 
     waitlist_entry_id: Id
     idempotency_key: IdempotencyKey
@@ -374,6 +377,7 @@ class WaitlistJoined(BookingEvent, _WaitlistWindow):
     channel: Channel
     exam_type: Id
     optometrist_id: Id | None = None
+    priority: int = Field(default=0, ge=0, le=100, description="higher is offered first")
 
 
 class WaitlistLeft(BookingEvent):

@@ -59,6 +59,7 @@ class AvailabilityViewed(EventPayload):
     """Top of the funnel: someone looked at a store's free slots."""
 
     event_type: ClassVar[str] = "AvailabilityViewed"
+    event_version: ClassVar[str] = "1.1"  # 1.1: count
     topic: ClassVar[str] = BOOKING_FACTS
 
     store_id: Id
@@ -66,3 +67,4 @@ class AvailabilityViewed(EventPayload):
     viewed_date: dt.date | None = Field(default=None, description="the day whose slots were shown")
     exam_type: Id | None = None
     channel: Channel
+    count: int = Field(default=1, ge=1, description="views summed into this fact (API batches)")

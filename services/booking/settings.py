@@ -19,6 +19,9 @@ class BookingSettings(ServiceSettings):
     projector_port: int = 8202
     # how long POST handlers wait for the processor's decision before answering 202
     decision_timeout_s: float = 2.0
+    # how long a change to a just-decided booking (or offer) waits for its projection before
+    # answering 404: the projector may lag behind the decision under load
+    projection_wait_s: float = Field(default=2.0, ge=0)
     # how long command outcomes (GET /v1/commands/{id}) stay readable in Redis
     idempotency_ttl_s: int = 86400
     # waitlist: a freed slot is offered to this many entries, held for them this long

@@ -16,6 +16,7 @@ import base64
 import binascii
 import datetime as dt
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal, cast
@@ -203,6 +204,20 @@ def apply_change(doc: Document, envelope: Envelope[EventPayload]) -> Document:
     }
 
 
+async def wait_for_document(
+    find: Callable[[str], Awaitable[Document | None]], key: str, within_s: float
+) -> Document | None:
+    """`find(key)`, polled with backoff for up to `within_s` while it finds nothing."""
+    deadline = time.monotonic() + within_s
+    pause = 0.005
+    while True:
+        doc = await find(key)
+        if doc is not None or time.monotonic() + pause > deadline:
+            return doc
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.1)
+
+
 class InvalidCursor(ValueError):
     pass
 
@@ -293,14 +308,7 @@ class BookingRepository:
 
     async def wait_for(self, booking_id: str, within_s: float) -> Document | None:
         """The document, polling briefly: right after a decision the projector may lag."""
-        deadline = time.monotonic() + within_s
-        pause = 0.005
-        while True:
-            doc = await self.get(booking_id)
-            if doc is not None or time.monotonic() + pause > deadline:
-                return doc
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.1)
+        return await wait_for_document(self.get, booking_id, within_s)
 
     async def page(
         self, query: Document, *, limit: int, cursor: str | None

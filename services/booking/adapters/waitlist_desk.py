@@ -124,6 +124,7 @@ class WaitlistDesk:
             windows=wl.windows_of(cmd.time_from, cmd.time_to),
             optometrist_id=cmd.optometrist_id,
             joined_at=wl.join_order(state, epoch),
+            priority=cmd.priority,
             channel=cmd.channel.value,
         )
         state.apply(entries=[entry])
@@ -131,6 +132,7 @@ class WaitlistDesk:
         joined = WaitlistJoined(
             **cmd.model_dump(include={"waitlist_entry_id", "idempotency_key", "customer"}),
             channel=cmd.channel, exam_type=cmd.exam_type, optometrist_id=cmd.optometrist_id,
+            priority=cmd.priority,
             date_from=cmd.date_from, date_to=cmd.date_to,
             time_from=cmd.time_from, time_to=cmd.time_to,
         )  # fmt: skip

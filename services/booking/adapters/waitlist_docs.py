@@ -51,6 +51,7 @@ def entry_doc(envelope: Envelope[Any]) -> Document:
         "channel": p.channel.value,
         "exam_type": p.exam_type,
         "optometrist_id": p.optometrist_id,
+        "priority": p.priority,
         "date_from": p.date_from.isoformat(),
         "date_to": p.date_to.isoformat(),
         "time_from": p.time_from,

@@ -11,6 +11,7 @@ from optisync_common.clock import Clock, SystemClock
 from optisync_common.problems import PROBLEM_JSON, ProblemError
 from services.booking.adapters.bookings import BookingRepository, Document, InvalidCursor
 from services.booking.adapters.replies import CommandOutcomes
+from services.booking.adapters.view_counter import ViewCounter
 from services.booking.adapters.views import RedisViews, StoreCatalog
 from services.booking.api.commands import CommandGateway
 from services.booking.api.models import BookingPage, Problem
@@ -25,6 +26,7 @@ class BookingContext:
     repo: BookingRepository
     outcomes: CommandOutcomes
     gateway: CommandGateway
+    view_counter: ViewCounter | None = None  # counts availability reads for analytics
 
 
 def context_of(request: Request) -> BookingContext:

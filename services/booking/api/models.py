@@ -172,6 +172,9 @@ class WaitlistRequest(RequestModel):
     time_from: LocalTime | None = Field(default=None, description="store-local, e.g. 09:00")
     time_to: LocalTime | None = Field(default=None, description="store-local, e.g. 12:00")
     optometrist_id: Id | None = Field(default=None, description="omit: any qualified one")
+    priority: int = Field(
+        default=0, ge=0, le=100, description="higher is offered first; then join order"
+    )
 
     @model_validator(mode="after")
     def _check_window(self) -> Self:
@@ -214,6 +217,7 @@ class WaitlistEntry(BaseModel):
     channel: Channel
     exam_type: str
     optometrist_id: str | None
+    priority: int = 0
     date_from: dt.date
     date_to: dt.date
     time_from: str | None

@@ -6,10 +6,12 @@ import asyncio
 
 from fastapi import FastAPI
 
+from optisync_common.clock import SystemClock
 from optisync_common.http import create_app, serve
 from optisync_common.resources import NotReady, Resources
 from services.booking.adapters.bookings import BookingRepository
 from services.booking.adapters.replies import CommandOutcomes, ReplyWaiter
+from services.booking.adapters.view_counter import ViewCounter
 from services.booking.adapters.views import RedisViews
 from services.booking.api.commands import CommandGateway
 from services.booking.api.deps import BookingContext
@@ -25,6 +27,7 @@ class _Background:
         self.settings = settings
         self.waiter: ReplyWaiter | None = None
         self.follower: asyncio.Task[None] | None = None
+        self.view_counter: ViewCounter | None = None
 
     async def start(self, app: FastAPI, resources: Resources) -> None:
         if resources.redis is None:
@@ -36,14 +39,19 @@ class _Background:
         self.waiter = ReplyWaiter(self.settings, outcomes)
         await self.waiter.start()
         repo = BookingRepository(resources.db)
+        self.view_counter = ViewCounter(resources, views, SystemClock(), self.settings.region)
+        self.view_counter.start()
         app.state.booking = BookingContext(
             views=views,
             repo=repo,
             outcomes=outcomes,
             gateway=CommandGateway(self.settings, resources, self.waiter, repo),
+            view_counter=self.view_counter,
         )
 
     async def stop(self, app: FastAPI, resources: Resources) -> None:
+        if self.view_counter is not None:
+            await self.view_counter.stop()
         if self.follower is not None:
             self.follower.cancel()
             await asyncio.gather(self.follower, return_exceptions=True)

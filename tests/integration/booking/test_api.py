@@ -218,7 +218,7 @@ async def test_a_booking_through_its_life(api, store, decider):
     no_show = await api.post(
         f"/v1/bookings/{other['booking_id']}/no-show", headers={"Idempotency-Key": "n1"}
     )
-    assert (no_show.status_code, no_show.json()["status"]) == (200, "no_show")
+    assert (no_show.status_code, no_show.json()["status"]) == (200, "no_show"), no_show.text
     third = (await book(api, store, hhmm="16:00", customer="c")).json()
     cancelled = await api.post(
         f"/v1/bookings/{third['booking_id']}/cancel",

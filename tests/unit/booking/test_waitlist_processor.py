@@ -231,3 +231,16 @@ def test_the_waitlist_table_holds_json_and_expired_entries_leave() -> None:
     ]
     assert all(e.reason == "expired" for e in of(out, WaitlistLeft))
     assert tables.waitlist["berlin"]["next_due"] is None
+
+
+def test_a_higher_priority_entry_is_offered_before_earlier_joins() -> None:
+    proc, _ = berlin_store()
+    for who in ("A", "B"):
+        proc.handle(request("berlin", at("09:00"), key=f"k{who}", customer=f"x{who}",
+                            optometrist=who, now=NOW), NOW)  # fmt: skip
+    join(proc, 1, NOW)
+    join(proc, 2, NOW, priority=5)
+    cancel_out = cancel(proc, "b-kA", NOW)
+    assert [(o.waitlist_entry_id, o.rank) for o in of(cancel_out, SlotOffered)][:2] == [
+        ("w2", 1), ("w1", 2),
+    ]  # fmt: skip

@@ -45,8 +45,6 @@ from services.booking.api.validation import check_slot, exam_type_of
 router = APIRouter(prefix="/v1/bookings", tags=["bookings"])
 
 BookingId = Annotated[str, Path(min_length=1, max_length=128)]
-# A booking confirmed a moment ago may not be projected yet: look a little before a 404.
-LOOKUP_WAIT_S = 0.5
 
 _ACCEPTED: dict[int | str, dict[str, Any]] = {
     202: {"model": Accepted, "description": "no decision within the deadline; poll status_url"}
@@ -117,7 +115,7 @@ async def get_booking(booking_id: BookingId, context: ContextDep) -> Booking:
 
 
 async def _find(context: BookingContext, booking_id: str) -> Document:
-    doc = await context.repo.wait_for(booking_id, LOOKUP_WAIT_S)
+    doc = await context.repo.wait_for(booking_id, context.gateway.settings.projection_wait_s)
     if doc is None:
         raise ProblemError(404, "unknown_booking", f"no booking {booking_id!r}")
     return doc

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
+from schemas.events.base import Channel
 from services.booking.adapters.bookings import BookingStatus
 from services.booking.api.deps import ContextDep, PageDep, context_of, problems, store_catalog
 from services.booking.api.models import Availability, BookingPage
@@ -31,17 +32,22 @@ async def availability(
     date: LocalDate,
     exam_type: Annotated[str, Query(min_length=1, max_length=128)],
     request: Request,
+    channel: Annotated[Channel, Query(description="who is looking (analytics)")] = Channel.WEB,
 ) -> Response:
     # The benchmarked hot path: the view from the API's coherent copy of Redis (one GET on a
     # miss), a cached rendering, no dependency resolution.
     context = context_of(request)
     raw = await context.views.view(store_id, date)
     if raw is not None and (body := render_availability(raw, exam_type)) is not None:
+        if context.view_counter is not None:
+            context.view_counter.record(store_id, date, exam_type, channel)
         return Response(body, media_type="application/json")
     catalog = await store_catalog(context, store_id)
     exam = exam_type_of(catalog, exam_type)
     assert catalog.timezone is not None
     body = empty_availability(store_id, date, catalog.timezone, exam_type, exam.duration_minutes)
+    if context.view_counter is not None:
+        context.view_counter.record(store_id, date, exam_type, channel)
     return Response(body, media_type="application/json")
 
 

@@ -4,7 +4,6 @@ reads come from the MongoDB projection of `booking.events.v1`."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import uuid
 from typing import Annotated, Any
@@ -23,7 +22,7 @@ from schemas.events.booking import (
     JoinWaitlist,
     LeaveWaitlist,
 )
-from services.booking.adapters.bookings import Document
+from services.booking.adapters.bookings import Document, wait_for_document
 from services.booking.adapters.replies import Outcome, Render
 from services.booking.adapters.waitlist_docs import entry_doc
 from services.booking.api.commands import FAILURES, REQUEST_DECISIONS
@@ -56,8 +55,6 @@ router = APIRouter(tags=["waitlist"])
 
 EntryId = Annotated[str, Path(min_length=1, max_length=128)]
 Token = Annotated[str, Path(min_length=1, max_length=128)]
-# An entry or offer announced a moment ago may not be projected yet: look a little first.
-LOOKUP_WAIT_S = 0.5
 _ACCEPTED: dict[int | str, dict[str, Any]] = {
     202: {"model": Accepted, "description": "no decision within the deadline; poll status_url"}
 }
@@ -116,27 +113,20 @@ async def join_waitlist(
 
 
 async def _entry(context: BookingContext, entry_id: str) -> Document:
-    doc = await _wait(context.repo.waitlist.entry, entry_id)
+    wait = context.gateway.settings.projection_wait_s
+    doc = await wait_for_document(context.repo.waitlist.entry, entry_id, wait)
     if doc is None:
         raise ProblemError(404, "unknown_waitlist_entry", f"no waitlist entry {entry_id!r}")
     return doc
 
 
 async def _offer(context: BookingContext, token: str, customer_ref: str | None) -> Document:
-    doc = await _wait(context.repo.waitlist.offer, token)
+    wait = context.gateway.settings.projection_wait_s
+    doc = await wait_for_document(context.repo.waitlist.offer, token, wait)
     # Someone else's token answers like an unknown one: it must not reveal offers.
     if doc is None or customer_ref not in (None, doc["customer_ref"]):
         raise ProblemError(404, "unknown_offer", "no such offer for this customer")
     return doc
-
-
-async def _wait(find: Any, key: str) -> Document | None:
-    deadline = asyncio.get_running_loop().time() + LOOKUP_WAIT_S
-    while True:
-        doc: Document | None = await find(key)
-        if doc is not None or asyncio.get_running_loop().time() >= deadline:
-            return doc
-        await asyncio.sleep(0.05)
 
 
 @router.get(
