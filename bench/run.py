@@ -300,9 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     bookings = []
     for rate in rates:
         _progress(f"bookings open loop at {rate}/s for {args.seconds}s")
-        bookings.append(
-            asyncio.run(_open_loop(api, rate, args.seconds, slots, f"{run_id}-r{rate}"))
-        )
+        before = _hops(api)
+        step = asyncio.run(_open_loop(api, rate, args.seconds, slots, f"{run_id}-r{rate}"))
+        bookings.append({**step, "hops_mean_ms": _hop_means(before, _hops(api))})
         time.sleep(2)  # let queues drain between steps
     _progress("bookings closed loop, 64 concurrent clients (max sustainable rate)")
     saturated = asyncio.run(_closed_loop(api, 64, args.seconds, slots, f"{run_id}-max"))
@@ -332,6 +332,14 @@ def main(argv: list[str] | None = None) -> int:
             + [["max (64 clients)", saturated["achieved_rps"], saturated["p50_ms"],
                 saturated["p95_ms"], saturated["p99_ms"], saturated["statuses"]]],
         ) + "\n\ntargets: >= 1,000 bookings/s sustained; p99 <= 50 ms at 500/s",
+        "## Where a booking's time goes (mean ms per hop, from the API's metrics)\n\n"
+        "produce: API send until the broker acked (acks=all); decide: request to the "
+        "processor producing its decision; deliver: processor commit + the API's read-committed "
+        "fetch; render: decision to HTTP answer\n\n" + _table(
+            ["offered /s", *HOPS],
+            [[b["target_rps"], *(b["hops_mean_ms"].get(h, "-") for h in HOPS)]
+             for b in bookings],
+        ),
         "## Availability processor alone (command produced > decision visible, read committed)"
         "\n\n" + _table(
             ["offered /s", "decided /s", "p50 ms", "p95 ms", "p99 ms", "max ms", "undecided",
@@ -355,16 +363,44 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _consumed(processor: str) -> float:
+def _metrics(url: str) -> list[str]:
     import urllib.request
 
-    with urllib.request.urlopen(f"{processor}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:
+        return str(resp.read().decode()).splitlines()
+
+
+def _consumed(processor: str) -> float:
     return sum(
         float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
+        for line in _metrics(processor)
         if line.startswith("optisync_events_consumed_total")
     )
+
+
+HOPS = ("produce", "decide", "deliver", "render")
+
+
+def _hops(api: str) -> dict[str, tuple[float, float]]:
+    """(sum seconds, count) per hop of the API's command-hop histogram."""
+    totals: dict[str, list[float]] = {}
+    for line in _metrics(api):
+        for suffix, index in (("_sum{", 0), ("_count{", 1)):
+            if line.startswith("optisync_booking_command_hop_seconds" + suffix):
+                hop = line.split('hop="', 1)[1].split('"', 1)[0]
+                totals.setdefault(hop, [0.0, 0.0])[index] = float(line.rsplit(" ", 1)[1])
+    return {hop: (total, count) for hop, (total, count) in totals.items()}
+
+
+def _hop_means(
+    before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]
+) -> dict[str, float]:
+    means = {}
+    for hop, (total, count) in after.items():
+        total0, count0 = before.get(hop, (0.0, 0.0))
+        if count > count0:
+            means[hop] = round((total - total0) / (count - count0) * 1000, 1)
+    return means
 
 
 def _drain(processor: str, quiet_s: float = 2.0, limit_s: float = 300.0) -> None:

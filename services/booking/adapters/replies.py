@@ -21,6 +21,7 @@ from typing import Any, cast
 import orjson
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client import Histogram
 from starlette.responses import Response
 
 from optisync_common.kafka import make_admin, make_consumer
@@ -34,6 +35,18 @@ from schemas.registry import BOOKING_EVENTS
 from schemas.serde import DecodeError, decode
 
 log = get_logger(__name__)
+
+# Where a command's time goes, hop by hop (`make bench` prints the means per rate):
+# produce = the API's send until the broker acknowledged it (acks=all); decide = from the
+# request to the processor producing its decision (its fetch, queue and decision); deliver =
+# from then until this API read it (the processor's commit and our read-committed fetch);
+# render = turning the decision into the HTTP answer.
+COMMAND_HOPS = Histogram(
+    "optisync_booking_command_hop_seconds",
+    "Time of each hop of a command's round trip through the processor",
+    ["hop"],
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +81,7 @@ class Pending:
     accepts: frozenset[str]  # event types that decide this command
     render: Render
     forget_at: float  # monotonic time after which a late decision is no longer awaited
+    sent_at: float = field(default_factory=time.time)  # wall clock, as Kafka timestamps are
     future: asyncio.Future[Outcome] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -231,14 +245,14 @@ class ReplyWaiter:
             for tp, records in batch.items():
                 if self._pending:
                     for record in records:
-                        self._match(record.value, record.headers)
+                        self._match(record.value, record.headers, record.timestamp)
                 if records:
                     self._resume_at[tp] = records[-1].offset + 1
             if time.monotonic() >= next_sweep:
                 self._sweep()
                 next_sweep = time.monotonic() + 10
 
-    def _match(self, value: bytes | None, headers: Any) -> None:
+    def _match(self, value: bytes | None, headers: Any, produced_ms: int | None = None) -> None:
         # Every API process sees every decision: peek at the ids with orjson and run the
         # full (pydantic) decode only for the few records that are ours.
         try:
@@ -262,6 +276,10 @@ class ReplyWaiter:
             return
         assert isinstance(correlation_id, str)
         del self._pending[correlation_id]
+        if produced_ms is not None:  # both clocks are this machine's (or NTP-close) wall clocks
+            produced = produced_ms / 1000
+            COMMAND_HOPS.labels("decide").observe(max(produced - pending.sent_at, 0.0))
+            COMMAND_HOPS.labels("deliver").observe(max(time.time() - produced, 0.0))
         task = asyncio.create_task(self._settle(correlation_id, pending, envelope))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -269,8 +287,10 @@ class ReplyWaiter:
     async def _settle(
         self, correlation_id: str, pending: Pending, envelope: Envelope[EventPayload]
     ) -> None:
+        started = time.perf_counter()
         try:
             outcome = await pending.render(envelope)
+            COMMAND_HOPS.labels("render").observe(time.perf_counter() - started)
         except Exception:
             log.exception("reply_render_failed", correlation_id=correlation_id)
             outcome = Outcome.problem(500, "internal_error", "an unexpected error occurred")

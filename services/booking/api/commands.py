@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 import uuid
 from typing import Any
 
 from fastapi import Response
 
+from optisync_common.kafka import EventPublisher
 from optisync_common.logging import get_logger
 from optisync_common.problems import ProblemError
 from optisync_common.resources import NotReady, Resources
@@ -31,7 +33,7 @@ from services.booking.adapters.bookings import (
     apply_change,
     confirmed_doc,
 )
-from services.booking.adapters.replies import Outcome, Render, ReplyWaiter
+from services.booking.adapters.replies import COMMAND_HOPS, Outcome, Render, ReplyWaiter
 from services.booking.api.models import Accepted
 from services.booking.api.presenters import booking_outcome, rejection_outcome
 from services.booking.settings import BookingSettings
@@ -40,6 +42,12 @@ log = get_logger(__name__)
 
 FAILURES = frozenset({"BookingRejected", "CommandFailed"})
 REQUEST_DECISIONS = FAILURES | {"BookingConfirmed"}
+
+
+async def _timed_publish(publisher: EventPublisher, envelope: Envelope[Any]) -> None:
+    started = time.perf_counter()
+    await publisher.publish(envelope)
+    COMMAND_HOPS.labels("produce").observe(time.perf_counter() - started)
 
 
 class CommandGateway:
@@ -84,7 +92,7 @@ class CommandGateway:
             )
         except NotReady as exc:
             raise ProblemError(503, "unavailable", f"cannot take commands now: {exc}") from exc
-        send = asyncio.create_task(publisher.publish(envelope))
+        send = asyncio.create_task(_timed_publish(publisher, envelope))
         self._sends.add(send)
         send.add_done_callback(lambda task: self._sent(task, correlation_id))
         try:
