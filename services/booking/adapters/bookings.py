@@ -15,6 +15,7 @@ import asyncio
 import base64
 import binascii
 import datetime as dt
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -204,10 +205,18 @@ def apply_change(doc: Document, envelope: Envelope[EventPayload]) -> Document:
     }
 
 
+# The ids this service issues (uuid4 hex for bookings and waitlist entries, uuid5 for offer
+# tokens): only these can name a document still on its way to MongoDB.
+_ISSUED_ID = re.compile(r"^[0-9a-f]{32}$|^[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}$")
+
+
 async def wait_for_document(
     find: Callable[[str], Awaitable[Document | None]], key: str, within_s: float
 ) -> Document | None:
-    """`find(key)`, polled with backoff for up to `within_s` while it finds nothing."""
+    """`find(key)`, polled with backoff for up to `within_s` while it finds nothing (at once
+    for a key this service would never have issued)."""
+    if not _ISSUED_ID.match(key):
+        within_s = 0.0
     deadline = time.monotonic() + within_s
     pause = 0.005
     while True:
