@@ -10,9 +10,11 @@ Fresh notifications (due when their event is handled, the hot path):
 A claim found neither `done` nor recorded in MongoDB after the lease time means its owner
 died between 1 and 3: it is taken over (compare-and-set) and sent.
 
-Scheduled notifications (reminders, retries, replays) live in the outbox, indexed by due time;
-the scheduler takes a short Redis lease per id (`SET NX PX`, longer than the adapter timeout),
-re-reads the document under the lease, sends, and writes the outcome before releasing it.
+Scheduled notifications (reminders, retries, replays) live in the outbox; when each is due is
+in a Redis sorted set (`DueIndex`, rebuilt from the outbox when a worker starts). The scheduler
+reads the due ids (`ZRANGEBYSCORE`), takes a short Redis lease per id (`SET NX PX`, longer than
+the adapter timeout), re-reads the document by `_id` under the lease, sends, and writes the
+outcome (and drops the index entry) before releasing it.
 
 The window: a process killed during an adapter call, or after it returned and before the
 claim is marked (one Redis command), leaves the outcome unknown; the notification is sent
@@ -211,22 +213,39 @@ class Dispatcher:
                 await self.redis.set(self._claim_key(doc["_id"]), DONE, ex=CLAIM_TTL_S)
 
     async def poll_once(self, limit: int = 200) -> int:
-        """Send what is due (reminders, retries, work of a crashed instance). Returns how many
-        adapter calls or skips this instance made."""
+        """Send what is due (reminders, retries, work of a crashed instance): the due index
+        (Redis ZSET) names the ids, a lease per id decides which instance takes each, MongoDB
+        under the lease says whether it is still pending. Returns how many adapter calls or
+        skips this instance made."""
         now = self.clock.now()
         handled = 0
-        for candidate in await self.repo.due(now, limit):
-            if not await self._lease(candidate["_id"]):
+        for nid, due_ts in await self.repo.due(now, limit):
+            if not await self._lease(nid):
                 continue  # another instance has it
             try:
-                doc = await self.repo.get(candidate["_id"])  # fresh, under the lease
-                if doc is None or doc["state"] != PENDING or doc["due_at"] > self.clock.now():
-                    continue
-                await self._deliver(doc)
-                handled += 1
+                handled += await self._deliver_scheduled(nid, due_ts)
             finally:
-                await self._release(candidate["_id"])
+                await self._release(nid)
         return handled
+
+    async def _deliver_scheduled(self, nid: str, due_ts: float) -> int:
+        doc = await self.repo.get(nid)  # fresh, under the lease
+        now = self.clock.now()
+        if doc is None:
+            # Indexed just before its insert: give the insert time, then forget the entry.
+            if now.timestamp() - due_ts > self.settings.lease_s:
+                await self.repo.unschedule([nid])
+            return 0
+        if doc["state"] != PENDING:
+            await self.repo.unschedule([nid])
+            return 0
+        if doc["due_at"] > now:  # rescheduled (a retry) meanwhile: index its new time
+            await self.repo.schedule_one(nid, doc["due_at"])
+            return 0
+        await self._deliver(doc)
+        if doc.get("state", PENDING) != PENDING:
+            await self.repo.unschedule([nid])
+        return 1
 
     async def deliver_one(self, notification_id: str) -> bool:
         """Send one pending, due notification now (replay), under the same lease rules."""
@@ -237,6 +256,8 @@ class Dispatcher:
             if doc is None or doc["state"] != PENDING or doc["due_at"] > self.clock.now():
                 return False
             await self._deliver(doc)
+            if doc.get("state", PENDING) != PENDING:
+                await self.repo.unschedule([notification_id])
             return True
         finally:
             await self._release(notification_id)
@@ -254,7 +275,8 @@ class Dispatcher:
     # --- one delivery ---------------------------------------------------------------------
 
     async def _update(self, doc: Doc, state: str, fields: dict[str, Any]) -> None:
-        await self.repo.outbox.update_one({"_id": doc["_id"]}, {"$set": {"state": state, **fields}})
+        doc.update(state=state, **fields)
+        await self.repo.set_state(doc["_id"], {"state": state, **fields})
 
     async def _deliver(self, doc: Doc, save: Save | None = None) -> None:
         """One attempt; `save` writes the outcome (an update of the stored document, or for a

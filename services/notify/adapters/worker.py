@@ -38,8 +38,13 @@ from schemas.registry import (
 from schemas.serde import DecodeError, decode
 from services.notify.adapters.dispatcher import Dispatcher
 from services.notify.adapters.metrics import EVENT_TO_ADAPTER, NOTIFICATIONS_QUEUED
-from services.notify.adapters.storage import NotifyRepository, notification_doc
-from services.notify.domain.model import BookingContext, StoreProfile
+from services.notify.adapters.storage import (
+    DueIndex,
+    NotifyRepository,
+    Remembered,
+    notification_doc,
+)
+from services.notify.domain.model import StoreProfile
 from services.notify.domain.planner import Policy, booking_id_of, plan
 from services.notify.domain.routing import RoutingRule, parse_rating, route
 from services.notify.settings import NotifySettings
@@ -191,26 +196,36 @@ class EventHandler:
         if booking_id is None:
             return
         # A confirmation carries its whole context; every later event needs what we kept.
-        ctx: BookingContext | None = None
-        applied: list[str] = []
+        known = Remembered()
         if not isinstance(envelope.payload, BookingConfirmed):
-            ctx, applied = await self.repo.context(booking_id)
+            known = await self.repo.context(booking_id)
         now = self.clock.now()
-        result = plan(envelope, ctx, await self.store(envelope.store_id), self.policy, now)
+        result = plan(
+            envelope, known.context, await self.store(envelope.store_id), self.policy, now
+        )
         if result.missing_context:
             if envelope.type not in QUIET_WITHOUT_CONTEXT:
                 log.warning("no_booking_context", booking_id=booking_id, type=envelope.type)
             return
-        first_time = str(envelope.event_id) not in applied
+        first_time = str(envelope.event_id) not in known.applied
+        reminders = known.reminders or []
         if first_time and result.context is not None:
             if result.drop_reminders:
-                await self.repo.drop_reminders(booking_id, result.keep_reminders_for)
+                reminders = await self.repo.drop_reminders(
+                    booking_id, known.reminders, result.keep_reminders_for
+                )
             if result.awaits_rating:
                 await self.repo.open_rating_request(
                     result.context, str(result.context.channel), now
                 )
         immediate = [notification_doc(n, now) for n in result.notifications if n.due_at <= now]
         later = [notification_doc(n, now) for n in result.notifications if n.due_at > now]
+        listed = {r["id"] for r in reminders}
+        reminders = reminders + [
+            {"id": d["_id"], "slot_start": d["slot_start"]}
+            for d in later
+            if d["kind"] == "reminder" and d["_id"] not in listed
+        ]
         attempted, claimed = await self.dispatcher.deliver_fresh(immediate)
         if attempted:
             EVENT_TO_ADAPTER.observe(
@@ -227,9 +242,9 @@ class EventHandler:
                 NOTIFICATIONS_QUEUED.labels(doc["kind"]).inc()
         if first_time and result.context is not None:
             if isinstance(envelope.payload, BookingConfirmed):
-                await self.repo.add_context(result.context, str(envelope.event_id))
+                await self.repo.add_context(result.context, str(envelope.event_id), reminders)
             else:
-                await self.repo.save_context(result.context, str(envelope.event_id))
+                await self.repo.save_context(result.context, str(envelope.event_id), reminders)
 
     async def store(self, store_id: str) -> StoreProfile | None:
         """Store profiles change rarely (roster events, the config API): a few seconds' cache."""
@@ -324,8 +339,18 @@ class NotifyWorker:
         if resources.redis is None or resources.producer is None:
             raise NotReady("notify needs Redis and Kafka")
         self._resources = resources
-        repo = NotifyRepository(resources.db)
+        repo = NotifyRepository(
+            resources.db, DueIndex.of(resources.redis, self.settings.redis_prefix)
+        )
         await repo.ensure_indexes()
+        if self.scheduler:
+            started = time.monotonic()
+            count = await repo.rebuild_schedule()
+            log.info(
+                "due_index_rebuilt",
+                pending=count,
+                seconds=round(time.monotonic() - started, 3),
+            )
         producer = resources.producer
 
         def get_producer() -> AIOKafkaProducer:
