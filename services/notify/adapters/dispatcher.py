@@ -16,11 +16,15 @@ reads the due ids (`ZRANGEBYSCORE`), takes a short Redis lease per id (`SET NX P
 the adapter timeout), re-reads the document by `_id` under the lease, sends, and writes the
 outcome (and drops the index entry) before releasing it.
 
-The window: a process killed during an adapter call, or after it returned and before the
-claim is marked (one Redis command), leaves the outcome unknown; the notification is sent
-again once the lease has passed. That resend
-carries the same `Idempotency-Key` header (webhooks) / `Message-ID` (e-mail), so a gateway
-drops it; every other redelivery, restart or second instance sends nothing twice.
+The window: every send is noted in Redis before the adapter call (the fresh path's claim,
+the scheduler's `sending:<id>` = attempt) and marked right after it returns (`done` /
+`sent:<attempt>`, one Redis command, before any MongoDB write). A process killed between the
+two (during the call, or in the sub-millisecond after it) leaves the outcome unknown: after
+the lease the notification is sent again as an *uncertain resend* with the same
+`Idempotency-Key` (webhooks) / `Message-ID` (e-mail) and `X-OptiSync-Resend: uncertain`, so a
+provider honouring the key delivers it once (at-least-once to the provider, exactly-once to
+the customer behind such a provider). A kill after the mark sends nothing again; so does every
+redelivery, restart or second instance.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ from services.notify.adapters.channels import (
     OutboundMessage,
     build_adapter,
 )
-from services.notify.adapters.metrics import ADAPTER_LATENCY, DELIVERIES
+from services.notify.adapters.metrics import ADAPTER_LATENCY, DELIVERIES, UNCERTAIN_RESENDS
 from services.notify.adapters.storage import (
     DEAD,
     PENDING,
@@ -70,10 +74,17 @@ Save = Callable[[Doc, str, dict[str, Any]], Awaitable[None]]
 # Channel configuration edits reach running workers within this many seconds.
 CONFIG_CACHE_S = 30.0
 CLAIM_TTL_S = 8 * 24 * 3600  # longer than booking.events.v1 keeps an event (7 days)
+SENDING_TTL_S = 24 * 3600  # longer than any retry schedule of one attempt
 DONE = "done"
 _TAKE_OVER = (
     "if redis.call('get', KEYS[1]) == ARGV[1] then "
     "return redis.call('set', KEYS[1], ARGV[2], 'EX', ARGV[3]) end"
+)
+# sending:<id>: leave `sent:<n>` alone (ARGV[2]), else note attempt ARGV[1]; return what was there
+_NOTE_SENDING = (
+    "local prev = redis.call('get', KEYS[1]) "
+    "if prev == ARGV[2] then return prev end "
+    "redis.call('set', KEYS[1], ARGV[1], 'EX', ARGV[3]) return prev"
 )
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
 
@@ -132,6 +143,7 @@ class Dispatcher:
         self.owner = f"{settings.service_name}-{uuid.uuid4().hex[:8]}"
         self.breakers: dict[str, CircuitBreaker] = {}
         self._lease_ms = int(settings.lease_s * 1000)
+        self._note_sending = redis.register_script(_NOTE_SENDING)
 
     # --- leases -------------------------------------------------------------------------
 
@@ -163,6 +175,7 @@ class Dispatcher:
             nid = doc["_id"]
             value = f"{self.owner}|{time.time():.3f}"
             won = await self.redis.set(self._claim_key(nid), value, nx=True, ex=CLAIM_TTL_S)
+            decision = "claimed"
             if not won:
                 decision = await self._contested(doc, value)
                 if decision == "skip":
@@ -171,10 +184,12 @@ class Dispatcher:
                     # Someone is sending it right now: store it pending, due only after their
                     # lease, so the scheduler sends it should they never record an outcome.
                     doc["due_at"] = self.clock.now() + dt.timedelta(seconds=self.settings.lease_s)
+                    doc["contended"] = True  # sent by the scheduler = its first sender died
                     to_store.append(doc)
                     continue
             claimed.append(nid)
-            await self._deliver(doc, self._in_memory)
+            # Taken over from a sender that died: it may have sent it. Same key, flagged.
+            await self._deliver(doc, self._in_memory, uncertain=decision == "take")
             to_store.append(doc)
         return to_store, claimed
 
@@ -242,7 +257,7 @@ class Dispatcher:
         if doc["due_at"] > now:  # rescheduled (a retry) meanwhile: index its new time
             await self.repo.schedule_one(nid, doc["due_at"])
             return 0
-        await self._deliver(doc)
+        await self._deliver(doc, scheduled=True)
         if doc.get("state", PENDING) != PENDING:
             await self.repo.unschedule([nid])
         return 1
@@ -255,7 +270,7 @@ class Dispatcher:
             doc = await self.repo.get(notification_id)
             if doc is None or doc["state"] != PENDING or doc["due_at"] > self.clock.now():
                 return False
-            await self._deliver(doc)
+            await self._deliver(doc, scheduled=True)
             if doc.get("state", PENDING) != PENDING:
                 await self.repo.unschedule([notification_id])
             return True
@@ -278,9 +293,42 @@ class Dispatcher:
         doc.update(state=state, **fields)
         await self.repo.set_state(doc["_id"], {"state": state, **fields})
 
-    async def _deliver(self, doc: Doc, save: Save | None = None) -> None:
+    def _sending_key(self, notification_id: str) -> str:
+        return f"{self.settings.redis_prefix}sending:{notification_id}"
+
+    async def _mark_sending(self, doc: Doc, attempt: int) -> str:
+        """Scheduled sends note the attempt in Redis before the call and `sent:<attempt>` right
+        after it (one round trip each). Before a call, what was noted decides:
+        - `sent:<attempt>`: a sender died after the call succeeded, before MongoDB heard of
+          it: "sent" (recorded, not sent again);
+        - `<attempt>`: a sender died during the call: "uncertain" (resent, same key, flagged);
+        - otherwise "fresh"."""
+        previous = await self._note_sending(
+            keys=[self._sending_key(doc["_id"])],
+            args=[str(attempt), f"sent:{attempt}", SENDING_TTL_S],
+        )
+        text = previous.decode() if isinstance(previous, bytes) else previous
+        if text == f"sent:{attempt}":
+            return "sent"
+        if text == str(attempt):
+            return "uncertain"
+        # deferred behind a fresh-path sender that never recorded an outcome
+        return "uncertain" if doc.get("contended") and attempt == 1 else "fresh"
+
+    async def _mark_sent(self, doc: Doc, attempt: int) -> None:
+        await self.redis.set(self._sending_key(doc["_id"]), f"sent:{attempt}", ex=SENDING_TTL_S)
+
+    async def _deliver(
+        self,
+        doc: Doc,
+        save: Save | None = None,
+        *,
+        scheduled: bool = False,
+        uncertain: bool = False,
+    ) -> None:
         """One attempt; `save` writes the outcome (an update of the stored document, or for a
-        fresh notification the document itself, inserted afterwards in a batch)."""
+        fresh notification the document itself, inserted afterwards in a batch). `uncertain`:
+        an earlier call of this attempt may have reached the channel (its sender died)."""
         save = save or self._update
         now = self.clock.now()
         stale_after = doc.get("stale_after")
@@ -312,9 +360,19 @@ class Dispatcher:
             )
             return
         attempt = doc["attempts"] + 1
+        if scheduled:
+            noted = await self._mark_sending(doc, attempt)
+            if noted == "sent":
+                await save(doc, SENT, {"attempts": attempt, "sent_at": self.clock.now()})
+                await self._record(doc, attempt, DeliveryStatus.SENT, None, None)
+                return
+            uncertain = uncertain or noted == "uncertain"
+        if uncertain:
+            UNCERTAIN_RESENDS.labels(doc["channel"]).inc()
+            log.warning("uncertain_resend", notification_id=doc["_id"], attempt=attempt)
         started = time.perf_counter()
         try:
-            await adapter.send(_message(doc, attempt))
+            await adapter.send(_message(doc, attempt, uncertain))
         except Exception as exc:
             latency_ms = (time.perf_counter() - started) * 1000
             breaker.record_failure(time.monotonic())
@@ -322,6 +380,8 @@ class Dispatcher:
             await self._failed(doc, attempt, f"{exc}"[:500], retryable, latency_ms, save)
             return
         latency_ms = (time.perf_counter() - started) * 1000
+        if scheduled:  # before anything else: a crash from here on does not resend
+            await self._mark_sent(doc, attempt)
         breaker.record_success()
         ADAPTER_LATENCY.labels(doc["channel"]).observe(latency_ms / 1000)
         await save(doc, SENT, {"attempts": attempt, "sent_at": self.clock.now()})
@@ -421,7 +481,7 @@ def _log_send_failure(future: asyncio.Future[Any]) -> None:
         log.warning("delivery_record_not_produced", error=repr(future.exception()))
 
 
-def _message(doc: Doc, attempt: int) -> OutboundMessage:
+def _message(doc: Doc, attempt: int, uncertain: bool = False) -> OutboundMessage:
     return OutboundMessage(
         notification_id=doc["_id"],
         kind=doc["kind"],
@@ -433,6 +493,7 @@ def _message(doc: Doc, attempt: int) -> OutboundMessage:
         subject=doc["subject"],
         text=doc["text"],
         attempt=attempt,
+        uncertain=uncertain,
     )
 
 
