@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any, Protocol
 
@@ -78,7 +78,7 @@ class WebhookAdapter:
         return self._session
 
     async def send(self, message: OutboundMessage) -> None:
-        body = orjson.dumps(asdict(message))
+        body = orjson.dumps(message)  # orjson serializes dataclasses natively
         headers = {
             "content-type": "application/json",
             SIGNATURE_HEADER: sign(self._secret, int(time.time()), body),

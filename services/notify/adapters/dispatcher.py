@@ -49,6 +49,7 @@ from schemas.events.dlq import DeadLetter
 from schemas.events.notify import DeliveryAttempted, DeliveryStatus, NotificationKind
 from schemas.registry import NOTIFY_DELIVERIES
 from schemas.serde import encode
+from services.notify.adapters.batching import RedisBatcher
 from services.notify.adapters.channels import (
     ChannelAdapter,
     DeliveryError,
@@ -144,6 +145,8 @@ class Dispatcher:
         self.breakers: dict[str, CircuitBreaker] = {}
         self._lease_ms = int(settings.lease_s * 1000)
         self._note_sending = redis.register_script(_NOTE_SENDING)
+        # Claims and their marks of the events in flight share pipelines (with the due index).
+        self.batched = repo.schedule.batcher if repo.schedule else RedisBatcher(redis)
 
     # --- leases -------------------------------------------------------------------------
 
@@ -174,7 +177,9 @@ class Dispatcher:
         for doc in docs:
             nid = doc["_id"]
             value = f"{self.owner}|{time.time():.3f}"
-            won = await self.redis.set(self._claim_key(nid), value, nx=True, ex=CLAIM_TTL_S)
+            won = await self.batched.execute(
+                "SET", self._claim_key(nid), value, "NX", "EX", CLAIM_TTL_S
+            )
             decision = "claimed"
             if not won:
                 decision = await self._contested(doc, value)
@@ -218,14 +223,16 @@ class Dispatcher:
         if state == SENT:
             # Sent: say so in Redis at once (sub-millisecond), before the batched MongoDB
             # insert, so a crash now cannot make a redelivery send it again.
-            await self.redis.set(self._claim_key(doc["_id"]), DONE, ex=CLAIM_TTL_S)
+            await self.batched.execute("SET", self._claim_key(doc["_id"]), DONE, "EX", CLAIM_TTL_S)
 
     async def settle(self, claimed: list[Doc]) -> None:
         """The outcomes are stored: mark the claims done (redeliveries skip on Redis alone).
         Sent ones were marked right after the call."""
         for doc in claimed:
             if doc.get("state") != SENT:
-                await self.redis.set(self._claim_key(doc["_id"]), DONE, ex=CLAIM_TTL_S)
+                await self.batched.execute(
+                    "SET", self._claim_key(doc["_id"]), DONE, "EX", CLAIM_TTL_S
+                )
 
     async def poll_once(self, limit: int = 200) -> int:
         """Send what is due (reminders, retries, work of a crashed instance): the due index

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -22,7 +22,7 @@ from pymongo.errors import DuplicateKeyError
 
 from schemas.events.base import Channel
 from schemas.events.messages import StaffRole
-from services.notify.adapters.batching import InsertBatcher
+from services.notify.adapters.batching import InsertBatcher, RedisBatcher
 from services.notify.domain.model import BookingContext, Notification, Recipient, StoreProfile
 from services.notify.domain.routing import DEFAULT_RULES, RoutingRule
 
@@ -39,7 +39,7 @@ def notification_doc(n: Notification, now: dt.datetime) -> Doc:
         "template": n.template,
         "store_id": n.store_id,
         "booking_id": n.booking_id,
-        "recipient": asdict(n.recipient),
+        "recipient": _recipient_doc(n.recipient),
         "channel": str(n.channel),
         "locale": n.locale,
         "subject": n.subject,
@@ -66,6 +66,8 @@ class DueIndex:
     def __init__(self, redis: aioredis.Redis, key: str) -> None:
         self.redis = redis
         self.key = key
+        # shared with the dispatcher's claims: one pipeline for the events in flight
+        self.batcher = RedisBatcher(redis)
 
     @classmethod
     def of(cls, redis: aioredis.Redis, redis_prefix: str) -> DueIndex:
@@ -73,7 +75,8 @@ class DueIndex:
 
     async def add(self, entries: dict[str, dt.datetime]) -> None:
         if entries:
-            await self.redis.zadd(self.key, {k: v.timestamp() for k, v in entries.items()})
+            pairs = [x for nid, due in entries.items() for x in (due.timestamp(), nid)]
+            await self.batcher.execute("ZADD", self.key, *pairs)
 
     async def remove(self, ids: list[str]) -> None:
         if ids:
@@ -97,11 +100,28 @@ def _pending_due(docs: list[Doc]) -> dict[str, dt.datetime]:
     return {d["_id"]: d["due_at"] for d in docs if d.get("state") == PENDING and d.get("due_at")}
 
 
+def _recipient_doc(r: Recipient) -> Doc:
+    # by hand: dataclasses.asdict deep-copies, a cost on every event
+    return {
+        "customer_ref": r.customer_ref,
+        "name": r.name,
+        "phone": r.phone,
+        "chat_id": r.chat_id,
+        "locale": r.locale,
+    }
+
+
 def _context_doc(ctx: BookingContext) -> Doc:
-    doc = asdict(ctx)
-    doc["channel"] = str(ctx.channel)
-    doc.pop("booking_id")
-    return doc
+    return {
+        "store_id": ctx.store_id,
+        "recipient": _recipient_doc(ctx.recipient),
+        "channel": str(ctx.channel),
+        "timezone": ctx.timezone,
+        "exam_type": ctx.exam_type,
+        "slot_start": ctx.slot_start,
+        "optometrist_id": ctx.optometrist_id,
+        "status": ctx.status,
+    }
 
 
 def _context_of(doc: Doc) -> BookingContext:
@@ -146,6 +166,8 @@ class NotifyRepository:
     async def close(self) -> None:
         await self._outbox_inserts.close()
         await self._booking_inserts.close()
+        if self.schedule is not None:
+            await self.schedule.batcher.close()
 
     def _schedule(self) -> DueIndex:
         if self.schedule is None:
