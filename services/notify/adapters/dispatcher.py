@@ -97,19 +97,21 @@ class AdapterRegistry:
         self.settings = settings
         self.repo = repo
         self._adapters: dict[str, ChannelAdapter] = {}
-        self._specs: dict[tuple[str, str], tuple[float, dict[str, Any] | None]] = {}
+        self._specs: dict[tuple[str, str], tuple[float, ChannelAdapter | None]] = {}
 
     async def resolve(self, store_id: str, channel: str) -> ChannelAdapter | None:
         cached = self._specs.get((store_id, channel))
         if cached is not None and time.monotonic() - cached[0] < CONFIG_CACHE_S:
-            spec = cached[1]
-        else:
-            spec = await self.repo.channel_spec(store_id, channel)
-            if spec is None and self.settings.default_webhook_url:
-                spec = {"kind": "webhook", "url": self.settings.default_webhook_url}
-            self._specs[(store_id, channel)] = (time.monotonic(), spec)
-        if spec is None:
-            return None
+            return cached[1]
+        spec = await self.repo.channel_spec(store_id, channel)
+        if spec is None and self.settings.default_webhook_url:
+            spec = {"kind": "webhook", "url": self.settings.default_webhook_url}
+        adapter = None if spec is None else self._adapter(spec)
+        self._specs[(store_id, channel)] = (time.monotonic(), adapter)
+        return adapter
+
+    def _adapter(self, spec: dict[str, Any]) -> ChannelAdapter:
+        """One adapter (and its connection pool) per distinct configuration."""
         fingerprint = orjson.dumps(spec, option=orjson.OPT_SORT_KEYS).decode()
         adapter = self._adapters.get(fingerprint)
         if adapter is None:
