@@ -146,6 +146,7 @@ class Dispatcher:
         self.owner = f"{settings.service_name}-{uuid.uuid4().hex[:8]}"
         self.breakers: dict[str, CircuitBreaker] = {}
         self._lease_ms = int(settings.lease_s * 1000)
+        self._missing: dict[str, float] = {}  # due-index ids without a document: since when
         self._note_sending = redis.register_script(_NOTE_SENDING)
         # Claims and their marks of the events in flight share pipelines (with the due index).
         self.batched = repo.schedule.batcher if repo.schedule else RedisBatcher(redis)
@@ -243,23 +244,27 @@ class Dispatcher:
         skips this instance made."""
         now = self.clock.now()
         handled = 0
-        for nid, due_ts in await self.repo.due(now, limit):
+        for nid, _ in await self.repo.due(now, limit):
             if not await self._lease(nid):
                 continue  # another instance has it
             try:
-                handled += await self._deliver_scheduled(nid, due_ts)
+                handled += await self._deliver_scheduled(nid)
             finally:
                 await self._release(nid)
         return handled
 
-    async def _deliver_scheduled(self, nid: str, due_ts: float) -> int:
+    async def _deliver_scheduled(self, nid: str) -> int:
         doc = await self.repo.get(nid)  # fresh, under the lease
         now = self.clock.now()
         if doc is None:
-            # Indexed just before its insert: give the insert time, then forget the entry.
-            if now.timestamp() - due_ts > self.settings.lease_s:
+            # Indexed just before its insert: give the insert time (real time, not the due
+            # time: a reminder may be found due before its batched insert), then forget it.
+            first_seen = self._missing.setdefault(nid, time.monotonic())
+            if time.monotonic() - first_seen > self.settings.lease_s:
                 await self.repo.unschedule([nid])
+                del self._missing[nid]
             return 0
+        self._missing.pop(nid, None)
         if doc["state"] != PENDING:
             await self.repo.unschedule([nid])
             return 0

@@ -9,6 +9,7 @@ import datetime as dt
 import uuid
 
 from optisync_common.resources import Resources
+from services.notify.adapters.dispatcher import Dispatcher
 from services.notify.adapters.storage import NotifyRepository
 from services.notify.adapters.worker import NotifyWorker
 from services.notify.domain.reminders import due_time
@@ -102,6 +103,7 @@ async def test_due_index_is_rebuilt_from_mongo_when_a_worker_starts(
 
 
 async def test_index_entries_without_a_pending_notification_are_dropped(
+    notify_settings: NotifySettings,
     resources: Resources,
     receiver: WebhookReceiver,
     repo: NotifyRepository,
@@ -117,11 +119,28 @@ async def test_index_entries_without_a_pending_notification_are_dropped(
         resources.publisher, [confirmed(store, bid, slot, SHANGHAI, locale="en", now=clock.now())]
     )
     sent_id = (await receiver.wait_for(store, 1))[0].notification_id
+    await wait_state(repo, sent_id, "sent")
     long_ago = clock.now() - dt.timedelta(hours=1)
     orphan = f"orphan-{uuid.uuid4().hex}"
     # a sent notification and an id whose document never arrived (crash before the insert)
     await index.add({sent_id: long_ago, orphan: long_ago})
-    await worker.dispatcher.poll_once()
-    assert await resources.redis.zscore(index.key, sent_id) is None
-    assert await resources.redis.zscore(index.key, orphan) is None
-    assert len(receiver.for_store(store)) == 1
+    assert resources.redis is not None and resources.producer is not None
+    producer = resources.producer
+    quick = Dispatcher(
+        notify_settings.model_copy(update={"lease_s": 0.3}),
+        repo,
+        resources.redis,
+        lambda: producer,
+        clock,
+    )
+    try:
+        await quick.poll_once()
+        assert await resources.redis.zscore(index.key, sent_id) is None
+        # the orphan gets the lease time for its insert to land, then it is dropped
+        assert await resources.redis.zscore(index.key, orphan) is not None
+        await asyncio.sleep(0.4)
+        await quick.poll_once()
+        assert await resources.redis.zscore(index.key, orphan) is None
+        assert len(receiver.for_store(store)) == 1
+    finally:
+        await quick.adapters.close()
