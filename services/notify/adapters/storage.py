@@ -24,6 +24,7 @@ from schemas.events.base import Channel
 from schemas.events.messages import StaffRole
 from services.notify.adapters.batching import InsertBatcher, RedisBatcher
 from services.notify.domain.model import BookingContext, Notification, Recipient, StoreProfile
+from services.notify.domain.offers import KnownOffer, WaitlistContact
 from services.notify.domain.routing import DEFAULT_RULES, RoutingRule
 
 Doc = dict[str, Any]
@@ -311,13 +312,54 @@ class NotifyRepository:
             upsert=True,
         )
 
-    # --- waitlist entries (what SlotOffered & co. need: they carry only ids) ---------------
+    # --- waitlist entries (SlotOffered & co. carry only ids) --------------------------------
 
-    async def save_waitlist_entry(self, entry_id: str, fields: Doc) -> None:
-        await self.waitlist.update_one({"_id": entry_id}, {"$set": fields}, upsert=True)
+    async def save_waitlist_contact(self, contact: WaitlistContact) -> None:
+        await self.waitlist.update_one(
+            {"_id": contact.entry_id},
+            {
+                "$set": {
+                    "store_id": contact.store_id,
+                    "recipient": _recipient_doc(contact.recipient),
+                    "channel": str(contact.channel),
+                    "exam_type": contact.exam_type,
+                }
+            },
+            upsert=True,
+        )
 
-    async def waitlist_entry(self, entry_id: str) -> Doc | None:
-        return await self.waitlist.find_one({"_id": entry_id})
+    async def waitlist_contact(
+        self, entry_id: str
+    ) -> tuple[WaitlistContact | None, dict[str, KnownOffer]]:
+        """The entry's contact and the offers made to it (by offer token)."""
+        doc = await self.waitlist.find_one({"_id": entry_id})
+        if doc is None or "recipient" not in doc:
+            return None, {}
+        contact = WaitlistContact(
+            entry_id=entry_id,
+            store_id=doc["store_id"],
+            recipient=Recipient(**doc["recipient"]),
+            channel=Channel(doc["channel"]),
+            exam_type=doc["exam_type"],
+        )
+        offers = {
+            _unescape_key(token): KnownOffer(o["slot_start"], o["exam_type"])
+            for token, o in (doc.get("offers") or {}).items()
+        }
+        return contact, offers
+
+    async def remember_offer(self, entry_id: str, token: str, offer: KnownOffer) -> None:
+        field_name = f"offers.{_escape_key(token)}"
+        await self.waitlist.update_one(
+            {"_id": entry_id},
+            {"$set": {field_name: {"slot_start": offer.slot_start, "exam_type": offer.exam_type}}},
+            upsert=True,
+        )
+
+    async def waitlist_left(self, entry_id: str, reason: str, at: dt.datetime) -> None:
+        await self.waitlist.update_one(
+            {"_id": entry_id}, {"$set": {"left": reason, "left_at": at}}, upsert=True
+        )
 
     async def store(self, store_id: str) -> StoreProfile | None:
         doc = await self.stores.find_one({"_id": store_id})

@@ -22,7 +22,15 @@ from optisync_common.metrics import EVENTS_CONSUMED
 from optisync_common.resources import NotReady, Resources
 from schemas.envelope import Envelope, deterministic_event_id
 from schemas.events.base import EventPayload
-from schemas.events.booking import BookingConfirmed
+from schemas.events.booking import (
+    BookingConfirmed,
+    OfferDeclined,
+    OfferExpired,
+    OfferTaken,
+    SlotOffered,
+    WaitlistJoined,
+    WaitlistLeft,
+)
 from schemas.events.feedback import FeedbackReceived
 from schemas.events.messages import MessageReceived, MessageRouted
 from schemas.events.roster import ExamTypeDefined, StoreRegistered
@@ -39,12 +47,19 @@ from schemas.serde import DecodeError, decode
 from services.notify.adapters.dispatcher import Dispatcher
 from services.notify.adapters.metrics import EVENT_TO_ADAPTER, NOTIFICATIONS_QUEUED
 from services.notify.adapters.storage import (
+    Doc,
     DueIndex,
     NotifyRepository,
     Remembered,
     notification_doc,
 )
 from services.notify.domain.model import StoreProfile
+from services.notify.domain.offers import (
+    OFFER_EVENTS,
+    KnownOffer,
+    contact_from_joined,
+    plan_offer,
+)
 from services.notify.domain.planner import Policy, booking_id_of, plan
 from services.notify.domain.routing import RoutingRule, parse_rating, route
 from services.notify.settings import NotifySettings
@@ -52,6 +67,14 @@ from services.notify.settings import NotifySettings
 log = get_logger(__name__)
 
 STORE_CACHE_S = 30.0
+WAITLIST_EVENTS = (
+    WaitlistJoined,
+    WaitlistLeft,
+    SlotOffered,
+    OfferTaken,
+    OfferExpired,
+    OfferDeclined,
+)
 # Events about bookings that never got a confirmation: nothing to tell anyone.
 QUIET_WITHOUT_CONTEXT = {"BookingRejected", "CommandFailed", "BookingCheckedIn", "BookingNoShow"}
 
@@ -139,10 +162,10 @@ class Pipeline:
 
 
 def order_key(envelope: Envelope[EventPayload]) -> str:
-    """What must be handled in order: a booking's events, a conversation's messages; anything
-    else in store order."""
+    """What must be handled in order: a waitlist entry's events, a booking's, a conversation's
+    messages; anything else in store order."""
     payload = envelope.payload
-    for name in ("booking_id", "conversation_id"):
+    for name in ("waitlist_entry_id", "booking_id", "conversation_id"):
         value = getattr(payload, name, None)
         if isinstance(value, str):
             return f"{name}:{value}"
@@ -177,7 +200,10 @@ class EventHandler:
     async def handle(self, topic: str, envelope: Envelope[EventPayload]) -> None:
         payload = envelope.payload
         if topic == BOOKING_EVENTS:
-            await self.on_booking_event(envelope)
+            if isinstance(payload, WAITLIST_EVENTS):
+                await self.on_waitlist_event(envelope)
+            else:
+                await self.on_booking_event(envelope)
         elif topic == ROSTER_EVENTS:
             if isinstance(payload, StoreRegistered):
                 await self.repo.upsert_store(
@@ -226,6 +252,17 @@ class EventHandler:
             for d in later
             if d["kind"] == "reminder" and d["_id"] not in listed
         ]
+        await self._send(envelope, immediate, later)
+        if first_time and result.context is not None:
+            if isinstance(envelope.payload, BookingConfirmed):
+                await self.repo.add_context(result.context, str(envelope.event_id), reminders)
+            else:
+                await self.repo.save_context(result.context, str(envelope.event_id), reminders)
+
+    async def _send(
+        self, envelope: Envelope[EventPayload], immediate: list[Doc], later: list[Doc]
+    ) -> None:
+        """Send what is due now (claimed in Redis), then store it with what is due later."""
         attempted, claimed = await self.dispatcher.deliver_fresh(immediate)
         if attempted:
             EVENT_TO_ADAPTER.observe(
@@ -240,11 +277,43 @@ class EventHandler:
         for doc in attempted + later:
             if doc["_id"] not in existing:
                 NOTIFICATIONS_QUEUED.labels(doc["kind"]).inc()
-        if first_time and result.context is not None:
-            if isinstance(envelope.payload, BookingConfirmed):
-                await self.repo.add_context(result.context, str(envelope.event_id), reminders)
-            else:
-                await self.repo.save_context(result.context, str(envelope.event_id), reminders)
+
+    async def on_waitlist_event(self, envelope: Envelope[EventPayload]) -> None:
+        """Remember who joined a waitlist; tell them about offers made to them."""
+        payload = envelope.payload
+        if isinstance(payload, WaitlistJoined):
+            await self.repo.save_waitlist_contact(contact_from_joined(envelope, payload))
+            return
+        if isinstance(payload, WaitlistLeft):
+            await self.repo.waitlist_left(
+                payload.waitlist_entry_id, payload.reason, self.clock.now()
+            )
+            return
+        if not isinstance(payload, OFFER_EVENTS):
+            return  # OfferDeclined: the customer said so themselves
+        contact, offers = await self.repo.waitlist_contact(payload.waitlist_entry_id)
+        if contact is None:
+            log.warning(
+                "no_waitlist_context",
+                waitlist_entry_id=payload.waitlist_entry_id,
+                type=envelope.type,
+            )
+            return
+        now = self.clock.now()
+        notification = plan_offer(
+            envelope,
+            contact,
+            await self.store(envelope.store_id),
+            now=now,
+            max_event_age=self.policy.max_event_age,
+            public_booking_url=self.settings.public_booking_url,
+            known=offers.get(payload.offer_token),
+        )
+        if notification is not None:
+            await self._send(envelope, [notification_doc(notification, now)], [])
+        if isinstance(payload, SlotOffered) and payload.offer_token not in offers:
+            offer = KnownOffer(payload.slot_start, payload.exam_type)
+            await self.repo.remember_offer(payload.waitlist_entry_id, payload.offer_token, offer)
 
     async def store(self, store_id: str) -> StoreProfile | None:
         """Store profiles change rarely (roster events, the config API): a few seconds' cache."""
