@@ -24,7 +24,7 @@ from schemas.events.base import Channel
 from schemas.events.messages import StaffRole
 from services.notify.adapters.batching import InsertBatcher, RedisBatcher
 from services.notify.domain.model import BookingContext, Notification, Recipient, StoreProfile
-from services.notify.domain.offers import KnownOffer, WaitlistContact
+from services.notify.domain.offers import WaitlistContact
 from services.notify.domain.routing import DEFAULT_RULES, RoutingRule
 
 Doc = dict[str, Any]
@@ -163,10 +163,12 @@ class NotifyRepository:
         self.schedule = schedule
         self._outbox_inserts = InsertBatcher(self.outbox)
         self._booking_inserts = InsertBatcher(self.bookings)
+        self._waitlist_inserts = InsertBatcher(self.waitlist)
 
     async def close(self) -> None:
         await self._outbox_inserts.close()
         await self._booking_inserts.close()
+        await self._waitlist_inserts.close()
         if self.schedule is not None:
             await self.schedule.batcher.close()
 
@@ -315,45 +317,26 @@ class NotifyRepository:
     # --- waitlist entries (SlotOffered & co. carry only ids) --------------------------------
 
     async def save_waitlist_contact(self, contact: WaitlistContact) -> None:
-        await self.waitlist.update_one(
-            {"_id": contact.entry_id},
-            {
-                "$set": {
-                    "store_id": contact.store_id,
-                    "recipient": _recipient_doc(contact.recipient),
-                    "channel": str(contact.channel),
-                    "exam_type": contact.exam_type,
-                }
-            },
-            upsert=True,
-        )
+        """A batched insert (with other events'); an update if the entry is known already."""
+        fields = {
+            "store_id": contact.store_id,
+            "recipient": _recipient_doc(contact.recipient),
+            "channel": str(contact.channel),
+            "exam_type": contact.exam_type,
+        }
+        if await self._waitlist_inserts.insert([{"_id": contact.entry_id, **fields}]):
+            await self.waitlist.update_one({"_id": contact.entry_id}, {"$set": fields})
 
-    async def waitlist_contact(
-        self, entry_id: str
-    ) -> tuple[WaitlistContact | None, dict[str, KnownOffer]]:
-        """The entry's contact and the offers made to it (by offer token)."""
+    async def waitlist_contact(self, entry_id: str) -> WaitlistContact | None:
         doc = await self.waitlist.find_one({"_id": entry_id})
         if doc is None or "recipient" not in doc:
-            return None, {}
-        contact = WaitlistContact(
+            return None
+        return WaitlistContact(
             entry_id=entry_id,
             store_id=doc["store_id"],
             recipient=Recipient(**doc["recipient"]),
             channel=Channel(doc["channel"]),
             exam_type=doc["exam_type"],
-        )
-        offers = {
-            _unescape_key(token): KnownOffer(o["slot_start"], o["exam_type"])
-            for token, o in (doc.get("offers") or {}).items()
-        }
-        return contact, offers
-
-    async def remember_offer(self, entry_id: str, token: str, offer: KnownOffer) -> None:
-        field_name = f"offers.{_escape_key(token)}"
-        await self.waitlist.update_one(
-            {"_id": entry_id},
-            {"$set": {field_name: {"slot_start": offer.slot_start, "exam_type": offer.exam_type}}},
-            upsert=True,
         )
 
     async def waitlist_left(self, entry_id: str, reason: str, at: dt.datetime) -> None:

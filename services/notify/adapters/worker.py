@@ -8,6 +8,7 @@ import asyncio
 import datetime as dt
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -33,6 +34,7 @@ from schemas.events.booking import (
 )
 from schemas.events.feedback import FeedbackReceived
 from schemas.events.messages import MessageReceived, MessageRouted
+from schemas.events.notify import NotificationKind
 from schemas.events.roster import ExamTypeDefined, StoreRegistered
 from schemas.registry import (
     BOOKING_EVENTS,
@@ -56,8 +58,9 @@ from services.notify.adapters.storage import (
 from services.notify.domain.model import StoreProfile
 from services.notify.domain.offers import (
     OFFER_EVENTS,
-    KnownOffer,
+    WaitlistContact,
     contact_from_joined,
+    offer_notification_id,
     plan_offer,
 )
 from services.notify.domain.planner import Policy, booking_id_of, plan
@@ -67,6 +70,7 @@ from services.notify.settings import NotifySettings
 log = get_logger(__name__)
 
 STORE_CACHE_S = 30.0
+CONTACTS_CACHED = 50_000  # waitlist contacts kept in memory (least recently used dropped)
 WAITLIST_EVENTS = (
     WaitlistJoined,
     WaitlistLeft,
@@ -196,6 +200,7 @@ class EventHandler:
         )
         self._rules: tuple[float, list[RoutingRule]] = (0.0, [])
         self._stores: dict[str, tuple[float, StoreProfile | None]] = {}
+        self._contacts: OrderedDict[str, WaitlistContact] = OrderedDict()
 
     async def handle(self, topic: str, envelope: Envelope[EventPayload]) -> None:
         payload = envelope.payload
@@ -282,7 +287,9 @@ class EventHandler:
         """Remember who joined a waitlist; tell them about offers made to them."""
         payload = envelope.payload
         if isinstance(payload, WaitlistJoined):
-            await self.repo.save_waitlist_contact(contact_from_joined(envelope, payload))
+            joined = contact_from_joined(envelope, payload)
+            await self.repo.save_waitlist_contact(joined)
+            self._remember_contact(joined)
             return
         if isinstance(payload, WaitlistLeft):
             await self.repo.waitlist_left(
@@ -291,14 +298,21 @@ class EventHandler:
             return
         if not isinstance(payload, OFFER_EVENTS):
             return  # OfferDeclined: the customer said so themselves
-        contact, offers = await self.repo.waitlist_contact(payload.waitlist_entry_id)
+        contact = await self.contact(payload.waitlist_entry_id)
         if contact is None:
-            log.warning(
-                "no_waitlist_context",
-                waitlist_entry_id=payload.waitlist_entry_id,
-                type=envelope.type,
-            )
+            entry_id = payload.waitlist_entry_id
+            log.warning("no_waitlist_context", waitlist_entry_id=entry_id, type=envelope.type)
             return
+        offered_slot = None
+        if isinstance(payload, OfferTaken):  # carries no time: the offer's message has it
+            offer = await self.repo.get(
+                offer_notification_id(
+                    payload.offer_token,
+                    NotificationKind.WAITLIST_OFFER,
+                    contact.recipient.customer_ref,
+                )
+            )
+            offered_slot = (offer or {}).get("slot_start")
         now = self.clock.now()
         notification = plan_offer(
             envelope,
@@ -307,13 +321,29 @@ class EventHandler:
             now=now,
             max_event_age=self.policy.max_event_age,
             public_booking_url=self.settings.public_booking_url,
-            known=offers.get(payload.offer_token),
+            offered_slot=offered_slot,
         )
         if notification is not None:
             await self._send(envelope, [notification_doc(notification, now)], [])
-        if isinstance(payload, SlotOffered) and payload.offer_token not in offers:
-            offer = KnownOffer(payload.slot_start, payload.exam_type)
-            await self.repo.remember_offer(payload.waitlist_entry_id, payload.offer_token, offer)
+
+    async def contact(self, entry_id: str) -> WaitlistContact | None:
+        """The entry's contact: kept in memory when this instance saw it join (the same
+        partition brings its offers), else one MongoDB read by `_id` (a read on FerretDB
+        costs milliseconds of its single writer's time: not one per offer)."""
+        contact = self._contacts.get(entry_id)
+        if contact is not None:
+            self._contacts.move_to_end(entry_id)
+            return contact
+        contact = await self.repo.waitlist_contact(entry_id)
+        if contact is not None:
+            self._remember_contact(contact)
+        return contact
+
+    def _remember_contact(self, contact: WaitlistContact) -> None:
+        self._contacts[contact.entry_id] = contact
+        self._contacts.move_to_end(contact.entry_id)
+        while len(self._contacts) > CONTACTS_CACHED:
+            self._contacts.popitem(last=False)
 
     async def store(self, store_id: str) -> StoreProfile | None:
         """Store profiles change rarely (roster events, the config API): a few seconds' cache."""

@@ -30,14 +30,6 @@ class WaitlistContact:
     exam_type: str
 
 
-@dataclass(frozen=True)
-class KnownOffer:
-    """An offer notify has seen (SlotOffered), for the events about it that carry no time."""
-
-    slot_start: dt.datetime
-    exam_type: str
-
-
 def contact_from_joined(envelope: Envelope[EventPayload], event: WaitlistJoined) -> WaitlistContact:
     customer = event.customer
     return WaitlistContact(
@@ -53,6 +45,13 @@ def contact_from_joined(envelope: Envelope[EventPayload], event: WaitlistJoined)
         channel=event.channel,
         exam_type=event.exam_type,
     )
+
+
+def offer_notification_id(offer_token: str, kind: NotificationKind, customer_ref: str) -> str:
+    """One message per offer and kind: keyed by the offer token, not the event id, so a
+    re-emitted event (a stream task redoing its transaction) yields the same id. OfferTaken
+    finds the offer's time in the offer's notification by this id."""
+    return notification_id(f"offer:{offer_token}", str(kind), customer_ref)
 
 
 def offer_link(public_booking_url: str, offer_token: str) -> str:
@@ -81,9 +80,10 @@ def plan_offer(
     now: dt.datetime,
     max_event_age: dt.timedelta,
     public_booking_url: str,
-    known: KnownOffer | None = None,
+    offered_slot: dt.datetime | None = None,
 ) -> Notification | None:
-    """The one message an offer event causes for the entry's customer (None: nothing to say)."""
+    """The one message an offer event causes for the entry's customer (None: nothing to say).
+    `offered_slot`: for OfferTaken, the time of the offer (from its notification), if known."""
     event = envelope.payload
     locale = resolve_locale(contact.recipient.locale, store.locale if store else None)
     store_name = (store.name if store else "") or contact.store_id
@@ -94,7 +94,7 @@ def plan_offer(
     hold_until: dt.datetime | None = None
     link = ""
     local_start: str | None = None
-    exam_type = known.exam_type if known else contact.exam_type
+    exam_type = contact.exam_type
     if isinstance(event, SlotOffered):
         kind, template = NotificationKind.WAITLIST_OFFER, "waitlist_offer"
         when, hold_until, local_start = event.slot_start, event.hold_until, event.local_start
@@ -104,7 +104,7 @@ def plan_offer(
         stale_after = min(stale_after, event.hold_until)
     elif isinstance(event, OfferTaken):
         kind, template = NotificationKind.OFFER_TAKEN, "offer_taken"
-        when = known.slot_start if known else None
+        when = offered_slot
         # `alternatives` arrives with OfferTaken 1.1
         alternatives = list(getattr(event, "alternatives", None) or ())
     elif isinstance(event, OfferExpired):
@@ -125,11 +125,10 @@ def plan_offer(
         hold_until=hold_until,
         link=link,
     )
-    # One message per offer and kind: the offer token, not the event id, so a re-emitted
-    # event (a stream task redoing its transaction) yields the same id.
-    nid = notification_id(f"offer:{event.offer_token}", str(kind), contact.recipient.customer_ref)
     return Notification(
-        notification_id=nid,
+        notification_id=offer_notification_id(
+            event.offer_token, kind, contact.recipient.customer_ref
+        ),
         kind=kind,
         template=template,
         store_id=contact.store_id,

@@ -17,7 +17,6 @@ from schemas.events.booking import (
 from schemas.events.notify import NotificationKind
 from services.notify.domain.model import StoreProfile
 from services.notify.domain.offers import (
-    KnownOffer,
     WaitlistContact,
     contact_from_joined,
     offer_link,
@@ -71,7 +70,7 @@ def offered(token: str = "tok-1", hold: dt.datetime = HOLD):
     )
 
 
-def plan(event, who=None, store=STORE, known=None, now=NOW):
+def plan(event, who=None, store=STORE, offered_slot=None, now=NOW):
     return plan_offer(
         event,
         who or contact(),
@@ -79,7 +78,7 @@ def plan(event, who=None, store=STORE, known=None, now=NOW):
         now=now,
         max_event_age=AGE,
         public_booking_url=URL,
-        known=known,
+        offered_slot=offered_slot,
     )
 
 
@@ -127,8 +126,7 @@ def test_without_a_store_profile_times_follow_the_events_local_offset():
 
 def test_taken_says_sorry_with_the_known_time_and_alternatives():
     taken = OfferTaken(offer_token="tok-1", waitlist_entry_id="wl1", booking_id="b-other")
-    known = KnownOffer(SLOT, "std")
-    n = plan(env(taken), contact("en"), known=known)
+    n = plan(env(taken), contact("en"), offered_slot=SLOT)
     assert n is not None and n.kind == NotificationKind.OFFER_TAKEN
     assert n.text == (
         "Hi 王芳, sorry: someone else booked the 标准验光 slot at 静安店 on Thu 5 Mar 2026, 15:30 "
@@ -137,7 +135,7 @@ def test_taken_says_sorry_with_the_known_time_and_alternatives():
     # OfferTaken 1.1 carries nearby free starts
     alternatives = [SLOT + dt.timedelta(hours=1), SLOT + dt.timedelta(days=1)]
     with_alternatives = env(taken.model_copy(update={"alternatives": alternatives}))
-    zh = plan(with_alternatives, known=known)
+    zh = plan(with_alternatives, offered_slot=SLOT)
     assert zh is not None
     assert zh.text == (
         "王芳您好，很抱歉，静安店2026年3月5日（周四）15:30的标准验光空位已被其他顾客预约。"
