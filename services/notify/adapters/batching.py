@@ -72,7 +72,9 @@ class InsertBatcher:
             return
         for item_docs, future in batch:
             if not future.done():
-                future.set_result({d["_id"] for d in item_docs} & duplicates)
+                future.set_result(
+                    {d["_id"] for d in item_docs} & duplicates if duplicates else set()
+                )
 
     @staticmethod
     def _fail(batch: list[tuple[list[Doc], asyncio.Future[set[str]]]], exc: Exception) -> None:
