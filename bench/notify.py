@@ -8,8 +8,13 @@ counted from each event's *scheduled* send time to the webhook request arriving 
 receiver: Kafka, the worker's Redis claim and the HTTP call are inside (its MongoDB outbox
 write follows the call, batched).
 
+A second step does the same for waitlist offers: `WaitlistJoined` per entry first (not timed;
+notify keeps the contact), then `SlotOffered` open loop at `--offer-rate` (default 100/s),
+latency to the offer's webhook request (the entry's contact is one MongoDB read by `_id`).
+
 Run it on its own (`make bench` runs the booking benchmark, which stops its platform at the
-end): `python -m bench.notify [--rates 100,500] [--seconds 10]`.
+end): `python -m bench.notify [--rates 100,500] [--seconds 10] [--offer-rate 100]`; against
+another running infrastructure profile: `--profile test5000 --port-offset 5000`.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from optisync_common.settings import ServiceSettings
 from optisync_common.topics import apply_registry
 from schemas.envelope import new_envelope
 from schemas.events.base import Channel
-from schemas.events.booking import BookingConfirmed, Customer
+from schemas.events.booking import BookingConfirmed, Customer, SlotOffered, WaitlistJoined
 from schemas.serde import encode
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,7 +61,8 @@ def _free_port() -> int:
 
 
 class Receiver:
-    """The chat gateway: notes when each booking's confirmation arrives."""
+    """The chat gateway: notes when each booking's confirmation and each waitlist entry's
+    offer arrives."""
 
     def __init__(self) -> None:
         self.arrived: dict[str, float] = {}
@@ -79,6 +85,8 @@ class Receiver:
         body = await request.json()
         if body["kind"] == "confirmation":
             self.arrived.setdefault(body["booking_id"], now)
+        elif body["kind"] == "waitlist_offer":
+            self.arrived.setdefault(body["recipient"]["customer_ref"], now)
         return web.Response(status=200)
 
 
@@ -96,15 +104,65 @@ def _event(store_id: str, booking_id: str, slot: dt.datetime) -> Any:
     return encode(envelope)
 
 
+def _joined(store_id: str, entry_id: str) -> Any:
+    today = dt.datetime.now(dt.UTC).date()
+    payload = WaitlistJoined(
+        waitlist_entry_id=entry_id, idempotency_key=entry_id,
+        customer=Customer(customer_ref=entry_id, name="Bench", chat_id="wx", locale="zh-CN"),
+        channel=Channel.WECHAT, exam_type="standard", date_from=today,
+        date_to=today + dt.timedelta(days=14),
+    )  # fmt: skip
+    envelope = new_envelope(payload, region="cn", store_id=store_id, correlation_id=entry_id,
+                            occurred_at=dt.datetime.now(dt.UTC))  # fmt: skip
+    return encode(envelope)
+
+
+def _offered(store_id: str, entry_id: str, slot: dt.datetime) -> Any:
+    now = dt.datetime.now(dt.UTC)
+    payload = SlotOffered(
+        offer_token=f"tok-{entry_id}", waitlist_entry_id=entry_id, customer_ref=entry_id,
+        channel=Channel.WECHAT, exam_type="standard", optometrist_id="o1", slot_start=slot,
+        local_start=slot.isoformat(), hold_until=now + dt.timedelta(minutes=30),
+    )  # fmt: skip
+    envelope = new_envelope(payload, region="cn", store_id=store_id, correlation_id=entry_id,
+                            occurred_at=now)  # fmt: skip
+    return encode(envelope)
+
+
 async def _open_loop(
-    producer: Any, receiver: Receiver, rate: int, seconds: int, stores: list[str], tag: str
+    producer: Any,
+    receiver: Receiver,
+    rate: int,
+    seconds: int,
+    stores: list[str],
+    tag: str,
+    offers: bool = False,
 ) -> dict[str, Any]:
     slot = (dt.datetime.now(dt.UTC) + dt.timedelta(days=10)).replace(second=0, microsecond=0)
     total = rate * seconds
+    build = _offered if offers else _event
     # Built before the clock starts: the load generator must not be what is measured.
     messages = [
-        (f"{tag}-{i}", _event(stores[i % len(stores)], f"{tag}-{i}", slot)) for i in range(total)
+        (f"{tag}-{i}", build(stores[i % len(stores)], f"{tag}-{i}", slot)) for i in range(total)
     ]
+    if offers:  # the entries join first (untimed): notify keeps their contacts
+        for i in range(total):
+            joined = _joined(stores[i % len(stores)], f"{tag}-{i}")
+            await producer.send(
+                joined.topic, value=joined.value, key=joined.key, headers=joined.headers
+            )
+        # a confirmation per store after them: once all are out, the joins are handled
+        sentinels = [f"{tag}-sentinel-{store}" for store in stores]
+        for store, booking_id in zip(stores, sentinels, strict=True):
+            message = _event(store, booking_id, slot)
+            await producer.send(
+                message.topic, value=message.value, key=message.key, headers=message.headers
+            )
+        for _ in range(600):
+            if all(b in receiver.arrived for b in sentinels):
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)
     scheduled: dict[str, float] = {}
     start = time.perf_counter() + 0.2
     for i, (booking_id, message) in enumerate(messages):
@@ -127,6 +185,7 @@ async def _open_loop(
 
     p50, p90, p99 = percentiles(latencies, 0.50, 0.90, 0.99)
     return {
+        "step": "SlotOffered" if offers else "BookingConfirmed",
         "offered_per_s": rate,
         "sent_per_s": round(total / elapsed, 1),
         "events": total,
@@ -178,9 +237,21 @@ async def _run(args: argparse.Namespace, endpoints: infra.Endpoints, run_id: str
         await _open_loop(producer, receiver, 50, 2, stores, f"{run_id}-warm")
         for rate in args.rates:
             _progress(f"{rate} events/s for {args.seconds}s")
-            results.append(await _open_loop(producer, receiver, rate, args.seconds, stores,
-                                            f"{run_id}-r{rate}"))  # fmt: skip
+            idle = await _idle_cpu_rate(proc.pid)
+            cpu_before, started = _cpu_s(proc.pid), time.perf_counter()
+            row = await _open_loop(producer, receiver, rate, args.seconds, stores,
+                                   f"{run_id}-r{rate}")  # fmt: skip
+            await asyncio.sleep(2)  # the outbox writes after the calls settle
+            results.append(_with_cpu(row, cpu_before, _cpu_s(proc.pid), idle, started))
+        if args.offer_rate:
+            _progress(f"SlotOffered: {args.offer_rate} events/s for {args.seconds}s")
+            tag = f"{run_id}-o{args.offer_rate}"
+            idle = await _idle_cpu_rate(proc.pid)
+            cpu_before, started = _cpu_s(proc.pid), time.perf_counter()
+            step = _open_loop(producer, receiver, args.offer_rate, args.seconds, stores, tag, True)
+            row = await step
             await asyncio.sleep(2)
+            results.append(_with_cpu(row, cpu_before, _cpu_s(proc.pid), idle, started))
     finally:
         await producer.stop()
         proc.terminate()
@@ -188,6 +259,38 @@ async def _run(args: argparse.Namespace, endpoints: infra.Endpoints, run_id: str
         await receiver.stop()
         await _drop_database(endpoints, f"optisync_notify-bench-{run_id}")
     return results
+
+
+def _cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) the worker process used so far: per event, a figure other
+    load on a shared machine does not move the way it moves latency."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _idle_cpu_rate(pid: int, seconds: float = 2.0) -> float | None:
+    """CPU seconds per second the idle worker spends (polling Kafka, the scheduler)."""
+    before = _cpu_s(pid)
+    await asyncio.sleep(seconds)
+    after = _cpu_s(pid)
+    return None if before is None or after is None else (after - before) / seconds
+
+
+def _with_cpu(
+    row: dict[str, Any],
+    before: float | None,
+    after: float | None,
+    idle_rate: float | None,
+    started: float,
+) -> dict[str, Any]:
+    """CPU per event above the idle worker's own (measured just before the step)."""
+    if before is not None and after is not None and idle_rate is not None and row["events"]:
+        busy = (after - before) - idle_rate * (time.perf_counter() - started)
+        row["worker_cpu_ms_per_event"] = round(max(busy, 0.0) * 1000 / row["events"], 3)
+    return row
 
 
 async def _drop_database(endpoints: infra.Endpoints, name: str) -> None:
@@ -201,10 +304,11 @@ async def _drop_database(endpoints: infra.Endpoints, name: str) -> None:
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    headers = ["offered /s", "sent /s", "events", "delivered", "p50 ms", "p90 ms", "p99 ms",
-               "max ms"]  # fmt: skip
-    cells = [[r["offered_per_s"], r["sent_per_s"], r["events"], r["delivered"], r["p50_ms"],
-              r["p90_ms"], r["p99_ms"], r["max_ms"]] for r in rows]  # fmt: skip
+    headers = ["event", "offered /s", "sent /s", "events", "delivered", "p50 ms", "p90 ms",
+               "p99 ms", "max ms", "worker CPU ms/event"]  # fmt: skip
+    cells = [[r["step"], r["offered_per_s"], r["sent_per_s"], r["events"], r["delivered"],
+              r["p50_ms"], r["p90_ms"], r["p99_ms"], r["max_ms"],
+              r.get("worker_cpu_ms_per_event")] for r in rows]  # fmt: skip
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *cells, strict=False)]
 
     def line(values: list[Any]) -> str:
@@ -220,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rates", type=lambda s: [int(r) for r in s.split(",")],
                         default=[100, 500])  # fmt: skip
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--offer-rate", type=int, default=100, help="SlotOffered /s (0: skip)")
     parser.add_argument("--stores", type=int, default=48)
     parser.add_argument("--profile", default="bench")
     parser.add_argument("--port-offset", type=int, default=2000)
@@ -241,11 +346,16 @@ def main(argv: list[str] | None = None) -> int:
         if not was_running:
             infra.down(cfg)
     report = (
-        f"# Notify benchmark {run_id}\n\nmachine: {os.cpu_count()} cores, Kafka + Redis + "
+        f"# Notify benchmark {run_id}\n\nmachine: {os.cpu_count()} cores (load average "
+        f"{os.getloadavg()[0]:.1f} at the end), Kafka + Redis + "
         f"FerretDB + the notify worker + this load generator and webhook receiver on one box; "
         f"{args.seconds}s per rate, {args.stores} stores.\n\nLatency: an event's scheduled "
         "send time -> its confirmation's signed webhook request arriving at the receiver "
-        "(Kafka, the worker's Redis claim and HTTP call; the outbox write follows the call).\n\n"
+        "(Kafka, the worker's Redis claim and HTTP call; the outbox write follows the call); "
+        "SlotOffered: the same to the offer's request (plus the contact read by `_id`). "
+        "Worker CPU per event: the worker process's CPU time over the step (and 2 s after "
+        "it) less what it spends idle (measured for 2 s before), / events; for SlotOffered "
+        "it includes the entries' WaitlistJoined.\n\n"
         + _table(rows)
         + "\n\ntarget: p99 <= 100 ms\n"
     )

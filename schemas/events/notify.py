@@ -25,6 +25,7 @@ class NotificationKind(StrEnum):
     FEEDBACK_REQUEST = "feedback_request"
     STAFF_MESSAGE = "staff_message"
     REASSIGNMENT = "reassignment"  # 1.1: same time, another optometrist
+    OFFER_EXPIRED = "offer_expired"  # 1.2: a waitlist offer's hold ran out
 
 
 class DeliveryStatus(StrEnum):
@@ -38,7 +39,7 @@ class DeliveryAttempted(EventPayload):
     """One call (or decision not to call) of a channel adapter for a notification id."""
 
     event_type: ClassVar[str] = "DeliveryAttempted"
-    event_version: ClassVar[str] = "1.1"  # 1.1: kind `reassignment`
+    event_version: ClassVar[str] = "1.2"  # 1.1: kind `reassignment`; 1.2: `offer_expired`
     topic: ClassVar[str] = NOTIFY_DELIVERIES
 
     notification_id: Id = Field(description="deterministic: one adapter call per id")

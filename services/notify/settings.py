@@ -41,6 +41,9 @@ class NotifySettings(ServiceSettings):
     feedback_reply_window_h: int = 72
     # Due reminders/retries: how often the scheduler looks.
     poll_interval_s: float = 0.5
+    # Where customers accept a waitlist offer: `<public_booking_url>/offers/<offer_token>`
+    # (the booking API in dev).
+    public_booking_url: str = "http://127.0.0.1:8002"
     # Inbound webhooks: allowed clock skew of the signature timestamp.
     inbound_max_skew_s: int = 300
 

@@ -1,7 +1,8 @@
-"""Group commit for MongoDB inserts: concurrent callers (one per Kafka partition) hand over
-documents and share one `insert_many`. On FerretDB (SQLite underneath) every write command is
-a transaction of its own, so one command for a hundred documents costs about what one costs
-for three; while a batch is being written the next one collects."""
+"""Group commit for MongoDB inserts and Redis commands: concurrent callers (one per event in
+flight) hand over documents and share one `insert_many` (or one Redis pipeline). On FerretDB
+(SQLite underneath) every write command is a transaction of its own, so one command for a
+hundred documents costs about what one costs for three; while a batch is being written the
+next one collects."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import asyncio
 import contextlib
 from typing import Any
 
+import redis.asyncio as aioredis
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
@@ -70,10 +72,67 @@ class InsertBatcher:
             return
         for item_docs, future in batch:
             if not future.done():
-                future.set_result({d["_id"] for d in item_docs} & duplicates)
+                future.set_result(
+                    {d["_id"] for d in item_docs} & duplicates if duplicates else set()
+                )
 
     @staticmethod
     def _fail(batch: list[tuple[list[Doc], asyncio.Future[set[str]]]], exc: Exception) -> None:
         for _, future in batch:
             if not future.done():
                 future.set_exception(exc)
+
+
+class RedisBatcher:
+    """Group commit for Redis: commands of concurrent callers (one per event in flight) share
+    one pipeline (one round trip, one connection checkout, one read). Idle, a command goes out
+    at once, alone; while a pipeline is in flight the next one collects."""
+
+    def __init__(self, redis: aioredis.Redis, max_commands: int = 500) -> None:
+        self.redis = redis
+        self.max_commands = max_commands
+        self._queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def execute(self, *command: Any) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append((command, future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="redis-batcher")
+        self._wakeup.set()
+        return await future
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                batch = self._queue[: self.max_commands]
+                del self._queue[: self.max_commands]
+                await self._flush(batch)
+
+    async def _flush(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for command, _ in batch:
+                pipe.execute_command(*command)
+            results = await pipe.execute(raise_on_error=False)
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)

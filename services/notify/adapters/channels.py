@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any, Protocol
 
@@ -28,6 +28,13 @@ class OutboundMessage:
     subject: str
     text: str
     attempt: int
+    # The same notification may have reached the channel already (its sender was killed
+    # before recording the outcome); the idempotency key is the same as then.
+    uncertain: bool = False
+
+
+# Marks a resend after an unknown outcome (the receiver should dedupe by the idempotency key).
+RESEND_HEADER = "X-OptiSync-Resend"
 
 
 class DeliveryError(Exception):
@@ -71,12 +78,14 @@ class WebhookAdapter:
         return self._session
 
     async def send(self, message: OutboundMessage) -> None:
-        body = orjson.dumps(asdict(message))
+        body = orjson.dumps(message)  # orjson serializes dataclasses natively
         headers = {
             "content-type": "application/json",
             SIGNATURE_HEADER: sign(self._secret, int(time.time()), body),
             "Idempotency-Key": message.notification_id,
         }
+        if message.uncertain:
+            headers[RESEND_HEADER] = "uncertain"
         try:
             async with self._client().post(self.url, data=body, headers=headers) as response:
                 status = response.status
@@ -117,6 +126,8 @@ class SmtpAdapter:
         email["Subject"] = message.subject
         email["Message-ID"] = f"<{message.notification_id}@notify.optisync>"
         email["X-OptiSync-Notification-Id"] = message.notification_id
+        if message.uncertain:
+            email[RESEND_HEADER] = "uncertain"
         email.set_content(message.text)
         try:
             await asyncio.to_thread(self._send_blocking, email)

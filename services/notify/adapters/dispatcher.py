@@ -10,15 +10,21 @@ Fresh notifications (due when their event is handled, the hot path):
 A claim found neither `done` nor recorded in MongoDB after the lease time means its owner
 died between 1 and 3: it is taken over (compare-and-set) and sent.
 
-Scheduled notifications (reminders, retries, replays) live in the outbox, indexed by due time;
-the scheduler takes a short Redis lease per id (`SET NX PX`, longer than the adapter timeout),
-re-reads the document under the lease, sends, and writes the outcome before releasing it.
+Scheduled notifications (reminders, retries, replays) live in the outbox; when each is due is
+in a Redis sorted set (`DueIndex`, rebuilt from the outbox when a worker starts). The scheduler
+reads the due ids (`ZRANGEBYSCORE`), takes a short Redis lease per id (`SET NX PX`, longer than
+the adapter timeout), re-reads the document by `_id` under the lease, sends, and writes the
+outcome (and drops the index entry) before releasing it.
 
-The window: a process killed during an adapter call, or after it returned and before the
-claim is marked (one Redis command), leaves the outcome unknown; the notification is sent
-again once the lease has passed. That resend
-carries the same `Idempotency-Key` header (webhooks) / `Message-ID` (e-mail), so a gateway
-drops it; every other redelivery, restart or second instance sends nothing twice.
+The window: every send is noted in Redis before the adapter call (the fresh path's claim,
+the scheduler's `sending:<id>` = attempt) and marked right after it returns (`done` /
+`sent:<attempt>`, one Redis command, before any MongoDB write). A process killed between the
+two (during the call, or in the sub-millisecond after it) leaves the outcome unknown: after
+the lease the notification is sent again as an *uncertain resend* with the same
+`Idempotency-Key` (webhooks) / `Message-ID` (e-mail) and `X-OptiSync-Resend: uncertain`, so a
+provider honouring the key delivers it once (at-least-once to the provider, exactly-once to
+the customer behind such a provider). A kill after the mark sends nothing again; so does every
+redelivery, restart or second instance.
 """
 
 from __future__ import annotations
@@ -43,13 +49,14 @@ from schemas.events.dlq import DeadLetter
 from schemas.events.notify import DeliveryAttempted, DeliveryStatus, NotificationKind
 from schemas.registry import NOTIFY_DELIVERIES
 from schemas.serde import encode
+from services.notify.adapters.batching import RedisBatcher
 from services.notify.adapters.channels import (
     ChannelAdapter,
     DeliveryError,
     OutboundMessage,
     build_adapter,
 )
-from services.notify.adapters.metrics import ADAPTER_LATENCY, DELIVERIES
+from services.notify.adapters.metrics import ADAPTER_LATENCY, DELIVERIES, UNCERTAIN_RESENDS
 from services.notify.adapters.storage import (
     DEAD,
     PENDING,
@@ -68,10 +75,17 @@ Save = Callable[[Doc, str, dict[str, Any]], Awaitable[None]]
 # Channel configuration edits reach running workers within this many seconds.
 CONFIG_CACHE_S = 30.0
 CLAIM_TTL_S = 8 * 24 * 3600  # longer than booking.events.v1 keeps an event (7 days)
+SENDING_TTL_S = 24 * 3600  # longer than any retry schedule of one attempt
 DONE = "done"
 _TAKE_OVER = (
     "if redis.call('get', KEYS[1]) == ARGV[1] then "
     "return redis.call('set', KEYS[1], ARGV[2], 'EX', ARGV[3]) end"
+)
+# sending:<id>: leave `sent:<n>` alone (ARGV[2]), else note attempt ARGV[1]; return what was there
+_NOTE_SENDING = (
+    "local prev = redis.call('get', KEYS[1]) "
+    "if prev == ARGV[2] then return prev end "
+    "redis.call('set', KEYS[1], ARGV[1], 'EX', ARGV[3]) return prev"
 )
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
 
@@ -83,19 +97,21 @@ class AdapterRegistry:
         self.settings = settings
         self.repo = repo
         self._adapters: dict[str, ChannelAdapter] = {}
-        self._specs: dict[tuple[str, str], tuple[float, dict[str, Any] | None]] = {}
+        self._specs: dict[tuple[str, str], tuple[float, ChannelAdapter | None]] = {}
 
     async def resolve(self, store_id: str, channel: str) -> ChannelAdapter | None:
         cached = self._specs.get((store_id, channel))
         if cached is not None and time.monotonic() - cached[0] < CONFIG_CACHE_S:
-            spec = cached[1]
-        else:
-            spec = await self.repo.channel_spec(store_id, channel)
-            if spec is None and self.settings.default_webhook_url:
-                spec = {"kind": "webhook", "url": self.settings.default_webhook_url}
-            self._specs[(store_id, channel)] = (time.monotonic(), spec)
-        if spec is None:
-            return None
+            return cached[1]
+        spec = await self.repo.channel_spec(store_id, channel)
+        if spec is None and self.settings.default_webhook_url:
+            spec = {"kind": "webhook", "url": self.settings.default_webhook_url}
+        adapter = None if spec is None else self._adapter(spec)
+        self._specs[(store_id, channel)] = (time.monotonic(), adapter)
+        return adapter
+
+    def _adapter(self, spec: dict[str, Any]) -> ChannelAdapter:
+        """One adapter (and its connection pool) per distinct configuration."""
         fingerprint = orjson.dumps(spec, option=orjson.OPT_SORT_KEYS).decode()
         adapter = self._adapters.get(fingerprint)
         if adapter is None:
@@ -130,6 +146,10 @@ class Dispatcher:
         self.owner = f"{settings.service_name}-{uuid.uuid4().hex[:8]}"
         self.breakers: dict[str, CircuitBreaker] = {}
         self._lease_ms = int(settings.lease_s * 1000)
+        self._missing: dict[str, float] = {}  # due-index ids without a document: since when
+        self._note_sending = redis.register_script(_NOTE_SENDING)
+        # Claims and their marks of the events in flight share pipelines (with the due index).
+        self.batched = repo.schedule.batcher if repo.schedule else RedisBatcher(redis)
 
     # --- leases -------------------------------------------------------------------------
 
@@ -160,7 +180,10 @@ class Dispatcher:
         for doc in docs:
             nid = doc["_id"]
             value = f"{self.owner}|{time.time():.3f}"
-            won = await self.redis.set(self._claim_key(nid), value, nx=True, ex=CLAIM_TTL_S)
+            won = await self.batched.execute(
+                "SET", self._claim_key(nid), value, "NX", "EX", CLAIM_TTL_S
+            )
+            decision = "claimed"
             if not won:
                 decision = await self._contested(doc, value)
                 if decision == "skip":
@@ -169,10 +192,12 @@ class Dispatcher:
                     # Someone is sending it right now: store it pending, due only after their
                     # lease, so the scheduler sends it should they never record an outcome.
                     doc["due_at"] = self.clock.now() + dt.timedelta(seconds=self.settings.lease_s)
+                    doc["contended"] = True  # sent by the scheduler = its first sender died
                     to_store.append(doc)
                     continue
             claimed.append(nid)
-            await self._deliver(doc, self._in_memory)
+            # Taken over from a sender that died: it may have sent it. Same key, flagged.
+            await self._deliver(doc, self._in_memory, uncertain=decision == "take")
             to_store.append(doc)
         return to_store, claimed
 
@@ -201,32 +226,55 @@ class Dispatcher:
         if state == SENT:
             # Sent: say so in Redis at once (sub-millisecond), before the batched MongoDB
             # insert, so a crash now cannot make a redelivery send it again.
-            await self.redis.set(self._claim_key(doc["_id"]), DONE, ex=CLAIM_TTL_S)
+            await self.batched.execute("SET", self._claim_key(doc["_id"]), DONE, "EX", CLAIM_TTL_S)
 
     async def settle(self, claimed: list[Doc]) -> None:
         """The outcomes are stored: mark the claims done (redeliveries skip on Redis alone).
         Sent ones were marked right after the call."""
         for doc in claimed:
             if doc.get("state") != SENT:
-                await self.redis.set(self._claim_key(doc["_id"]), DONE, ex=CLAIM_TTL_S)
+                await self.batched.execute(
+                    "SET", self._claim_key(doc["_id"]), DONE, "EX", CLAIM_TTL_S
+                )
 
     async def poll_once(self, limit: int = 200) -> int:
-        """Send what is due (reminders, retries, work of a crashed instance). Returns how many
-        adapter calls or skips this instance made."""
+        """Send what is due (reminders, retries, work of a crashed instance): the due index
+        (Redis ZSET) names the ids, a lease per id decides which instance takes each, MongoDB
+        under the lease says whether it is still pending. Returns how many adapter calls or
+        skips this instance made."""
         now = self.clock.now()
         handled = 0
-        for candidate in await self.repo.due(now, limit):
-            if not await self._lease(candidate["_id"]):
+        for nid, _ in await self.repo.due(now, limit):
+            if not await self._lease(nid):
                 continue  # another instance has it
             try:
-                doc = await self.repo.get(candidate["_id"])  # fresh, under the lease
-                if doc is None or doc["state"] != PENDING or doc["due_at"] > self.clock.now():
-                    continue
-                await self._deliver(doc)
-                handled += 1
+                handled += await self._deliver_scheduled(nid)
             finally:
-                await self._release(candidate["_id"])
+                await self._release(nid)
         return handled
+
+    async def _deliver_scheduled(self, nid: str) -> int:
+        doc = await self.repo.get(nid)  # fresh, under the lease
+        now = self.clock.now()
+        if doc is None:
+            # Indexed just before its insert: give the insert time (real time, not the due
+            # time: a reminder may be found due before its batched insert), then forget it.
+            first_seen = self._missing.setdefault(nid, time.monotonic())
+            if time.monotonic() - first_seen > self.settings.lease_s:
+                await self.repo.unschedule([nid])
+                del self._missing[nid]
+            return 0
+        self._missing.pop(nid, None)
+        if doc["state"] != PENDING:
+            await self.repo.unschedule([nid])
+            return 0
+        if doc["due_at"] > now:  # rescheduled (a retry) meanwhile: index its new time
+            await self.repo.schedule_one(nid, doc["due_at"])
+            return 0
+        await self._deliver(doc, scheduled=True)
+        if doc.get("state", PENDING) != PENDING:
+            await self.repo.unschedule([nid])
+        return 1
 
     async def deliver_one(self, notification_id: str) -> bool:
         """Send one pending, due notification now (replay), under the same lease rules."""
@@ -236,7 +284,9 @@ class Dispatcher:
             doc = await self.repo.get(notification_id)
             if doc is None or doc["state"] != PENDING or doc["due_at"] > self.clock.now():
                 return False
-            await self._deliver(doc)
+            await self._deliver(doc, scheduled=True)
+            if doc.get("state", PENDING) != PENDING:
+                await self.repo.unschedule([notification_id])
             return True
         finally:
             await self._release(notification_id)
@@ -254,11 +304,45 @@ class Dispatcher:
     # --- one delivery ---------------------------------------------------------------------
 
     async def _update(self, doc: Doc, state: str, fields: dict[str, Any]) -> None:
-        await self.repo.outbox.update_one({"_id": doc["_id"]}, {"$set": {"state": state, **fields}})
+        doc.update(state=state, **fields)
+        await self.repo.set_state(doc["_id"], {"state": state, **fields})
 
-    async def _deliver(self, doc: Doc, save: Save | None = None) -> None:
+    def _sending_key(self, notification_id: str) -> str:
+        return f"{self.settings.redis_prefix}sending:{notification_id}"
+
+    async def _mark_sending(self, doc: Doc, attempt: int) -> str:
+        """Scheduled sends note the attempt in Redis before the call and `sent:<attempt>` right
+        after it (one round trip each). Before a call, what was noted decides:
+        - `sent:<attempt>`: a sender died after the call succeeded, before MongoDB heard of
+          it: "sent" (recorded, not sent again);
+        - `<attempt>`: a sender died during the call: "uncertain" (resent, same key, flagged);
+        - otherwise "fresh"."""
+        previous = await self._note_sending(
+            keys=[self._sending_key(doc["_id"])],
+            args=[str(attempt), f"sent:{attempt}", SENDING_TTL_S],
+        )
+        text = previous.decode() if isinstance(previous, bytes) else previous
+        if text == f"sent:{attempt}":
+            return "sent"
+        if text == str(attempt):
+            return "uncertain"
+        # deferred behind a fresh-path sender that never recorded an outcome
+        return "uncertain" if doc.get("contended") and attempt == 1 else "fresh"
+
+    async def _mark_sent(self, doc: Doc, attempt: int) -> None:
+        await self.redis.set(self._sending_key(doc["_id"]), f"sent:{attempt}", ex=SENDING_TTL_S)
+
+    async def _deliver(
+        self,
+        doc: Doc,
+        save: Save | None = None,
+        *,
+        scheduled: bool = False,
+        uncertain: bool = False,
+    ) -> None:
         """One attempt; `save` writes the outcome (an update of the stored document, or for a
-        fresh notification the document itself, inserted afterwards in a batch)."""
+        fresh notification the document itself, inserted afterwards in a batch). `uncertain`:
+        an earlier call of this attempt may have reached the channel (its sender died)."""
         save = save or self._update
         now = self.clock.now()
         stale_after = doc.get("stale_after")
@@ -290,9 +374,19 @@ class Dispatcher:
             )
             return
         attempt = doc["attempts"] + 1
+        if scheduled:
+            noted = await self._mark_sending(doc, attempt)
+            if noted == "sent":
+                await save(doc, SENT, {"attempts": attempt, "sent_at": self.clock.now()})
+                await self._record(doc, attempt, DeliveryStatus.SENT, None, None)
+                return
+            uncertain = uncertain or noted == "uncertain"
+        if uncertain:
+            UNCERTAIN_RESENDS.labels(doc["channel"]).inc()
+            log.warning("uncertain_resend", notification_id=doc["_id"], attempt=attempt)
         started = time.perf_counter()
         try:
-            await adapter.send(_message(doc, attempt))
+            await adapter.send(_message(doc, attempt, uncertain))
         except Exception as exc:
             latency_ms = (time.perf_counter() - started) * 1000
             breaker.record_failure(time.monotonic())
@@ -300,6 +394,8 @@ class Dispatcher:
             await self._failed(doc, attempt, f"{exc}"[:500], retryable, latency_ms, save)
             return
         latency_ms = (time.perf_counter() - started) * 1000
+        if scheduled:  # before anything else: a crash from here on does not resend
+            await self._mark_sent(doc, attempt)
         breaker.record_success()
         ADAPTER_LATENCY.labels(doc["channel"]).observe(latency_ms / 1000)
         await save(doc, SENT, {"attempts": attempt, "sent_at": self.clock.now()})
@@ -399,7 +495,7 @@ def _log_send_failure(future: asyncio.Future[Any]) -> None:
         log.warning("delivery_record_not_produced", error=repr(future.exception()))
 
 
-def _message(doc: Doc, attempt: int) -> OutboundMessage:
+def _message(doc: Doc, attempt: int, uncertain: bool = False) -> OutboundMessage:
     return OutboundMessage(
         notification_id=doc["_id"],
         kind=doc["kind"],
@@ -411,6 +507,7 @@ def _message(doc: Doc, attempt: int) -> OutboundMessage:
         subject=doc["subject"],
         text=doc["text"],
         attempt=attempt,
+        uncertain=uncertain,
     )
 
 

@@ -21,3 +21,8 @@ EVENT_TO_ADAPTER = Histogram(
 NOTIFICATIONS_QUEUED = Counter(
     "optisync_notify_queued_total", "Notifications queued in the outbox", ["kind"]
 )
+UNCERTAIN_RESENDS = Counter(
+    "optisync_notify_uncertain_resends_total",
+    "Sends repeating a call whose outcome a killed sender never recorded (same idempotency key)",
+    ["channel"],
+)

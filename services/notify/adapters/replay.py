@@ -17,7 +17,7 @@ from optisync_common.resources import open_resources
 from schemas.events.dlq import DeadLetter
 from schemas.serde import DecodeError, decode
 from services.notify.adapters.dispatcher import NOTIFY_DLQ, Dispatcher
-from services.notify.adapters.storage import NotifyRepository
+from services.notify.adapters.storage import DueIndex, NotifyRepository
 from services.notify.settings import NotifySettings
 
 _DATES = ("due_at", "stale_after", "slot_start", "created_at", "sent_at", "finished_at")
@@ -105,7 +105,7 @@ async def replay(
         await resources.wait_for_kafka()
         assert resources.redis is not None and resources.producer is not None
         producer = resources.producer
-        repo = NotifyRepository(resources.db)
+        repo = NotifyRepository(resources.db, DueIndex.of(resources.redis, settings.redis_prefix))
         dispatcher = Dispatcher(settings, repo, resources.redis, lambda: producer, clock)
         try:
             seen: set[str] = set()

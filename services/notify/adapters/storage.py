@@ -1,22 +1,30 @@
-"""Notify's own MongoDB database: the outbox (every notification, reminders included, indexed
-by due time), what it remembers of bookings and stores, channel configuration, routing rules
-and open rating requests."""
+"""Notify's own MongoDB database: the outbox (every notification, reminders included), what it
+remembers of bookings, waitlist entries and stores, channel configuration, routing rules and
+open rating requests.
+
+Every read and write on a hot path addresses one document by `_id` (FerretDB on SQLite pushes
+down little else: a range or a non-`_id` filter scans the collection). Documents per booking,
+waitlist entry, store and customer have deterministic ids; a booking's context lists its
+reminder ids, so a cancel or reschedule updates those by `_id`. What is due when lives in a
+Redis sorted set (`DueIndex`), MongoDB staying the durable record it is rebuilt from."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from dataclasses import asdict
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, cast
 
-from pymongo import ASCENDING, ReturnDocument
+import redis.asyncio as aioredis
+from pymongo import ASCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from schemas.events.base import Channel
 from schemas.events.messages import StaffRole
-from services.notify.adapters.batching import InsertBatcher
+from services.notify.adapters.batching import InsertBatcher, RedisBatcher
 from services.notify.domain.model import BookingContext, Notification, Recipient, StoreProfile
+from services.notify.domain.offers import WaitlistContact
 from services.notify.domain.routing import DEFAULT_RULES, RoutingRule
 
 Doc = dict[str, Any]
@@ -32,7 +40,7 @@ def notification_doc(n: Notification, now: dt.datetime) -> Doc:
         "template": n.template,
         "store_id": n.store_id,
         "booking_id": n.booking_id,
-        "recipient": asdict(n.recipient),
+        "recipient": _recipient_doc(n.recipient),
         "channel": str(n.channel),
         "locale": n.locale,
         "subject": n.subject,
@@ -47,11 +55,74 @@ def notification_doc(n: Notification, now: dt.datetime) -> Doc:
     }
 
 
+class DueIndex:
+    """Redis sorted set: id of a pending notification -> when it is due (Unix seconds).
+
+    Added *before* the MongoDB write that makes a notification pending (a crash in between
+    leaves an entry without a pending document, which the scheduler drops; never a pending
+    document the scheduler cannot find). Entries of documents no longer pending are removed
+    when found due. `rebuild` re-adds every pending document (worker start: Redis lost or
+    flushed, or entries of an older version)."""
+
+    def __init__(self, redis: aioredis.Redis, key: str) -> None:
+        self.redis = redis
+        self.key = key
+        # shared with the dispatcher's claims: one pipeline for the events in flight
+        self.batcher = RedisBatcher(redis)
+
+    @classmethod
+    def of(cls, redis: aioredis.Redis, redis_prefix: str) -> DueIndex:
+        return cls(redis, f"{redis_prefix}due")
+
+    async def add(self, entries: dict[str, dt.datetime]) -> None:
+        if entries:
+            pairs = [x for nid, due in entries.items() for x in (due.timestamp(), nid)]
+            await self.batcher.execute("ZADD", self.key, *pairs)
+
+    async def remove(self, ids: list[str]) -> None:
+        if ids:
+            await self.redis.zrem(self.key, *ids)
+
+    async def due(self, now: dt.datetime, limit: int) -> list[tuple[str, float]]:
+        """(id, due) of the earliest entries due by `now`."""
+        rows = await self.redis.zrangebyscore(
+            self.key, "-inf", now.timestamp(), start=0, num=limit, withscores=True
+        )
+        due: list[tuple[str, float]] = []
+        for member, score in cast(list[tuple[bytes | str, float]], rows):
+            due.append((member.decode() if isinstance(member, bytes) else member, float(score)))
+        return due
+
+    async def size(self) -> int:
+        return int(await self.redis.zcard(self.key))
+
+
+def _pending_due(docs: list[Doc]) -> dict[str, dt.datetime]:
+    return {d["_id"]: d["due_at"] for d in docs if d.get("state") == PENDING and d.get("due_at")}
+
+
+def _recipient_doc(r: Recipient) -> Doc:
+    # by hand: dataclasses.asdict deep-copies, a cost on every event
+    return {
+        "customer_ref": r.customer_ref,
+        "name": r.name,
+        "phone": r.phone,
+        "chat_id": r.chat_id,
+        "locale": r.locale,
+    }
+
+
 def _context_doc(ctx: BookingContext) -> Doc:
-    doc = asdict(ctx)
-    doc["channel"] = str(ctx.channel)
-    doc.pop("booking_id")
-    return doc
+    return {
+        "store_id": ctx.store_id,
+        "recipient": _recipient_doc(ctx.recipient),
+        "channel": str(ctx.channel),
+        "timezone": ctx.timezone,
+        "exam_type": ctx.exam_type,
+        "slot_start": ctx.slot_start,
+        "optometrist_id": ctx.optometrist_id,
+        "status": ctx.status,
+    }
 
 
 def _context_of(doc: Doc) -> BookingContext:
@@ -68,38 +139,68 @@ def _context_of(doc: Doc) -> BookingContext:
     )
 
 
+@dataclass
+class Remembered:
+    """A booking's stored context, the event ids applied to it and its reminders
+    (`{"id", "slot_start"}`; None: stored before reminders were listed, found by a query)."""
+
+    context: BookingContext | None = None
+    applied: list[str] = field(default_factory=list)
+    reminders: list[Doc] | None = None
+
+
 class NotifyRepository:
-    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+    def __init__(self, db: AsyncDatabase[Doc], schedule: DueIndex | None = None) -> None:
         self.outbox = db["outbox"]
         self.bookings = db["bookings"]
+        self.waitlist = db["waitlist_entries"]
         self.stores = db["stores"]
-        self.exam_types = db["exam_types"]
         self.chains = db["chains"]
         self.rules = db["routing_rules"]
         self.rating_requests = db["rating_requests"]
+        self.rating_customers = db["rating_customers"]
+        # Only the worker and replay write pending notifications; the API reads.
+        self.schedule = schedule
         self._outbox_inserts = InsertBatcher(self.outbox)
         self._booking_inserts = InsertBatcher(self.bookings)
+        self._waitlist_inserts = InsertBatcher(self.waitlist)
 
     async def close(self) -> None:
         await self._outbox_inserts.close()
         await self._booking_inserts.close()
+        await self._waitlist_inserts.close()
+        if self.schedule is not None:
+            await self.schedule.batcher.close()
+
+    def _schedule(self) -> DueIndex:
+        if self.schedule is None:
+            raise RuntimeError("this repository was opened without the due index (Redis)")
+        return self.schedule
 
     async def store_notifications(self, docs: list[Doc]) -> set[str]:
         """Insert outbox documents (batched with other partitions'); returns the ids that
-        were already stored."""
+        were already stored. Pending ones are put in the due index first."""
+        pending = _pending_due(docs)
+        if pending:
+            await self._schedule().add(pending)
         return await self._outbox_inserts.insert(docs)
 
-    async def add_context(self, ctx: BookingContext, event_id: str) -> None:
-        """A confirmed booking's context: a batched insert, an update if it exists already."""
-        doc = {"_id": ctx.booking_id, **_context_doc(ctx), "applied": [event_id]}
-        if await self._booking_inserts.insert([doc]):
-            await self.save_context(ctx, event_id)
+    async def add_context(self, ctx: BookingContext, event_id: str, reminders: list[Doc]) -> None:
+        """A confirmed booking's context: a batched insert. If it exists already (a redelivered
+        confirmation, or a booking id confirmed again), an update unless this event was applied."""
+        doc = {
+            "_id": ctx.booking_id,
+            **_context_doc(ctx),
+            "applied": [event_id],
+            "reminders": reminders,
+        }
+        duplicate = bool(await self._booking_inserts.insert([doc]))
+        if duplicate and event_id not in (await self.context(ctx.booking_id)).applied:
+            await self.save_context(ctx, event_id, reminders)
 
     async def ensure_indexes(self) -> None:
+        # Used only by `rebuild_schedule` (a scan on FerretDB either way; an index on MongoDB).
         await self.outbox.create_index([("state", ASCENDING), ("due_at", ASCENDING)])
-        await self.outbox.create_index([("booking_id", ASCENDING), ("kind", ASCENDING)])
-        await self.rating_requests.create_index([("customer_ref", ASCENDING)])
-        await self.exam_types.create_index([("store_id", ASCENDING)])
         if await self.rules.count_documents({}, limit=1) == 0:
             for rule in DEFAULT_RULES:
                 # another instance may have seeded it first
@@ -110,32 +211,76 @@ class NotifyRepository:
 
     async def record_outcome(self, doc: Doc) -> None:
         outcome = ("state", "attempts", "sent_at", "due_at", "last_error", "finished_at")
-        await self.outbox.update_one(
-            {"_id": doc["_id"]}, {"$set": {k: doc[k] for k in outcome if k in doc}}
-        )
+        await self.set_state(doc["_id"], {k: doc[k] for k in outcome if k in doc})
+
+    async def set_state(self, notification_id: str, fields: Doc) -> None:
+        """Update one outbox document by `_id`; pending again (a retry) means due again."""
+        if fields.get("state") == PENDING and fields.get("due_at") is not None:
+            await self._schedule().add({notification_id: fields["due_at"]})
+        await self.outbox.update_one({"_id": notification_id}, {"$set": fields})
 
     async def get(self, notification_id: str) -> Doc | None:
         return await self.outbox.find_one({"_id": notification_id})
 
-    async def due(self, now: dt.datetime, limit: int) -> list[Doc]:
-        cursor = self.outbox.find({"state": PENDING, "due_at": {"$lte": now}}).sort("due_at", 1)
-        return await cursor.limit(limit).to_list(limit)
+    async def due(self, now: dt.datetime, limit: int) -> list[tuple[str, float]]:
+        return await self._schedule().due(now, limit)
 
-    async def finish(self, notification_id: str, state: str, **fields: Any) -> None:
-        await self.outbox.update_one({"_id": notification_id}, {"$set": {"state": state, **fields}})
+    async def schedule_one(self, notification_id: str, due_at: dt.datetime) -> None:
+        await self._schedule().add({notification_id: due_at})
 
-    async def drop_reminders(self, booking_id: str, keep_slot: dt.datetime | None) -> int:
-        query: Doc = {"booking_id": booking_id, "kind": "reminder", "state": PENDING}
-        if keep_slot is not None:
-            query["slot_start"] = {"$ne": keep_slot}
-        result = await self.outbox.update_many(query, {"$set": {"state": CANCELLED}})
-        return int(result.modified_count)
+    async def unschedule(self, notification_ids: list[str]) -> None:
+        await self._schedule().remove(notification_ids)
+
+    async def rebuild_schedule(self, chunk: int = 1000) -> int:
+        """Put every pending notification in the due index (idempotent: ZADD of what MongoDB
+        says). One pass over the outbox, at worker start."""
+        schedule = self._schedule()
+        batch: dict[str, dt.datetime] = {}
+        count = 0
+        cursor = self.outbox.find({"state": PENDING}, {"_id": 1, "due_at": 1})
+        async for doc in cursor:
+            if doc.get("due_at") is None:
+                continue
+            batch[doc["_id"]] = doc["due_at"]
+            if len(batch) >= chunk:
+                await schedule.add(batch)
+                count += len(batch)
+                batch = {}
+        await schedule.add(batch)
+        return count + len(batch)
+
+    async def drop_reminders(
+        self, booking_id: str, reminders: list[Doc] | None, keep_slot: dt.datetime | None
+    ) -> list[Doc]:
+        """Cancel the booking's pending reminders except those for `keep_slot` (None: all);
+        returns the reminders kept. Updates by `_id` in one command."""
+        if reminders is None:  # a context stored before reminders were listed: one query
+            reminders = [
+                {"id": d["_id"], "slot_start": d.get("slot_start")}
+                async for d in self.outbox.find(
+                    {"booking_id": booking_id, "kind": "reminder", "state": PENDING},
+                    {"slot_start": 1},
+                )
+            ]
+        keep = [r for r in reminders if keep_slot is not None and r["slot_start"] == keep_slot]
+        drop = [r["id"] for r in reminders if r not in keep]
+        if drop:
+            await self.outbox.bulk_write(
+                [
+                    UpdateOne({"_id": nid, "state": PENDING}, {"$set": {"state": CANCELLED}})
+                    for nid in drop
+                ],
+                ordered=False,
+            )
+            await self._schedule().remove(drop)
+        return keep
 
     async def revive(self, notification_id: str, doc: Doc | None, now: dt.datetime) -> bool:
         """Replay from the DLQ: a dead-lettered notification becomes due again (once)."""
         if doc is not None:
             with contextlib.suppress(DuplicateKeyError):
                 await self.outbox.insert_one({**doc, "state": DEAD})
+        await self._schedule().add({notification_id: now})
         result = await self.outbox.update_one(
             {"_id": notification_id, "state": DEAD},
             # ops asked for it: sent however old it is
@@ -153,17 +298,50 @@ class NotifyRepository:
 
     # --- bookings and stores ------------------------------------------------------------
 
-    async def context(self, booking_id: str) -> tuple[BookingContext | None, list[str]]:
+    async def context(self, booking_id: str) -> Remembered:
         doc = await self.bookings.find_one({"_id": booking_id})
         if doc is None:
-            return None, []
-        return _context_of(doc), list(doc.get("applied", []))
+            return Remembered()
+        return Remembered(_context_of(doc), list(doc.get("applied", [])), doc.get("reminders"))
 
-    async def save_context(self, ctx: BookingContext, event_id: str) -> None:
+    async def save_context(self, ctx: BookingContext, event_id: str, reminders: list[Doc]) -> None:
         await self.bookings.update_one(
             {"_id": ctx.booking_id},
-            {"$set": _context_doc(ctx), "$push": {"applied": {"$each": [event_id], "$slice": -50}}},
+            {
+                "$set": {**_context_doc(ctx), "reminders": reminders},
+                "$push": {"applied": {"$each": [event_id], "$slice": -50}},
+            },
             upsert=True,
+        )
+
+    # --- waitlist entries (SlotOffered & co. carry only ids) --------------------------------
+
+    async def save_waitlist_contact(self, contact: WaitlistContact) -> None:
+        """A batched insert (with other events'); an update if the entry is known already."""
+        fields = {
+            "store_id": contact.store_id,
+            "recipient": _recipient_doc(contact.recipient),
+            "channel": str(contact.channel),
+            "exam_type": contact.exam_type,
+        }
+        if await self._waitlist_inserts.insert([{"_id": contact.entry_id, **fields}]):
+            await self.waitlist.update_one({"_id": contact.entry_id}, {"$set": fields})
+
+    async def waitlist_contact(self, entry_id: str) -> WaitlistContact | None:
+        doc = await self.waitlist.find_one({"_id": entry_id})
+        if doc is None or "recipient" not in doc:
+            return None
+        return WaitlistContact(
+            entry_id=entry_id,
+            store_id=doc["store_id"],
+            recipient=Recipient(**doc["recipient"]),
+            channel=Channel(doc["channel"]),
+            exam_type=doc["exam_type"],
+        )
+
+    async def waitlist_left(self, entry_id: str, reason: str, at: dt.datetime) -> None:
+        await self.waitlist.update_one(
+            {"_id": entry_id}, {"$set": {"left": reason, "left_at": at}}, upsert=True
         )
 
     async def store(self, store_id: str) -> StoreProfile | None:
@@ -174,10 +352,7 @@ class NotifyRepository:
         if offsets is None and doc.get("chain_id"):
             chain = await self.chains.find_one({"_id": doc["chain_id"]})
             offsets = (chain or {}).get("reminder_offsets_min")
-        names = {
-            d["code"]: d["name"]
-            async for d in self.exam_types.find({"store_id": store_id}, {"code": 1, "name": 1})
-        }
+        names = {_unescape_key(k): v for k, v in (doc.get("exam_names") or {}).items()}
         return StoreProfile(
             store_id=store_id,
             timezone=doc.get("timezone", "UTC"),
@@ -202,10 +377,9 @@ class NotifyRepository:
         return doc
 
     async def upsert_exam_type(self, store_id: str, code: str, name: str) -> None:
-        await self.exam_types.update_one(
-            {"_id": f"{store_id}:{code}"},
-            {"$set": {"store_id": store_id, "code": code, "name": name}},
-            upsert=True,
+        """Exam names live in the store's document: its profile is one read by `_id`."""
+        await self.stores.update_one(
+            {"_id": store_id}, {"$set": {f"exam_names.{_escape_key(code)}": name}}, upsert=True
         )
 
     async def chain_doc(self, chain_id: str) -> Doc | None:
@@ -245,6 +419,19 @@ class NotifyRepository:
     async def open_rating_request(
         self, ctx: BookingContext, channel: str, opened_at: dt.datetime
     ) -> None:
+        # The customer's open requests, newest last: a reply finds them by `_id`.
+        await self.rating_customers.update_one(
+            {"_id": ctx.recipient.customer_ref},
+            {
+                "$push": {
+                    "open": {
+                        "$each": [{"booking_id": ctx.booking_id, "opened_at": opened_at}],
+                        "$slice": -10,
+                    }
+                }
+            },
+            upsert=True,
+        )
         await self.rating_requests.update_one(
             {"_id": ctx.booking_id},
             {
@@ -262,20 +449,30 @@ class NotifyRepository:
 
     async def take_rating_request(self, customer_ref: str, since: dt.datetime) -> Doc | None:
         """The customer's latest unanswered rating request, marked answered (first reply wins)."""
-        candidates = (
-            await self.rating_requests.find(
-                {"customer_ref": customer_ref, "answered": False, "opened_at": {"$gte": since}}
+        customer = await self.rating_customers.find_one({"_id": customer_ref})
+        opened = [o for o in (customer or {}).get("open", []) if o["opened_at"] >= since]
+        seen: set[str] = set()
+        for entry in sorted(opened, key=lambda o: o["opened_at"], reverse=True):
+            if entry["booking_id"] in seen:
+                continue
+            seen.add(entry["booking_id"])
+            doc = await self.rating_requests.find_one_and_update(
+                {"_id": entry["booking_id"], "answered": False},
+                {"$set": {"answered": True}},
+                return_document=ReturnDocument.AFTER,
             )
-            .sort("opened_at", -1)
-            .to_list(5)
-        )
-        for doc in candidates:
-            result = await self.rating_requests.update_one(
-                {"_id": doc["_id"], "answered": False}, {"$set": {"answered": True}}
-            )
-            if result.modified_count:
+            if doc is not None:
                 return doc
         return None
+
+
+def _escape_key(key: str) -> str:
+    """A field name MongoDB takes: no `.`, no leading `$` (and `%` escaped to stay reversible)."""
+    return key.replace("%", "%25").replace(".", "%2E").replace("$", "%24")
+
+
+def _unescape_key(key: str) -> str:
+    return key.replace("%24", "$").replace("%2E", ".").replace("%25", "%")
 
 
 def rule_doc(rule: RoutingRule) -> Doc:

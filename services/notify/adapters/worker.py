@@ -8,6 +8,7 @@ import asyncio
 import datetime as dt
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -22,9 +23,18 @@ from optisync_common.metrics import EVENTS_CONSUMED
 from optisync_common.resources import NotReady, Resources
 from schemas.envelope import Envelope, deterministic_event_id
 from schemas.events.base import EventPayload
-from schemas.events.booking import BookingConfirmed
+from schemas.events.booking import (
+    BookingConfirmed,
+    OfferDeclined,
+    OfferExpired,
+    OfferTaken,
+    SlotOffered,
+    WaitlistJoined,
+    WaitlistLeft,
+)
 from schemas.events.feedback import FeedbackReceived
 from schemas.events.messages import MessageReceived, MessageRouted
+from schemas.events.notify import NotificationKind
 from schemas.events.roster import ExamTypeDefined, StoreRegistered
 from schemas.registry import (
     BOOKING_EVENTS,
@@ -38,8 +48,21 @@ from schemas.registry import (
 from schemas.serde import DecodeError, decode
 from services.notify.adapters.dispatcher import Dispatcher
 from services.notify.adapters.metrics import EVENT_TO_ADAPTER, NOTIFICATIONS_QUEUED
-from services.notify.adapters.storage import NotifyRepository, notification_doc
-from services.notify.domain.model import BookingContext, StoreProfile
+from services.notify.adapters.storage import (
+    Doc,
+    DueIndex,
+    NotifyRepository,
+    Remembered,
+    notification_doc,
+)
+from services.notify.domain.model import StoreProfile
+from services.notify.domain.offers import (
+    OFFER_EVENTS,
+    WaitlistContact,
+    contact_from_joined,
+    offer_notification_id,
+    plan_offer,
+)
 from services.notify.domain.planner import Policy, booking_id_of, plan
 from services.notify.domain.routing import RoutingRule, parse_rating, route
 from services.notify.settings import NotifySettings
@@ -47,6 +70,15 @@ from services.notify.settings import NotifySettings
 log = get_logger(__name__)
 
 STORE_CACHE_S = 30.0
+CONTACTS_CACHED = 50_000  # waitlist contacts kept in memory (least recently used dropped)
+WAITLIST_EVENTS = (
+    WaitlistJoined,
+    WaitlistLeft,
+    SlotOffered,
+    OfferTaken,
+    OfferExpired,
+    OfferDeclined,
+)
 # Events about bookings that never got a confirmation: nothing to tell anyone.
 QUIET_WITHOUT_CONTEXT = {"BookingRejected", "CommandFailed", "BookingCheckedIn", "BookingNoShow"}
 
@@ -134,10 +166,10 @@ class Pipeline:
 
 
 def order_key(envelope: Envelope[EventPayload]) -> str:
-    """What must be handled in order: a booking's events, a conversation's messages; anything
-    else in store order."""
+    """What must be handled in order: a waitlist entry's events, a booking's, a conversation's
+    messages; anything else in store order."""
     payload = envelope.payload
-    for name in ("booking_id", "conversation_id"):
+    for name in ("waitlist_entry_id", "booking_id", "conversation_id"):
         value = getattr(payload, name, None)
         if isinstance(value, str):
             return f"{name}:{value}"
@@ -168,11 +200,15 @@ class EventHandler:
         )
         self._rules: tuple[float, list[RoutingRule]] = (0.0, [])
         self._stores: dict[str, tuple[float, StoreProfile | None]] = {}
+        self._contacts: OrderedDict[str, WaitlistContact] = OrderedDict()
 
     async def handle(self, topic: str, envelope: Envelope[EventPayload]) -> None:
         payload = envelope.payload
         if topic == BOOKING_EVENTS:
-            await self.on_booking_event(envelope)
+            if isinstance(payload, WAITLIST_EVENTS):
+                await self.on_waitlist_event(envelope)
+            else:
+                await self.on_booking_event(envelope)
         elif topic == ROSTER_EVENTS:
             if isinstance(payload, StoreRegistered):
                 await self.repo.upsert_store(
@@ -191,26 +227,47 @@ class EventHandler:
         if booking_id is None:
             return
         # A confirmation carries its whole context; every later event needs what we kept.
-        ctx: BookingContext | None = None
-        applied: list[str] = []
+        known = Remembered()
         if not isinstance(envelope.payload, BookingConfirmed):
-            ctx, applied = await self.repo.context(booking_id)
+            known = await self.repo.context(booking_id)
         now = self.clock.now()
-        result = plan(envelope, ctx, await self.store(envelope.store_id), self.policy, now)
+        result = plan(
+            envelope, known.context, await self.store(envelope.store_id), self.policy, now
+        )
         if result.missing_context:
             if envelope.type not in QUIET_WITHOUT_CONTEXT:
                 log.warning("no_booking_context", booking_id=booking_id, type=envelope.type)
             return
-        first_time = str(envelope.event_id) not in applied
+        first_time = str(envelope.event_id) not in known.applied
+        reminders = known.reminders or []
         if first_time and result.context is not None:
             if result.drop_reminders:
-                await self.repo.drop_reminders(booking_id, result.keep_reminders_for)
+                reminders = await self.repo.drop_reminders(
+                    booking_id, known.reminders, result.keep_reminders_for
+                )
             if result.awaits_rating:
                 await self.repo.open_rating_request(
                     result.context, str(result.context.channel), now
                 )
         immediate = [notification_doc(n, now) for n in result.notifications if n.due_at <= now]
         later = [notification_doc(n, now) for n in result.notifications if n.due_at > now]
+        listed = {r["id"] for r in reminders}
+        reminders = reminders + [
+            {"id": d["_id"], "slot_start": d["slot_start"]}
+            for d in later
+            if d["kind"] == "reminder" and d["_id"] not in listed
+        ]
+        await self._send(envelope, immediate, later)
+        if first_time and result.context is not None:
+            if isinstance(envelope.payload, BookingConfirmed):
+                await self.repo.add_context(result.context, str(envelope.event_id), reminders)
+            else:
+                await self.repo.save_context(result.context, str(envelope.event_id), reminders)
+
+    async def _send(
+        self, envelope: Envelope[EventPayload], immediate: list[Doc], later: list[Doc]
+    ) -> None:
+        """Send what is due now (claimed in Redis), then store it with what is due later."""
         attempted, claimed = await self.dispatcher.deliver_fresh(immediate)
         if attempted:
             EVENT_TO_ADAPTER.observe(
@@ -225,11 +282,68 @@ class EventHandler:
         for doc in attempted + later:
             if doc["_id"] not in existing:
                 NOTIFICATIONS_QUEUED.labels(doc["kind"]).inc()
-        if first_time and result.context is not None:
-            if isinstance(envelope.payload, BookingConfirmed):
-                await self.repo.add_context(result.context, str(envelope.event_id))
-            else:
-                await self.repo.save_context(result.context, str(envelope.event_id))
+
+    async def on_waitlist_event(self, envelope: Envelope[EventPayload]) -> None:
+        """Remember who joined a waitlist; tell them about offers made to them."""
+        payload = envelope.payload
+        if isinstance(payload, WaitlistJoined):
+            joined = contact_from_joined(envelope, payload)
+            await self.repo.save_waitlist_contact(joined)
+            self._remember_contact(joined)
+            return
+        if isinstance(payload, WaitlistLeft):
+            await self.repo.waitlist_left(
+                payload.waitlist_entry_id, payload.reason, self.clock.now()
+            )
+            return
+        if not isinstance(payload, OFFER_EVENTS):
+            return  # OfferDeclined: the customer said so themselves
+        contact = await self.contact(payload.waitlist_entry_id)
+        if contact is None:
+            entry_id = payload.waitlist_entry_id
+            log.warning("no_waitlist_context", waitlist_entry_id=entry_id, type=envelope.type)
+            return
+        offered_slot = None
+        if isinstance(payload, OfferTaken):  # carries no time: the offer's message has it
+            offer = await self.repo.get(
+                offer_notification_id(
+                    payload.offer_token,
+                    NotificationKind.WAITLIST_OFFER,
+                    contact.recipient.customer_ref,
+                )
+            )
+            offered_slot = (offer or {}).get("slot_start")
+        now = self.clock.now()
+        notification = plan_offer(
+            envelope,
+            contact,
+            await self.store(envelope.store_id),
+            now=now,
+            max_event_age=self.policy.max_event_age,
+            public_booking_url=self.settings.public_booking_url,
+            offered_slot=offered_slot,
+        )
+        if notification is not None:
+            await self._send(envelope, [notification_doc(notification, now)], [])
+
+    async def contact(self, entry_id: str) -> WaitlistContact | None:
+        """The entry's contact: kept in memory when this instance saw it join (the same
+        partition brings its offers), else one MongoDB read by `_id` (a read on FerretDB
+        costs milliseconds of its single writer's time: not one per offer)."""
+        contact = self._contacts.get(entry_id)
+        if contact is not None:
+            self._contacts.move_to_end(entry_id)
+            return contact
+        contact = await self.repo.waitlist_contact(entry_id)
+        if contact is not None:
+            self._remember_contact(contact)
+        return contact
+
+    def _remember_contact(self, contact: WaitlistContact) -> None:
+        self._contacts[contact.entry_id] = contact
+        self._contacts.move_to_end(contact.entry_id)
+        while len(self._contacts) > CONTACTS_CACHED:
+            self._contacts.popitem(last=False)
 
     async def store(self, store_id: str) -> StoreProfile | None:
         """Store profiles change rarely (roster events, the config API): a few seconds' cache."""
@@ -324,8 +438,18 @@ class NotifyWorker:
         if resources.redis is None or resources.producer is None:
             raise NotReady("notify needs Redis and Kafka")
         self._resources = resources
-        repo = NotifyRepository(resources.db)
+        repo = NotifyRepository(
+            resources.db, DueIndex.of(resources.redis, self.settings.redis_prefix)
+        )
         await repo.ensure_indexes()
+        if self.scheduler:
+            started = time.monotonic()
+            count = await repo.rebuild_schedule()
+            log.info(
+                "due_index_rebuilt",
+                pending=count,
+                seconds=round(time.monotonic() - started, 3),
+            )
         producer = resources.producer
 
         def get_producer() -> AIOKafkaProducer:

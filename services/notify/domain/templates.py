@@ -29,7 +29,7 @@ _WEEKDAYS = {
 _MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 # (subject, body) per template key and locale. Placeholders: name, when, old_when, exam, store,
-# alternatives, summary.
+# alternatives, summary, hold (an offer's hold time), link (always last: never cut), note.
 TEMPLATES: dict[str, dict[str, tuple[str, str]]] = {
     "confirmation": {
         "en": ("Booking confirmed", "Hi {name}, your {exam} at {store} is confirmed for {when}."),
@@ -87,6 +87,44 @@ TEMPLATES: dict[str, dict[str, tuple[str, str]]] = {
         "en": ("Your exam result", "Hi {name}, your result from {store}: {summary}"),
         "zh-CN": ("检查结果", "{name}您好，您在{store}的检查结果：{summary}"),
     },
+    "waitlist_offer": {
+        "en": (
+            "A slot freed up for you",
+            "Hi {name}, a {exam} slot freed up at {store}: {when}. We hold it for you until "
+            "{hold}. Accept: {link}",
+        ),
+        "zh-CN": (
+            "候补空位通知",
+            "{name}您好，{store}的{exam}有空位了：{when}，为您保留至{hold}。确认预约：{link}",
+        ),
+    },
+    # SMS: two segments at most, the link whole
+    "waitlist_offer.sms": {
+        "en": ("A slot freed up", "{store}: {exam} {when}, held until {hold}. Accept: {link}"),
+        "zh-CN": ("候补空位", "{store}{exam}空位{when}，保留至{hold}。确认：{link}"),
+    },
+    "offer_taken": {
+        "en": (
+            "The slot was taken",
+            "Hi {name}, sorry: someone else booked the {exam} slot at {store}{at_when} first. "
+            "{note}",
+        ),
+        "zh-CN": (
+            "空位已被预约",
+            "{name}您好，很抱歉，{store}{at_when}的{exam}空位已被其他顾客预约。{note}",
+        ),
+    },
+    "offer_expired": {
+        "en": (
+            "Your hold has ended",
+            "Hi {name}, the {exam} slot at {store} on {when} we held for you has been released. "
+            "You stay on the waitlist.",
+        ),
+        "zh-CN": (
+            "保留已到期",
+            "{name}您好，为您保留的{store}{when}的{exam}空位已到期释放。您仍在候补名单中。",
+        ),
+    },
     "feedback_request": {
         "en": (
             "How was your visit?",
@@ -97,6 +135,12 @@ TEMPLATES: dict[str, dict[str, tuple[str, str]]] = {
 }
 
 _NO_ALTERNATIVES = {"en": "none right now, we will contact you", "zh-CN": "暂无，我们会联系您"}
+_OTHER_TIMES = {
+    "en": "Other free times: {alternatives}.",
+    "zh-CN": "其他可选时间：{alternatives}。",
+}
+_STILL_WAITING = {"en": "You stay on the waitlist.", "zh-CN": "您仍在候补名单中。"}
+_AT_WHEN = {"en": " on {when}", "zh-CN": "{when}"}
 _DEFAULT_NAME = {"en": "there", "zh-CN": "顾客"}
 
 
@@ -114,17 +158,35 @@ def resolve_locale(customer_locale: str | None, store_locale: str | None) -> str
     return DEFAULT_LOCALE
 
 
-def format_local(instant: dt.datetime, timezone: str, locale: str) -> str:
+def format_local(instant: dt.datetime, timezone: str | dt.tzinfo, locale: str) -> str:
     """Wall-clock time in the store's zone, the way the locale writes it."""
-    local = instant.astimezone(ZoneInfo(timezone))
+    local = instant.astimezone(ZoneInfo(timezone) if isinstance(timezone, str) else timezone)
     weekday = _WEEKDAYS.get(locale, _WEEKDAYS["en"])[local.weekday()]
     if locale == "zh-CN":
         return f"{local.year}年{local.month}月{local.day}日（{weekday}）{local:%H:%M}"
     return f"{weekday} {local.day} {_MONTHS_EN[local.month - 1]} {local.year}, {local:%H:%M}"
 
 
+def format_until(
+    until: dt.datetime, since: dt.datetime | None, timezone: str | dt.tzinfo, locale: str
+) -> str:
+    """A hold's end: just the time when it falls on the same local day as `since`."""
+    zone = ZoneInfo(timezone) if isinstance(timezone, str) else timezone
+    local = until.astimezone(zone)
+    if since is not None and since.astimezone(zone).date() == local.date():
+        return f"{local:%H:%M}"
+    return format_local(until, zone, locale)
+
+
 def truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
+
+
+def template_for(template: str, channel: Channel) -> str:
+    """The channel's own variant of a template where there is one (SMS: shorter)."""
+    if channel == Channel.PHONE and f"{template}.sms" in TEMPLATES:
+        return f"{template}.sms"
+    return template
 
 
 def render(
@@ -135,24 +197,46 @@ def render(
     name: str | None,
     store: str,
     exam: str,
-    timezone: str,
+    timezone: str | dt.tzinfo,
     when: dt.datetime | None = None,
     old_when: dt.datetime | None = None,
     alternatives: Sequence[dt.datetime] = (),
     summary: str = "",
+    hold_until: dt.datetime | None = None,
+    link: str = "",
 ) -> tuple[str, str]:
-    """(subject, text) for one message, cut to the channel's length limit."""
+    """(subject, text) for one message, cut to the channel's length limit (a link is kept
+    whole: the prose before it is cut instead)."""
+    template = template_for(template, channel)
     subject, body = TEMPLATES[template].get(locale) or TEMPLATES[template][DEFAULT_LOCALE]
+    sep = "、" if locale == "zh-CN" else "; "
+    listed = sep.join(format_local(a, timezone, locale) for a in alternatives)
+    when_text = format_local(when, timezone, locale) if when else ""
     fmt = {
         "name": name or _DEFAULT_NAME.get(locale, _DEFAULT_NAME["en"]),
         "store": store,
         "exam": exam,
-        "when": format_local(when, timezone, locale) if when else "",
+        "when": when_text,
         "old_when": format_local(old_when, timezone, locale) if old_when else "",
-        "alternatives": ("、" if locale == "zh-CN" else "; ").join(
-            format_local(a, timezone, locale) for a in alternatives
-        )
-        or _NO_ALTERNATIVES.get(locale, _NO_ALTERNATIVES["en"]),
+        "alternatives": listed or _NO_ALTERNATIVES.get(locale, _NO_ALTERNATIVES["en"]),
         "summary": summary,
+        "hold": format_until(hold_until, when, timezone, locale) if hold_until else "",
+        "at_when": _localized(_AT_WHEN, locale).format(when=when_text) if when else "",
+        "note": (
+            _localized(_OTHER_TIMES, locale).format(alternatives=listed)
+            if listed
+            else _localized(_STILL_WAITING, locale)
+        ),
+        "link": "",
     }
-    return subject, truncate(body.format(**fmt), CHANNEL_LIMITS.get(channel, 1000))
+    limit = CHANNEL_LIMITS.get(channel, 1000)
+    text = body.format(**fmt)  # a link goes last, where `{link}` stood
+    if not link:
+        return subject, truncate(text.rstrip(), limit)
+    if len(text) + len(link) > limit:
+        text = truncate(text, max(limit - len(link) - 1, 1)) + " "
+    return subject, text + link
+
+
+def _localized(texts: dict[str, str], locale: str) -> str:
+    return texts.get(locale) or texts[DEFAULT_LOCALE]

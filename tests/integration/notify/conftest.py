@@ -11,7 +11,7 @@ import pytest
 
 from deploy.local.infra import Endpoints
 from optisync_common.resources import Resources, open_resources
-from services.notify.adapters.storage import NotifyRepository
+from services.notify.adapters.storage import DueIndex, NotifyRepository
 from services.notify.adapters.worker import NotifyWorker
 from services.notify.entrypoints.http import build_app
 from services.notify.settings import NotifySettings
@@ -63,8 +63,11 @@ async def resources(notify_settings: NotifySettings) -> AsyncIterator[Resources]
 
 
 @pytest.fixture(scope="session")
-def repo(resources: Resources) -> NotifyRepository:
-    return NotifyRepository(resources.db)
+def repo(resources: Resources, notify_settings: NotifySettings) -> NotifyRepository:
+    assert resources.redis is not None
+    return NotifyRepository(
+        resources.db, DueIndex.of(resources.redis, notify_settings.redis_prefix)
+    )
 
 
 @pytest.fixture(scope="module")

@@ -42,12 +42,14 @@ class Received:
     idempotency_key: str | None
     body: dict[str, Any]
     at: float
+    resend: str | None = None  # X-OptiSync-Resend: "uncertain" after an unknown outcome
 
 
 @dataclass
 class WebhookReceiver:
     """A chat-gateway stand-in: checks the signature, records every call, and answers 503 for
-    stores listed in `failing` (to exercise retries and the DLQ)."""
+    stores listed in `failing` (to exercise retries and the DLQ). Like a gateway honouring
+    `Idempotency-Key`, it delivers a key once (`delivered`) and acknowledges repeats."""
 
     secret: str
     received: list[Received] = field(default_factory=list)
@@ -57,6 +59,7 @@ class WebhookReceiver:
     delay_s: float = 0.0  # a slow gateway keeps calls in flight (restart tests)
     in_flight: set[str] = field(default_factory=set)
     answered_at: dict[str, float] = field(default_factory=dict)
+    delivered: dict[str, Received] = field(default_factory=dict)  # idempotency key -> first
     port: int = 0
     _runner: web.AppRunner | None = None
     _arrivals: asyncio.Condition | None = None
@@ -96,9 +99,13 @@ class WebhookReceiver:
             self.failed_calls += 1
             return web.Response(status=503)
         nid = payload["notification_id"]
-        self.received.append(
-            Received(nid, request.headers.get("Idempotency-Key"), payload, time.perf_counter())
+        key = request.headers.get("Idempotency-Key")
+        call = Received(
+            nid, key, payload, time.perf_counter(), request.headers.get("X-OptiSync-Resend")
         )
+        self.received.append(call)
+        if key is not None:
+            self.delivered.setdefault(key, call)
         assert self._arrivals is not None
         async with self._arrivals:
             self._arrivals.notify_all()
