@@ -20,6 +20,11 @@ class BookingSettings(ServiceSettings):
     decision_timeout_s: float = 2.0
     # how long command outcomes (GET /v1/commands/{id}) stay readable in Redis
     idempotency_ttl_s: int = 86400
+    # Pages: base URL customers reach the pages under (manage links, .ics URLs); empty: the
+    # request's own. Manage links are signed with `signing_secret` (refused at its development
+    # default outside dev/test) and expire after this many days.
+    public_url: str = ""
+    manage_link_ttl_days: int = 60
 
 
 @lru_cache

@@ -15,6 +15,8 @@ from services.booking.api.commands import CommandGateway
 from services.booking.api.deps import BookingContext
 from services.booking.api.main import api_router
 from services.booking.settings import BookingSettings, get_settings
+from services.booking.web.routes import PagesRuntime
+from services.booking.web.routes import router as pages_router
 
 
 class _Background:
@@ -25,6 +27,7 @@ class _Background:
         self.settings = settings
         self.waiter: ReplyWaiter | None = None
         self.follower: asyncio.Task[None] | None = None
+        self.pages = PagesRuntime.create(settings)  # live updates + store directory for pages
 
     async def start(self, app: FastAPI, resources: Resources) -> None:
         if resources.redis is None:
@@ -42,8 +45,10 @@ class _Background:
             outcomes=outcomes,
             gateway=CommandGateway(self.settings, resources, self.waiter, repo),
         )
+        await self.pages.start(app)
 
     async def stop(self, app: FastAPI, resources: Resources) -> None:
+        await self.pages.stop()
         if self.follower is not None:
             self.follower.cancel()
             await asyncio.gather(self.follower, return_exceptions=True)
@@ -62,7 +67,7 @@ def build_app(settings: BookingSettings) -> FastAPI:
         settings,
         title="OptiSync booking",
         description="Bookings from every channel, decided by the availability processor.",
-        routers=[api_router],
+        routers=[api_router, pages_router],
         on_startup=[background.start],
         on_shutdown=[background.stop],
         extra_checks={"replies": background.check},
