@@ -48,7 +48,7 @@ router = APIRouter(include_in_schema=False)
 # How long a page waits for the store directory after the process started.
 DIRECTORY_WAIT_S = 5.0
 PAGE_CHANNELS = frozenset({Channel.WEB, Channel.PHONE, Channel.FRONT_DESK})
-FEED_PAST_DAYS, FEED_FUTURE_DAYS, FEED_LIMIT = 14, 90, 2000
+FEED_PAST_DAYS, FEED_FUTURE_DAYS, FEED_LIMIT = 14, 400, 2000
 KEEPALIVE_S = 15.0
 
 
@@ -345,6 +345,9 @@ def _with_links(
         token = manage_token(runtime.secret, booking_id, customer_ref, expires)
         answer["manage_url"] = f"{base_url(request, runtime)}/manage/{token}"
         answer["ics_url"] = f"{base_url(request, runtime)}/manage/{token}/invite.ics"
+        store = runtime.directory.get(answer.get("store_id", ""))
+        if store is not None and answer.get("optometrist_id") in store.optometrists:
+            answer["optometrist_name"] = store.optometrists[answer["optometrist_id"]]
     return Response(
         orjson.dumps(answer),
         status_code=response.status_code,

@@ -113,7 +113,7 @@ async function confirmBooking(slot) {
 }
 
 function showConfirmed(booking) {
-  const opt = (state.store.optometrists || {})[booking.optometrist_id];
+  const opt = booking.optometrist_name;
   showResult([
     el("p", { class: "notice ok", id: "confirmed-text" },
       `${t("confirmed")} ${wallDate(booking.local_start)} ${t("booked_at")} ${wallTime(booking.local_start)} · ${state.store.name}`),
@@ -128,7 +128,7 @@ function showTaken(alternatives) {
   const items = alternatives.map((a) => el("button", {
     type: "button", class: "slot alternative", dataset: { start: a.start },
     onclick: () => confirmBooking(a.start),
-  }, `${wallDate(a.start).slice(5)} ${wallTime(a.start)}`));
+  }, wallDate(a.start) === wallDate(state.slot || a.start) ? wallTime(a.start) : `${wallDate(a.start).slice(5)} ${wallTime(a.start)}`));
   showResult([
     el("p", { class: "notice error", id: "taken-text" }, t("taken")),
     el("p", {}, alternatives.length ? t("alternatives") : t("no_alternatives")),
@@ -140,7 +140,7 @@ function showTaken(alternatives) {
 
 function showResult(content, outcome) {
   const box = $("result");
-  box.replaceChildren(...[content].flat());
+  box.replaceChildren(...[content].flat().filter(Boolean));
   box.dataset.outcome = outcome;
   box.hidden = false;
   box.scrollIntoView({ behavior: "smooth", block: "nearest" });
