@@ -38,7 +38,10 @@ TIMEOUT_MS = 15_000
 
 
 def _events(store_id: str) -> list[EventPayload]:
-    hours = {d: [{"open": "08:00", "close": "20:00"}] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+    hours = {
+        d: [{"open": "08:00", "close": "20:00"}]
+        for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+    }
     events: list[EventPayload] = [
         StoreRegistered(store_id=store_id, name=f"Mitte {store_id}", region="eu", timezone=TZ,
                         opening_hours=hours, locale="en", address="Friedrichstr. 1, Berlin",
@@ -118,7 +121,9 @@ async def test_a_customer_books_on_the_page_and_the_open_console_shows_it_live(
     result = customer.locator("#result")
     await expect(result).to_have_attribute("data-outcome", "confirmed")
     await expect(customer.locator("#confirmed-text")).to_contain_text(f"{DAY.isoformat()} at 11:00")
-    await customer.screenshot(path=str(artifacts_dir / "pages-booking-confirmed.png"), full_page=True)
+    await customer.screenshot(
+        path=str(artifacts_dir / "pages-booking-confirmed.png"), full_page=True
+    )
     manage_url = await customer.locator("#manage-link").get_attribute("href")
     assert manage_url and "/manage/" in manage_url
 
@@ -132,7 +137,8 @@ async def test_a_customer_books_on_the_page_and_the_open_console_shows_it_live(
         chat = await client.post("/v1/bookings", json={
             "store_id": store_id, "exam_type": "standard", "slot_start": at(DAY, "14:00"),
             "channel": "wechat", "channel_message_id": uuid.uuid4().hex,
-            "customer": {"customer_ref": f"wx-{uuid.uuid4().hex[:8]}", "name": "Li Lei", "locale": "zh-CN"},
+            "customer": {"customer_ref": f"wx-{uuid.uuid4().hex[:8]}", "name": "Li Lei",
+                         "locale": "zh-CN"},
         })  # fmt: skip
     assert chat.status_code == 201, chat.text
     chat_row = console.locator(f'.booking[data-booking-id="{chat.json()["booking_id"]}"]')
@@ -169,7 +175,7 @@ async def test_two_browsers_racing_for_one_slot_get_one_confirmation_and_one_jus
     for page in (first, second):
         result = page.locator("#result:not([data-outcome=pending])")
         await expect(result).to_be_visible()
-        outcomes.append(await result.get_attribute("data-outcome"))
+        outcomes.append(await result.get_attribute("data-outcome") or "")
     assert sorted(outcomes) == ["confirmed", "taken"], outcomes
     loser = (first, second)[outcomes.index("taken")]
     alternatives = loser.locator("#result .alternative")
@@ -197,7 +203,9 @@ async def test_the_front_desk_moves_a_booking_and_the_manage_page_shows_the_new_
         invite = await client.get(booking["ics_url"])
     assert invite.status_code == 200 and invite.headers["content-type"].startswith("text/calendar")
     (event,) = icalendar.Calendar.from_ical(invite.text).walk("VEVENT")
-    assert event.decoded("DTSTART").astimezone(BERLIN) == dt.datetime.fromisoformat(at(DAY, "12:00"))
+    assert event.decoded("DTSTART").astimezone(BERLIN) == dt.datetime.fromisoformat(
+        at(DAY, "12:00")
+    )
     uid = str(event["UID"])
 
     customer = await _new_page(browser)
@@ -254,6 +262,7 @@ async def test_invites_and_the_optometrist_feed_keep_wall_times_across_dst(
     await console.goto(f"{api}/console/{store_id}")
     feed_link = console.locator("#feeds a", has_text="Dr ann")
     feed_url = await feed_link.get_attribute("href")
+    assert feed_url is not None
     await console.context.close()
     async with httpx.AsyncClient(base_url=api, timeout=30) as client:
         feed = await client.get(feed_url)
