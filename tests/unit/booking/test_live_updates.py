@@ -21,7 +21,7 @@ from services.booking.adapters.live import LiveHub, message_for, sse_frame
 START = dt.datetime(2031, 3, 3, 9, 0, tzinfo=dt.UTC)
 
 
-def _envelope(payload):  # type: ignore[no-untyped-def]
+def _envelope(payload):
     return new_envelope(payload, region="eu", store_id="s1", correlation_id="c", occurred_at=START)
 
 
