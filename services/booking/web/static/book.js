@@ -9,6 +9,7 @@ async function loadStores() {
   const res = await api("GET", "/pages/api/stores?" + params);
   state.stores = res.ok ? res.body.items : [];
   renderStores();
+  markInteractive();
   if (BOOT.store_id && !state.store) {
     const preset = state.stores.find((s) => s.store_id === BOOT.store_id);
     if (preset) chooseStore(preset);

@@ -26,6 +26,7 @@ async function loadBookings() {
   for (const [id, b] of state.bookings) if (!found.has(id) && wallDate(b.local_start) === shown) found.set(id, b);
   state.bookings = found;
   renderTimeline();
+  markInteractive();
 }
 
 function renderTimeline() {
@@ -217,6 +218,6 @@ document.addEventListener("DOMContentLoaded", () => {
   $("w-close").addEventListener("click", () => { $("walkin").hidden = true; });
   const feeds = $("feeds");
   for (const [opt, url] of Object.entries(BOOT.feeds || {})) feeds.append(el("li", {}, el("a", { href: url }, optName(opt))));
-  showDay(0);
+  showDay(new URLSearchParams(location.search).get("day") === "tomorrow" ? 1 : 0);
   connect();
 });

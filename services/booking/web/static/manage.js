@@ -98,7 +98,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("day").addEventListener("change", loadSlots);
   $("cancel").addEventListener("click", cancel);
   $("wl-join").addEventListener("click", joinWaitlist);
-  loadSlots();
+  loadSlots().then(markInteractive);
   // The store may move the booking meanwhile: follow it while the page is open.
   setInterval(() => { if (!document.hidden) refresh(); }, 10000);
   document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(); });

@@ -49,7 +49,7 @@ function item(store, b) {
 document.addEventListener("DOMContentLoaded", () => {
   $("who").textContent = BOOT.name;
   $("feed-link").href = BOOT.feed_url;
-  $("day").value = localDate(tz, 0);
+  $("day").value = localDate(tz, new URLSearchParams(location.search).get("day") === "tomorrow" ? 1 : 0);
   $("day").addEventListener("change", load);
-  load();
+  load().then(markInteractive);
 });
