@@ -9,6 +9,7 @@ import asyncio
 import datetime as dt
 import uuid
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -16,7 +17,8 @@ import icalendar
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from schemas.events.base import EventPayload
+from schemas.events.base import Channel, EventPayload
+from schemas.events.messages import MessageRouted, StaffRole
 from schemas.events.roster import (
     ExamTypeDefined,
     OptometristJoined,
@@ -62,13 +64,13 @@ def _events(store_id: str) -> list[EventPayload]:
 
 
 @pytest.fixture(scope="module")
-def store(running_stack, endpoints) -> dict[str, str]:
+def store(running_stack, endpoints) -> dict[str, Any]:
     store_id = f"pages-{uuid.uuid4().hex[:8]}"
     api = running_stack["booking-api"]
     publish_store(endpoints, store_id, _events(store_id))
     wait_for_availability(api, store_id, DAY, lambda v: free_at(v, "16:30") == 2)
     wait_for_availability(api, store_id, AFTER_DST, lambda v: free_at(v, "16:30") == 2)
-    return {"api": api, "store_id": store_id}
+    return {"api": api, "store_id": store_id, "endpoints": endpoints}
 
 
 def at(day: dt.date, hhmm: str) -> str:
@@ -110,7 +112,7 @@ async def _open_console(browser: Browser, api: str, store_id: str) -> Page:
 
 
 async def test_a_customer_books_on_the_page_and_the_open_console_shows_it_live(
-    browser: Browser, artifacts_dir: Path, store: dict[str, str]
+    browser: Browser, artifacts_dir: Path, store: dict[str, Any]
 ) -> None:
     api, store_id = store["api"], store["store_id"]
     console = await _open_console(browser, api, store_id)
@@ -144,6 +146,14 @@ async def test_a_customer_books_on_the_page_and_the_open_console_shows_it_live(
     chat_row = console.locator(f'.booking[data-booking-id="{chat.json()["booking_id"]}"]')
     await expect(chat_row).to_contain_text("Li Lei")
     await expect(chat_row).to_contain_text("wechat")
+    # A customer's chat message routed to the front desk shows up in the console's inbox.
+    routed = MessageRouted(
+        conversation_id=f"conv-{uuid.uuid4().hex[:8]}", message_id=uuid.uuid4().hex,
+        channel=Channel.WECHAT, customer_ref="wx-1", store_id=store_id, locale="zh-CN",
+        text="隐形眼镜多少钱？", role=StaffRole.FRONT_DESK,
+    )  # fmt: skip
+    await asyncio.to_thread(publish_store, store["endpoints"], store_id, [routed])
+    await expect(console.locator("#messages .msg", has_text="隐形眼镜多少钱")).to_be_visible()
     assert await console.evaluate("window.__notReloaded === true")
     await console.screenshot(path=str(artifacts_dir / "pages-console-live.png"), full_page=True)
 
@@ -157,7 +167,7 @@ async def test_a_customer_books_on_the_page_and_the_open_console_shows_it_live(
 
 
 async def test_two_browsers_racing_for_one_slot_get_one_confirmation_and_one_just_taken(
-    browser: Browser, artifacts_dir: Path, store: dict[str, str]
+    browser: Browser, artifacts_dir: Path, store: dict[str, Any]
 ) -> None:
     api, store_id = store["api"], store["store_id"]
     first, second = await _new_page(browser), await _new_page(browser, "zh-CN")
@@ -190,7 +200,7 @@ async def test_two_browsers_racing_for_one_slot_get_one_confirmation_and_one_jus
 
 
 async def test_the_front_desk_moves_a_booking_and_the_manage_page_shows_the_new_time(
-    browser: Browser, artifacts_dir: Path, store: dict[str, str]
+    browser: Browser, artifacts_dir: Path, store: dict[str, Any]
 ) -> None:
     api, store_id = store["api"], store["store_id"]
     async with httpx.AsyncClient(base_url=api, timeout=30) as client:
@@ -239,7 +249,7 @@ async def test_the_front_desk_moves_a_booking_and_the_manage_page_shows_the_new_
 
 
 async def test_invites_and_the_optometrist_feed_keep_wall_times_across_dst(
-    browser: Browser, store: dict[str, str]
+    browser: Browser, store: dict[str, Any]
 ) -> None:
     api, store_id = store["api"], store["store_id"]
     async with httpx.AsyncClient(base_url=api, timeout=30) as client:
@@ -279,7 +289,7 @@ async def test_invites_and_the_optometrist_feed_keep_wall_times_across_dst(
 
 
 async def test_bad_input_on_the_pages_gets_a_clear_message_never_a_server_error(
-    browser: Browser, artifacts_dir: Path, store: dict[str, str]
+    browser: Browser, artifacts_dir: Path, store: dict[str, Any]
 ) -> None:
     api, store_id = store["api"], store["store_id"]
     page = await _new_page(browser)

@@ -3,6 +3,7 @@ are tiny and the JavaScript renders the rest)."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import html
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ _TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=ut
 @dataclass(frozen=True)
 class Asset:
     body: bytes
+    gzipped: bytes  # compressed once: the files never change while the process runs
     media_type: str
     etag: str
 
@@ -32,7 +34,8 @@ def static(name: str) -> Asset | None:
     if "/" in name or name.startswith(".") or path.suffix not in _TYPES or not path.is_file():
         return None
     body = path.read_bytes()
-    return Asset(body, _TYPES[path.suffix], '"' + hashlib.sha256(body).hexdigest()[:16] + '"')
+    etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+    return Asset(body, gzip.compress(body, 9, mtime=0), _TYPES[path.suffix], etag)
 
 
 def asset_url(name: str) -> str:

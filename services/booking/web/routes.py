@@ -235,15 +235,21 @@ async def offer_page(
 
 
 @router.get("/pages/static/{name}")
-async def static_asset(name: Annotated[str, Path(max_length=64)]) -> Response:
+async def static_asset(request: Request, name: Annotated[str, Path(max_length=64)]) -> Response:
     asset = assets.static(name)
     if asset is None:
         raise ProblemError(404, "not_found", f"no asset {name!r}")
-    return Response(
-        asset.body,
-        media_type=asset.media_type,
-        headers={"cache-control": "public, max-age=31536000, immutable", "etag": asset.etag},
-    )
+    headers = {
+        "cache-control": "public, max-age=31536000, immutable",
+        "etag": asset.etag,
+        "vary": "accept-encoding",
+    }
+    if request.headers.get("if-none-match") == asset.etag:
+        return Response(status_code=304, headers=headers)
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        headers["content-encoding"] = "gzip"
+        return Response(asset.gzipped, media_type=asset.media_type, headers=headers)
+    return Response(asset.body, media_type=asset.media_type, headers=headers)
 
 
 # ---- JSON helpers for the pages -----------------------------------------------------------
