@@ -50,6 +50,7 @@ DIRECTORY_WAIT_S = 5.0
 PAGE_CHANNELS = frozenset({Channel.WEB, Channel.PHONE, Channel.FRONT_DESK})
 FEED_PAST_DAYS, FEED_FUTURE_DAYS, FEED_LIMIT = 14, 400, 2000
 KEEPALIVE_S = 15.0
+STORE_LIST_LIMIT = 20
 
 
 @dataclass
@@ -265,7 +266,8 @@ async def store_list(
     runtime = runtime_of(request)
     await runtime.feed.wait_loaded(DIRECTORY_WAIT_S)
     near = (lat, lon) if lat is not None and lon is not None else None
-    return {"items": runtime.directory.listing(q, near)}
+    # A first screenful; the search narrows it.
+    return {"items": runtime.directory.listing(q, near, limit=STORE_LIST_LIMIT)}
 
 
 @router.get("/pages/api/stores/{store_id}")
