@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -99,6 +100,18 @@ async def _book_on_page(page: Page, name: str, phone: str) -> None:
     await page.fill("#name", name)
     await page.fill("#phone", phone)
     await page.click("#confirm")
+
+
+async def _invite_once(url: str, ready: Callable[[icalendar.Calendar], bool]) -> icalendar.Calendar:
+    """The invite is rendered from the booking document, which the projector writes a moment
+    after the decision: read until it shows the change."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        for _ in range(100):
+            calendar = icalendar.Calendar.from_ical((await client.get(url)).text)
+            if ready(calendar):
+                return calendar
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"{url} never changed: {calendar.to_ical()!r}")
 
 
 async def _open_console(browser: Browser, api: str, store_id: str) -> Page:
@@ -230,16 +243,19 @@ async def test_the_front_desk_moves_a_booking_and_the_manage_page_shows_the_new_
     await expect(row).to_contain_text("15:30–16:00")
     await console.screenshot(path=str(artifacts_dir / "pages-console-moved.png"), full_page=True)
 
+    # A reload reads the booking document; should it race the projector, the page's own
+    # refresh (every 10 s while open) brings the new time.
     await customer.reload()
-    await expect(customer.locator("#when")).to_contain_text(f"{DAY.isoformat()} 15:30")
+    await expect(customer.locator("#when")).to_contain_text(
+        f"{DAY.isoformat()} 15:30", timeout=TIMEOUT_MS
+    )
     await customer.screenshot(path=str(artifacts_dir / "pages-manage-moved.png"), full_page=True)
 
     # The customer cancels through the manage link: the invite becomes a CANCEL of the same UID.
     customer.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
     await customer.click("#cancel")
     await expect(customer.locator("#status")).to_have_text("cancelled")
-    async with httpx.AsyncClient(timeout=30) as client:
-        cancelled = icalendar.Calendar.from_ical((await client.get(booking["ics_url"])).text)
+    cancelled = await _invite_once(booking["ics_url"], lambda cal: str(cal["METHOD"]) == "CANCEL")
     (event,) = cancelled.walk("VEVENT")
     assert str(cancelled["METHOD"]) == "CANCEL" and str(event["UID"]) == uid
     assert event.decoded("SEQUENCE") == 2  # moved, then cancelled
@@ -336,3 +352,47 @@ async def test_bad_input_on_the_pages_gets_a_clear_message_never_a_server_error(
     statuses = [a.status_code for a in answers]
     assert statuses == [404, 404, 404, 422, 422, 404, 404], [a.text for a in answers]
     assert answers[3].json()["code"] == "in_past"
+
+
+async def test_the_customer_reschedules_on_the_manage_page_and_the_optometrist_sends_a_summary(
+    browser: Browser, artifacts_dir: Path, store: dict[str, Any]
+) -> None:
+    api, store_id = store["api"], store["store_id"]
+    async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+        made = await client.post("/pages/api/bookings", json={
+            "store_id": store_id, "exam_type": "standard", "slot_start": at(DAY, "13:00"),
+            "optometrist_id": f"{store_id}-bob", "name": "Zhao Min", "phone": "13712345678",
+            "locale": "zh-CN",
+        })  # fmt: skip
+        assert made.status_code == 201, made.text
+        booking = made.json()
+    customer = await _new_page(browser, "zh-CN")
+    await customer.goto(booking["manage_url"])
+    await customer.click(f'#slots .slot[data-start^="{DAY.isoformat()}T16:00"]')
+    await expect(customer.locator("#when")).to_contain_text(f"{DAY.isoformat()} 16:00")
+    await expect(customer.locator("#result-text")).to_contain_text("16:00")
+    await customer.screenshot(path=str(artifacts_dir / "pages-manage-rescheduled-zh.png"))
+    await customer.context.close()
+
+    async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+        checked_in = await client.post(
+            f"/v1/bookings/{booking['booking_id']}/check-in",
+            json={},
+            headers={"Idempotency-Key": uuid.uuid4().hex},
+        )
+        assert checked_in.status_code == 200, checked_in.text
+    # the processor may give the new time to any free optometrist: open that one's day
+    optometrist_id = checked_in.json()["optometrist_id"]
+    doctor = await _new_page(browser)
+    await doctor.goto(f"{api}/optometrist/{optometrist_id}?day=tomorrow")
+    visit = doctor.locator(f'.visit[data-booking-id="{booking["booking_id"]}"]')
+    await expect(visit).to_contain_text("16:00–16:30")
+    await visit.locator(".act-complete").click()
+    visit = doctor.locator(f'.visit[data-booking-id="{booking["booking_id"]}"]')
+    await expect(visit).to_have_attribute("data-status", "completed")
+    await visit.locator("textarea.summary").fill("Both eyes healthy; new prescription -1.25.")
+    await visit.locator(".act-summary").click()
+    # shown only when the processor accepted the summary (a completed exam)
+    await expect(doctor.locator("#message")).to_have_text("Summary sent.")
+    await doctor.screenshot(path=str(artifacts_dir / "pages-optometrist-day.png"), full_page=True)
+    await doctor.context.close()

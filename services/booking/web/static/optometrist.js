@@ -31,7 +31,8 @@ function item(store, b) {
   if (b.status === "checked_in" || b.status === "confirmed") {
     li.append(" ", el("button", { type: "button", class: "act-complete", onclick: async () => {
       const res = await settle(await api("POST", `/v1/bookings/${encodeURIComponent(b.booking_id)}/complete`, { optometrist_id: me }));
-      if (res.ok) load(); else showMessage(problemText(res.body));
+      // the answer is the booking as decided (MongoDB may not have it yet)
+      if (res.ok && res.body.booking_id) li.replaceWith(item(store, res.body)); else showMessage(problemText(res.body));
     } }, t("complete")));
   }
   if (b.status === "completed") {
