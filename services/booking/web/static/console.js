@@ -148,16 +148,13 @@ async function loadWaitlist() {
   const box = $("waitlist");
   const res = await api("GET", `/v1/stores/${sid}/waitlist?${new URLSearchParams({ date: day() })}`);
   if (!res.ok) { box.replaceChildren(el("p", { class: "muted" }, t("waitlist_unavailable"))); return; }
-  const entries = res.body.entries || res.body.items || [];
-  const offers = res.body.offers || [];
-  box.replaceChildren(
-    el("h3", {}, `${t("entries")} (${entries.length})`),
-    el("ul", { class: "messages" }, entries.map((e) => el("li", { class: "wl-entry" },
-      `${(e.customer && e.customer.name) || e.customer_ref || ""} · ${examName(e.exam_type)} · ${e.date_from || ""}${e.date_to && e.date_to !== e.date_from ? "–" + e.date_to : ""} ${e.time_from || ""}${e.time_to ? "–" + e.time_to : ""}`))),
-    el("h3", {}, `${t("offers")} (${offers.length})`),
-    el("ul", { class: "messages" }, offers.map((o) => el("li", { class: "wl-offer" },
-      `${o.local_start ? wallTime(o.local_start) : ""} · ${o.customer_ref || ""} · ${o.status || ""}`))),
-  );
+  const entries = res.body.entries || [];
+  if (!entries.length) { box.replaceChildren(el("p", { class: "muted" }, t("no_bookings"))); return; }
+  box.replaceChildren(el("ul", { class: "messages" }, entries.map((e) => el("li", { class: "wl-entry", dataset: { entryId: e.waitlist_entry_id, status: e.status } },
+    el("strong", {}, (e.customer && e.customer.name) || e.customer_ref), el("span", { class: "badge" }, e.status),
+    el("div", { class: "muted" }, `${examName(e.exam_type)} · ${e.date_from}${e.date_to !== e.date_from ? "–" + e.date_to : ""} ${e.time_from || ""}${e.time_to ? "–" + e.time_to : ""}`),
+    (e.offers || []).map((o) => el("div", { class: "wl-offer", dataset: { state: o.state } },
+      `${t("offers")}: ${wallDate(o.local_start).slice(5)} ${wallTime(o.local_start)} · ${optName(o.optometrist_id)} · ${o.state}`))))));
 }
 
 function addMessage(m) {
