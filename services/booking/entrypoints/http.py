@@ -27,7 +27,6 @@ class _Background:
         self.settings = settings
         self.waiter: ReplyWaiter | None = None
         self.follower: asyncio.Task[None] | None = None
-        self.pages = PagesRuntime.create(settings)  # live updates + store directory for pages
 
     async def start(self, app: FastAPI, resources: Resources) -> None:
         if resources.redis is None:
@@ -45,10 +44,8 @@ class _Background:
             outcomes=outcomes,
             gateway=CommandGateway(self.settings, resources, self.waiter, repo),
         )
-        await self.pages.start(app)
 
     async def stop(self, app: FastAPI, resources: Resources) -> None:
-        await self.pages.stop()
         if self.follower is not None:
             self.follower.cancel()
             await asyncio.gather(self.follower, return_exceptions=True)
@@ -63,13 +60,14 @@ class _Background:
 
 def build_app(settings: BookingSettings) -> FastAPI:
     background = _Background(settings)
+    pages = PagesRuntime.create(settings)  # live updates + store directory of the pages
     return create_app(
         settings,
         title="OptiSync booking",
         description="Bookings from every channel, decided by the availability processor.",
         routers=[api_router, pages_router],
-        on_startup=[background.start],
-        on_shutdown=[background.stop],
+        on_startup=[background.start, pages.on_startup],
+        on_shutdown=[pages.on_shutdown, background.stop],
         extra_checks={"replies": background.check},
     )
 

@@ -22,6 +22,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from optisync_common.problems import ProblemError, problem_response
+from optisync_common.resources import Resources
 from schemas.events.base import Actor, Channel
 from schemas.events.booking import Customer
 from services.booking.adapters.live import LiveFeed, LiveHub, sse_frame
@@ -67,11 +68,11 @@ class PagesRuntime:
         hub, directory = LiveHub(), StoreDirectory()
         return cls(settings, hub, directory, LiveFeed(settings, hub, directory))
 
-    async def start(self, app: FastAPI) -> None:
+    async def on_startup(self, app: FastAPI, resources: Resources) -> None:
         app.state.pages = self
         await self.feed.start()
 
-    async def stop(self) -> None:
+    async def on_shutdown(self, app: FastAPI, resources: Resources) -> None:
         await self.feed.stop()
 
     @property
