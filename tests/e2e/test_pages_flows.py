@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import random
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -40,7 +41,7 @@ BEFORE_DST, AFTER_DST = dt.date(2027, 3, 26), dt.date(2027, 3, 29)
 TIMEOUT_MS = 15_000
 
 
-def _events(store_id: str) -> list[EventPayload]:
+def _events(store_id: str, position: tuple[float, float]) -> list[EventPayload]:
     hours = {
         d: [{"open": "08:00", "close": "20:00"}]
         for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -48,7 +49,7 @@ def _events(store_id: str) -> list[EventPayload]:
     events: list[EventPayload] = [
         StoreRegistered(store_id=store_id, name=f"Mitte {store_id}", region="eu", timezone=TZ,
                         opening_hours=hours, locale="en", address="Friedrichstr. 1, Berlin",
-                        latitude=52.52, longitude=13.39),
+                        latitude=position[0], longitude=position[1]),
         ExamTypeDefined(code="standard", name="Standard exam", duration_minutes=30,
                         required_skill="general", preparation_notes="Bring your glasses."),
     ]  # fmt: skip
@@ -68,10 +69,12 @@ def _events(store_id: str) -> list[EventPayload]:
 def store(running_stack, endpoints) -> dict[str, Any]:
     store_id = f"pages-{uuid.uuid4().hex[:8]}"
     api = running_stack["booking-api"]
-    publish_store(endpoints, store_id, _events(store_id))
+    # A position of its own: stores of earlier runs may still be in the topic.
+    position = (round(52.3 + random.random() * 0.4, 5), round(13.2 + random.random() * 0.4, 5))
+    publish_store(endpoints, store_id, _events(store_id, position))
     wait_for_availability(api, store_id, DAY, lambda v: free_at(v, "16:30") == 2)
     wait_for_availability(api, store_id, AFTER_DST, lambda v: free_at(v, "16:30") == 2)
-    return {"api": api, "store_id": store_id, "endpoints": endpoints}
+    return {"api": api, "store_id": store_id, "endpoints": endpoints, "position": position}
 
 
 def at(day: dt.date, hhmm: str) -> str:
@@ -169,6 +172,16 @@ async def test_a_customer_books_on_the_page_and_the_open_console_shows_it_live(
     await expect(console.locator("#messages .msg", has_text="隐形眼镜多少钱")).to_be_visible()
     assert await console.evaluate("window.__notReloaded === true")
     await console.screenshot(path=str(artifacts_dir / "pages-console-live.png"), full_page=True)
+
+    # A walk-in booked at the desk: pick a free time, name and phone, channel front_desk.
+    await console.click(f'#slots .slot[data-start^="{DAY.isoformat()}T15:00"]')
+    await console.fill("#w-name", "Walk In")
+    await console.fill("#w-phone", "+49 152 7777 7777")
+    await console.select_option("#w-channel", "front_desk")
+    await console.click("#w-book")
+    walk_in = console.locator(".booking", has_text="Walk In")
+    await expect(walk_in).to_contain_text("15:00–15:30")
+    await expect(walk_in).to_contain_text("front_desk")
 
     # The front desk checks the chat customer in; the row follows.
     await chat_row.locator(".act-check_in").click()
@@ -302,6 +315,25 @@ async def test_invites_and_the_optometrist_feed_keep_wall_times_across_dst(
         local = event.decoded("DTSTART").astimezone(BERLIN)
         assert (local.date(), local.strftime("%H:%M")) == (day, "10:00")
         assert local.utcoffset() == dt.timedelta(hours=1 if day == BEFORE_DST else 2)
+
+
+async def test_the_nearest_store_comes_first_when_the_browser_shares_its_location(
+    browser: Browser, store: dict[str, Any]
+) -> None:
+    api, store_id = store["api"], store["store_id"]
+    latitude, longitude = store["position"]
+    context = await browser.new_context(
+        locale="en-US", geolocation={"latitude": latitude, "longitude": longitude + 0.01},
+        permissions=["geolocation"],
+    )  # fmt: skip
+    page = await context.new_page()
+    await page.goto(f"{api}/book")
+    first = page.locator(".store-option").first
+    await expect(first).to_have_attribute("data-store-id", store_id, timeout=TIMEOUT_MS)
+    await expect(first).to_contain_text("0.7 km")  # 0.01° of longitude at 52.5° N
+    await page.fill("#store-search", store_id)
+    await expect(page.locator(".store-option")).to_have_count(1)
+    await context.close()
 
 
 async def test_bad_input_on_the_pages_gets_a_clear_message_never_a_server_error(
