@@ -11,7 +11,12 @@ async function loadStores() {
   renderStores();
   markInteractive();
   if (BOOT.store_id && !state.store) {
-    const preset = state.stores.find((s) => s.store_id === BOOT.store_id);
+    // a link to one store (?store=): it may be beyond the first screenful of the list
+    let preset = state.stores.find((s) => s.store_id === BOOT.store_id);
+    if (!preset) {
+      const one = await api("GET", `/pages/api/stores/${encodeURIComponent(BOOT.store_id)}`);
+      if (one.ok) { preset = one.body; state.stores.unshift(preset); }
+    }
     if (preset) chooseStore(preset);
   }
 }
