@@ -133,6 +133,7 @@ class RosterEvent(EventPayload):
 
 class StoreRegistered(RosterEvent):
     event_type: ClassVar[str] = "StoreRegistered"
+    event_version: ClassVar[str] = "1.1"
 
     store_id: Id
     name: str = Field(min_length=1, max_length=200)
@@ -141,6 +142,10 @@ class StoreRegistered(RosterEvent):
     opening_hours: OpeningHours
     slot_minutes: int = Field(default=15, ge=5, le=240)
     locale: Locale = "en"
+    # Since 1.1, for the booking page (store search, nearest store first).
+    address: str | None = Field(default=None, max_length=500, description="since 1.1")
+    latitude: float | None = Field(default=None, ge=-90, le=90, description="since 1.1")
+    longitude: float | None = Field(default=None, ge=-180, le=180, description="since 1.1")
 
 
 class StoreHoursChanged(RosterEvent):
@@ -159,12 +164,16 @@ class ExamTypeDefined(RosterEvent):
     """An exam type offered by the store (re-publishing with the same code updates it)."""
 
     event_type: ClassVar[str] = "ExamTypeDefined"
+    event_version: ClassVar[str] = "1.1"
 
     code: Id
     name: str = Field(min_length=1, max_length=200)
     duration_minutes: int = Field(ge=5, le=480)
     required_skill: Id
     active: bool = True
+    preparation_notes: str | None = Field(
+        default=None, max_length=1000, description="shown to customers when booking (since 1.1)"
+    )
 
 
 class OptometristJoined(RosterEvent):

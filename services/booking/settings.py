@@ -13,6 +13,11 @@ class BookingSettings(ServiceSettings):
 
     service_name: str = "booking"
     http_port: int = 8002
+    # Pages: base URL customers reach the pages under (manage links, .ics URLs); empty: the
+    # request's own. Manage links are signed with `signing_secret` (refused at its development
+    # default outside dev/test) and expire after this many days.
+    public_url: str = ""
+    manage_link_ttl_days: int = 60
     # faust worker's web server (/healthz, /readyz, /metrics of the stream worker)
     worker_port: int = 8102
     # projector process (MongoDB booking documents, Redis views): /healthz, /readyz, /metrics

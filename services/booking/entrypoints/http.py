@@ -17,6 +17,8 @@ from services.booking.api.commands import CommandGateway
 from services.booking.api.deps import BookingContext
 from services.booking.api.main import api_router
 from services.booking.settings import BookingSettings, get_settings
+from services.booking.web.routes import PagesRuntime
+from services.booking.web.routes import router as pages_router
 
 
 class _Background:
@@ -66,13 +68,14 @@ class _Background:
 
 def build_app(settings: BookingSettings) -> FastAPI:
     background = _Background(settings)
+    pages = PagesRuntime.create(settings)  # live updates + store directory of the pages
     return create_app(
         settings,
         title="OptiSync booking",
         description="Bookings from every channel, decided by the availability processor.",
-        routers=[api_router],
-        on_startup=[background.start],
-        on_shutdown=[background.stop],
+        routers=[api_router, pages_router],
+        on_startup=[background.start, pages.on_startup],
+        on_shutdown=[pages.on_shutdown, background.stop],
         extra_checks={"replies": background.check},
     )
 

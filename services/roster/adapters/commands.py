@@ -461,7 +461,10 @@ class RosterCommands:
 
 
 def _exam(doc: Document) -> ExamType:
-    return ExamType(doc["code"], doc["name"], doc["duration_minutes"], doc["required_skill"])
+    return ExamType(
+        doc["code"], doc["name"], doc["duration_minutes"], doc["required_skill"],
+        doc.get("preparation_notes"),
+    )  # fmt: skip
 
 
 def _anyone_at(store_id: str) -> Optometrist:

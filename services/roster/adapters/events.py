@@ -53,6 +53,9 @@ def store_registered(store: Store) -> StoreRegistered:
         opening_hours=_opening(store),
         slot_minutes=store.slot_minutes,
         locale=store.locale,
+        address=store.address,
+        latitude=store.latitude,
+        longitude=store.longitude,
     )
 
 
@@ -70,6 +73,7 @@ def exam_type_defined(exam: ExamType) -> ExamTypeDefined:
         name=exam.name,
         duration_minutes=exam.duration_minutes,
         required_skill=exam.required_skill,
+        preparation_notes=exam.preparation_notes,
     )
 
 

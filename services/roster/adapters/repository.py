@@ -209,6 +209,9 @@ def store_from_doc(doc: Document) -> Store:
         },
         locale=doc.get("locale", "en"),
         slot_minutes=doc.get("slot_minutes", 15),
+        address=doc.get("address"),
+        latitude=doc.get("latitude"),
+        longitude=doc.get("longitude"),
     )
 
 

@@ -33,12 +33,18 @@ class StoreBody(_Body):
     )
     slot_minutes: int = Field(default=15, ge=5, le=240)
     locale: Locale = "en"
+    address: str | None = Field(default=None, max_length=500)
+    latitude: float | None = Field(default=None, ge=-90, le=90)
+    longitude: float | None = Field(default=None, ge=-180, le=180)
 
 
 class ExamTypeBody(_Body):
     name: str = Field(min_length=1, max_length=200)
     duration_minutes: int = Field(ge=5, le=480)
     required_skill: Id
+    preparation_notes: str | None = Field(
+        default=None, max_length=1000, description="shown to customers when they book"
+    )
 
 
 class OptometristBody(_Body):

@@ -110,7 +110,7 @@ async def put_store(
     }
     store = _domain(
         lambda: Store(store_id, body.name, body.region, body.timezone, hours, body.locale,
-                      body.slot_minutes),
+                      body.slot_minutes, body.address, body.latitude, body.longitude),
         "invalid_opening_hours",
     )  # fmt: skip
     result = _emitted(await commands.put_store(store, correlation_id), response)
@@ -169,7 +169,9 @@ async def put_exam_type(
     code: str, body: ExamTypeBody, commands: CommandsDep, response: Response,
     correlation_id: CorrelationId = None,
 ) -> dict[str, Any]:  # fmt: skip
-    exam = ExamType(code, body.name, body.duration_minutes, body.required_skill)
+    exam = ExamType(
+        code, body.name, body.duration_minutes, body.required_skill, body.preparation_notes
+    )
     return _emitted(await commands.put_exam_type(exam, correlation_id), response)
 
 

@@ -22,18 +22,22 @@ REGION = "cn"
 TZ = "Asia/Shanghai"
 
 EXAM_TYPES = (
-    ExamType("standard", "Standard eye exam", 30, "general"),
-    ExamType("child_first", "Child first exam", 45, "pediatric"),
-    ExamType("contact_lens_fitting", "Contact-lens fitting", 40, "contact_lens"),
-    ExamType("dilated", "Dilated exam", 60, "dilation"),
-)
+    ExamType("standard", "Standard eye exam", 30, "general",
+             "Bring your current glasses or contact lenses."),
+    ExamType("child_first", "Child first exam", 45, "pediatric",
+             "A parent or guardian comes along."),
+    ExamType("contact_lens_fitting", "Contact-lens fitting", 40, "contact_lens",
+             "Wear glasses, not lenses, for 24 hours before."),
+    ExamType("dilated", "Dilated exam", 60, "dilation",
+             "Do not drive for 4 hours afterwards; bring sunglasses."),
+)  # fmt: skip
 
 
 def _hours(open_: time, close: time) -> tuple[TimeRange, ...]:
     return (TimeRange(open_, close),)
 
 
-def _store(store_id: str, name: str) -> Store:
+def _store(store_id: str, name: str, address: str, lat: float, lon: float) -> Store:
     weekday = _hours(time(9), time(21))
     return Store(
         store_id=store_id,
@@ -42,14 +46,17 @@ def _store(store_id: str, name: str) -> Store:
         timezone=TZ,
         opening_hours={**{d: weekday for d in WEEKDAYS[:6]}, "sun": _hours(time(10), time(18))},
         locale="zh-CN",
+        address=address,
+        latitude=lat,
+        longitude=lon,
     )
 
 
 STORES = (
-    _store("demo-sh-jingan", "Shanghai Jing'an"),
-    _store("demo-bj-sanlitun", "Beijing Sanlitun"),
-    _store("demo-sz-futian", "Shenzhen Futian"),
-)
+    _store("demo-sh-jingan", "Shanghai Jing'an", "1618 W Nanjing Rd, Shanghai", 31.2235, 121.4454),
+    _store("demo-bj-sanlitun", "Beijing Sanlitun", "19 Sanlitun Rd, Beijing", 39.9334, 116.4547),
+    _store("demo-sz-futian", "Shenzhen Futian", "3008 Shennan Blvd, Shenzhen", 22.5410, 114.0580),
+)  # fmt: skip
 
 OPTOMETRISTS = (
     Optometrist("demo-opt-li", "Li Wei", frozenset({"general", "dilation"}),

@@ -29,6 +29,10 @@ class Store:
     opening_hours: dict[str, tuple[TimeRange, ...]]
     locale: str = "zh-CN"
     slot_minutes: int = 15
+    # for the booking page: store search and nearest store first
+    address: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
 
     def __post_init__(self) -> None:
         ZoneInfo(self.timezone)  # raises for an unknown IANA zone
@@ -46,6 +50,7 @@ class ExamType:
     name: str
     duration_minutes: int
     required_skill: str
+    preparation_notes: str | None = None  # shown to customers when they book
 
 
 @dataclass(frozen=True)

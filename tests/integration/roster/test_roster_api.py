@@ -401,3 +401,40 @@ async def test_swaps_exchange_or_cover_shifts_without_double_booking_anyone(
     assert [(e.type, e.payload.shift_id, e.payload.optometrist_id) for e in got] == [
         ("ShiftChanged", morning, chain.o2), ("ShiftChanged", evening, chain.o1),
     ]  # fmt: skip
+
+
+async def test_store_position_and_exam_preparation_notes_reach_the_events(
+    roster: httpx.AsyncClient, tap: RosterTap, unique_id: str
+) -> None:
+    store_id = f"pos-{unique_id}"
+    await ok(await roster.put(f"/v1/stores/{store_id}", json={
+        "name": "Jing'an", "region": "cn", "timezone": "Asia/Shanghai",
+        "opening_hours": SHANGHAI_HOURS, "locale": "zh-CN", "address": "1618 W Nanjing Rd",
+        "latitude": 31.2235, "longitude": 121.4454,
+    }))  # fmt: skip
+    code = f"dilated-{unique_id}"
+    await ok(await roster.put(f"/v1/exam-types/{code}", json={
+        "name": "Dilated", "duration_minutes": 60, "required_skill": "dilation",
+        "preparation_notes": "Do not drive for 4 hours afterwards.",
+    }))  # fmt: skip
+
+    async def both() -> bool:
+        types = [e.type for e in tap.by_key[store_id]]
+        return "StoreRegistered" in types and any(
+            e.type == "ExamTypeDefined" and e.payload.code == code for e in tap.by_key[store_id]
+        )
+
+    await eventually(both)
+    registered = next(e for e in tap.by_key[store_id] if e.type == "StoreRegistered")
+    assert (registered.version, registered.payload.address) == ("1.1", "1618 W Nanjing Rd")
+    assert (registered.payload.latitude, registered.payload.longitude) == (31.2235, 121.4454)
+    exam = next(
+        e for e in tap.by_key[store_id] if e.type == "ExamTypeDefined" and e.payload.code == code
+    )
+    assert exam.payload.preparation_notes == "Do not drive for 4 hours afterwards."
+    out_of_range = await roster.put(f"/v1/stores/{store_id}", json={
+        "name": "Jing'an", "region": "cn", "timezone": "Asia/Shanghai",
+        "opening_hours": SHANGHAI_HOURS, "latitude": 95,
+    })  # fmt: skip
+    assert out_of_range.status_code == 422
+    assert out_of_range.headers["content-type"] == "application/problem+json"

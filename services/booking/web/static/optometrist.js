@@ -1,0 +1,56 @@
+// Optometrist's day: own bookings across stores; complete an exam and send its result summary.
+"use strict";
+const $ = (id) => document.getElementById(id);
+const me = BOOT.optometrist_id;
+const tz = BOOT.stores[0].timezone;
+
+async function load() {
+  const date = $("day").value;
+  const mine = [];
+  for (const store of BOOT.stores) {
+    let cursor = null;
+    do {
+      const params = new URLSearchParams({ date, limit: "200" });
+      if (cursor) params.set("cursor", cursor);
+      const res = await api("GET", `/v1/stores/${encodeURIComponent(store.store_id)}/bookings?${params}`);
+      if (!res.ok) { showMessage(problemText(res.body)); return; }
+      res.body.items.filter((b) => b.optometrist_id === me && b.status !== "cancelled")
+        .forEach((b) => mine.push([store, b]));
+      cursor = res.body.next_cursor;
+    } while (cursor);
+  }
+  mine.sort((a, b) => a[1].slot_start.localeCompare(b[1].slot_start));
+  $("schedule").replaceChildren(...(mine.length ? mine.map(([s, b]) => item(s, b)) : [el("li", { class: "muted" }, t("no_bookings"))]));
+}
+
+function item(store, b) {
+  const exam = (store.exam_types.find((e) => e.code === b.exam_type) || { name: b.exam_type }).name;
+  const li = el("li", { class: "visit", dataset: { bookingId: b.booking_id, status: b.status } },
+    el("strong", {}, `${wallTime(b.local_start)}–${wallTime(b.local_end)}`), ` ${(b.customer && b.customer.name) || ""} · ${exam}`,
+    el("span", { class: "badge" }, statusText(b.status)), el("span", { class: "muted" }, ` ${store.name}`));
+  if (b.status === "checked_in" || b.status === "confirmed") {
+    li.append(" ", el("button", { type: "button", class: "act-complete", onclick: async () => {
+      const res = await settle(await api("POST", `/v1/bookings/${encodeURIComponent(b.booking_id)}/complete`, { optometrist_id: me }));
+      // the answer is the booking as decided (MongoDB may not have it yet)
+      if (res.ok && res.body.booking_id) li.replaceWith(item(store, res.body)); else showMessage(problemText(res.body));
+    } }, t("complete")));
+  }
+  if (b.status === "completed") {
+    const text = el("textarea", { rows: "2", maxlength: "2000", class: "summary" });
+    li.append(el("label", {}, el("span", {}, t("summary")), text),
+      el("button", { type: "button", class: "act-summary", onclick: async () => {
+        if (!text.value.trim()) return;
+        const res = await settle(await api("POST", `/v1/bookings/${encodeURIComponent(b.booking_id)}/summary`, { optometrist_id: me, summary: text.value.trim() }));
+        showMessage(res.ok ? t("summary_sent") : problemText(res.body), res.ok ? "info" : "");
+      } }, t("send_summary")));
+  }
+  return li;
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("who").textContent = BOOT.name;
+  $("feed-link").href = BOOT.feed_url;
+  $("day").value = localDate(tz, new URLSearchParams(location.search).get("day") === "tomorrow" ? 1 : 0);
+  $("day").addEventListener("change", load);
+  load().then(markInteractive);
+});
