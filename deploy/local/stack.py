@@ -89,6 +89,9 @@ def start_services(
         "OPTISYNC_STATE_DIR": str(cfg.run_dir / "state"),
     }
     base_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), base_env.get("PYTHONPATH")]))
+    # Links customers get (offer accept pages, manage links) point at this stack's booking API.
+    booking_url = next(svc.url(port_offset) for svc in SERVICES if svc.name == "booking-api")
+    base_env.setdefault("NOTIFY_PUBLIC_BOOKING_URL", booking_url)
     started: list[tuple[ServiceProcess, ManagedProcess]] = []
     chosen = [svc for svc in SERVICES if only is None or svc.name in only]
     for svc in chosen:

@@ -273,6 +273,9 @@ class BookingRepository:
             [("store_id", ASCENDING), ("slot_start", ASCENDING), ("_id", ASCENDING)],
             name="store_slot",
         )
+        await self.coll.create_index(  # the optometrist's calendar feed
+            [("optometrist_id", ASCENDING), ("slot_start", ASCENDING)], name="optometrist_slot"
+        )
 
     async def project(self, envelope: Envelope[EventPayload]) -> ProjectResult:
         payload = envelope.payload
