@@ -198,9 +198,11 @@ async def _open_loop(
     }
 
 
-async def _run(args: argparse.Namespace, endpoints: infra.Endpoints, run_id: str) -> list[Any]:
-    receiver = Receiver()
-    await receiver.start()
+async def start_worker(
+    endpoints: infra.Endpoints, run_id: str, receiver: Receiver, extra_env: dict[str, str]
+) -> asyncio.subprocess.Process:
+    """The notify worker as its own process (fresh consumer group from the end, own database
+    and Redis prefix), delivering every channel to `receiver`; returns once it is ready."""
     worker_port = _free_port()
     log = REPO / ".run" / f"bench-notify-{run_id}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -210,28 +212,42 @@ async def _run(args: argparse.Namespace, endpoints: infra.Endpoints, run_id: str
         "NOTIFY_CONSUMER_GROUP": f"notify-bench-{run_id}", "NOTIFY_CONSUMER_OFFSET_RESET": "latest",
         "NOTIFY_DEFAULT_WEBHOOK_URL": f"http://127.0.0.1:{receiver.port}/hook",
         "NOTIFY_SIGNING_SECRET": SECRET, "NOTIFY_WORKER_PORT": str(worker_port),
-        "NOTIFY_LOG_LEVEL": "warning",
+        "NOTIFY_LOG_LEVEL": "warning", **extra_env,
     }  # fmt: skip
     with log.open("ab") as out:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "services.notify.entrypoints.worker",
             env=env, cwd=REPO, stdout=out, stderr=out,
         )  # fmt: skip
+    async with httpx.AsyncClient() as client:
+        for _ in range(600):
+            try:
+                if (await client.get(f"http://127.0.0.1:{worker_port}/readyz")).is_success:
+                    return proc
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.2)
+    proc.terminate()
+    raise RuntimeError(f"notify worker not ready, see {log}")
+
+
+async def stop_worker(
+    proc: asyncio.subprocess.Process, endpoints: infra.Endpoints, run_id: str
+) -> None:
+    proc.terminate()
+    await proc.wait()
+    await _drop_database(endpoints, f"optisync_notify-bench-{run_id}")
+
+
+async def _run(args: argparse.Namespace, endpoints: infra.Endpoints, run_id: str) -> list[Any]:
+    receiver = Receiver()
+    await receiver.start()
+    proc = await start_worker(endpoints, run_id, receiver, {})
     settings = endpoints.settings(ServiceSettings, service_name="bench-notify")
     producer = make_producer(settings)
     await producer.start()
     results = []
     try:
-        async with httpx.AsyncClient() as client:
-            for _ in range(600):
-                try:
-                    if (await client.get(f"http://127.0.0.1:{worker_port}/readyz")).is_success:
-                        break
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.2)
-            else:
-                raise RuntimeError(f"notify worker not ready, see {log}")
         stores = [f"bench-{run_id}-{i}" for i in range(args.stores)]
         _progress("warm-up: 100 events at 50/s")
         await _open_loop(producer, receiver, 50, 2, stores, f"{run_id}-warm")
@@ -254,10 +270,8 @@ async def _run(args: argparse.Namespace, endpoints: infra.Endpoints, run_id: str
             results.append(_with_cpu(row, cpu_before, _cpu_s(proc.pid), idle, started))
     finally:
         await producer.stop()
-        proc.terminate()
-        await proc.wait()
+        await stop_worker(proc, endpoints, run_id)
         await receiver.stop()
-        await _drop_database(endpoints, f"optisync_notify-bench-{run_id}")
     return results
 
 

@@ -64,10 +64,22 @@ def _progress(msg: str) -> None:
     print(f"[bench] {msg}", flush=True)
 
 
+def has_slots(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return bool(json.loads(resp.read()).get("slots"))
+    except Exception:
+        return False
+
+
 # --------------------------------------------------------------------------- setup
 
 
-def _roster(store_id: str, days: int) -> list[EventPayload]:
+def roster(
+    store_id: str, days: int, optometrists: tuple[str, ...] = OPTOMETRISTS
+) -> list[EventPayload]:
     hours = {d: [{"open": "08:00", "close": "20:00"}] for d in range(7)}
     events: list[EventPayload] = [
         StoreRegistered(store_id=store_id, name=store_id, region="cn", timezone=TZ,
@@ -75,7 +87,7 @@ def _roster(store_id: str, days: int) -> list[EventPayload]:
         ExamTypeDefined(code="standard", name="Standard", duration_minutes=30,
                         required_skill="general"),
     ]  # fmt: skip
-    for opt in OPTOMETRISTS:
+    for opt in optometrists:
         events.append(
             OptometristJoined(optometrist_id=opt, name=opt, skills=["general"],
                               home_store_id=store_id, store_ids=[store_id])
@@ -89,7 +101,12 @@ def _roster(store_id: str, days: int) -> list[EventPayload]:
     return events
 
 
-async def _seed(endpoints: infra.Endpoints, stores: list[str], days: int) -> None:
+async def seed(
+    endpoints: infra.Endpoints,
+    stores: list[str],
+    days: int,
+    optometrists: tuple[str, ...] = OPTOMETRISTS,
+) -> None:
     settings = endpoints.settings(ServiceSettings, service_name="bench", environment="test")
     producer = make_producer(settings)
     await producer.start()
@@ -100,7 +117,7 @@ async def _seed(endpoints: infra.Endpoints, stores: list[str], days: int) -> Non
             publisher.publish(new_envelope(e, region="cn", store_id=s, correlation_id="bench",
                                            occurred_at=now))
             for s in stores
-            for e in _roster(s, days)
+            for e in roster(s, days, optometrists)
         ]  # fmt: skip
         await asyncio.gather(*sends)
     finally:
@@ -277,9 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     stores = [f"bench-{run_id}-{i}" for i in range(args.stores)]
     _progress(f"seeding {len(stores)} stores x {len(OPTOMETRISTS)} optometrists x {args.days} days")
-    asyncio.run(_seed(endpoints, stores, args.days))
+    asyncio.run(seed(endpoints, stores, args.days))
     probe = f"{api}/v1/stores/{stores[-1]}/availability?date={FIRST_DAY}&exam_type=standard"
-    wait_until(lambda: _has_slots(probe), timeout=120, what="bench availability view")
+    wait_until(lambda: has_slots(probe), timeout=120, what="bench availability view")
     _drain(urls["booking-processor"])  # the roster backlog is applied before measuring
 
     bare = ManagedProcess("bare-fastapi", cfg.run_dir / "bare-fastapi")
@@ -414,16 +431,6 @@ def _drain(processor: str, quiet_s: float = 2.0, limit_s: float = 300.0) -> None
             return
         _progress(f"draining the processor's backlog ({now:.0f} events consumed)")
         last = now
-
-
-def _has_slots(url: str) -> bool:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return bool(json.loads(resp.read()).get("slots"))
-    except Exception:
-        return False
 
 
 if __name__ == "__main__":
