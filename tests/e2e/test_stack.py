@@ -127,7 +127,7 @@ def test_a_malformed_command_goes_to_the_dlq_and_the_processor_keeps_going(
     assert resp.status_code == 200
 
 
-def test_stop_leaves_no_process_behind(running_stack, infra_config):
+def test_stop_leaves_no_process_behind(running_stack, infra_config, restart_missing):
     pids = _service_pids(infra_config)
     assert len(pids) == len(stack.SERVICES)
     stack.stop_services(infra_config)
@@ -136,6 +136,7 @@ def test_stop_leaves_no_process_behind(running_stack, infra_config):
         time.sleep(0.1)
     assert not [p for p in pids if _alive(p)]
     assert _service_pids(infra_config) == []
+    restart_missing()  # the session's stack serves the tests that follow
 
 
 def _alive(pid: int) -> bool:
