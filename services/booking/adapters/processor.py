@@ -289,7 +289,6 @@ class AvailabilityProcessor:
             FactKind.REQUESTED,
             cmd.exam_type,
             cmd.channel.value,
-            day.date,
             now,
             lead_minutes=(start - _epoch(now)) // 60,
         )
@@ -314,7 +313,6 @@ class AvailabilityProcessor:
                         FactKind.REJECTED,
                         cmd.exam_type,
                         cmd.channel.value,
-                        day.date,
                         now,
                         reason=outcome.reason,
                     ),
@@ -344,7 +342,6 @@ class AvailabilityProcessor:
                 FactKind.CONFIRMED,
                 booking.exam_type,
                 booking.channel,
-                day.date,
                 now,
                 lead_minutes=(start - _epoch(now)) // 60,
             ),
@@ -386,7 +383,6 @@ class AvailabilityProcessor:
                 FactKind.CANCELLED,
                 booking.exam_type,
                 booking.channel,
-                booking.date,
                 now,
                 lead_minutes=outcome.minutes_before_start,
                 cancelled_by=cmd.by,
@@ -444,7 +440,6 @@ class AvailabilityProcessor:
                 FactKind.RESCHEDULED,
                 booking.exam_type,
                 booking.channel,
-                new.date,
                 now,
                 lead_minutes=(new.start - _epoch(now)) // 60,
             ),
@@ -531,7 +526,7 @@ class AvailabilityProcessor:
             )
         return [
             self._derive(env, event, now),
-            self._fact(env, cfg, fact, booking.exam_type, booking.channel, booking.date, now),
+            self._fact(env, cfg, fact, booking.exam_type, booking.channel, now),
             *outputs,
         ]
 
@@ -668,7 +663,7 @@ class AvailabilityProcessor:
                 if isinstance(outcome, decisions.Reassigned)
                 else FactKind.DISPLACED
             )
-            fact = self._fact_payload(cfg, kind, booking.exam_type, booking.channel, booking.date)
+            fact = self._fact_payload(cfg, kind, booking.exam_type, booking.channel, now)
             outputs.append(self._derive(env, event, now, booking.booking_id))
             outputs.append(self._derive(env, fact, now, booking.booking_id, kind.value))
         return outputs
@@ -757,11 +752,10 @@ class AvailabilityProcessor:
         kind: FactKind,
         exam_type: str,
         channel: str,
-        date: dt.date,
         now: dt.datetime,
         **extra: Any,
     ) -> Envelope[Any]:
-        fact = self._fact_payload(cfg, kind, exam_type, channel, date, **extra)
+        fact = self._fact_payload(cfg, kind, exam_type, channel, now, **extra)
         return self._derive(env, fact, now, kind.value)
 
     def _fact_payload(
@@ -770,16 +764,18 @@ class AvailabilityProcessor:
         kind: FactKind,
         exam_type: str,
         channel: str,
-        date: dt.date,
+        now: dt.datetime,
         **extra: Any,
     ) -> BookingFact:
+        """A funnel fact dated the store-local day it happened (lead_minutes says how far
+        ahead the slot is)."""
         return BookingFact(
             fact=kind,
             store_id=cfg.store_id,
             region=cfg.region or self.region,
             exam_type=exam_type,
             channel=channel,
-            local_date=date,
+            local_date=local_date(_epoch(now), cfg.timezone),
             **extra,
         )
 

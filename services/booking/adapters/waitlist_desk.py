@@ -137,9 +137,8 @@ class WaitlistDesk:
             time_from=cmd.time_from, time_to=cmd.time_to,
         )  # fmt: skip
         fact = self.p._fact(
-            env, cfg, FactKind.WAITLIST_JOINED, cmd.exam_type, cmd.channel.value,
-            local_date(epoch, cfg.timezone), now,
-        )  # fmt: skip
+            env, cfg, FactKind.WAITLIST_JOINED, cmd.exam_type, cmd.channel.value, now
+        )
         return [self.p._derive(env, joined, now), fact]
 
     @staticmethod
@@ -277,9 +276,8 @@ class WaitlistDesk:
     ) -> list[Envelope[Any]]:
         lead = (booking.start - _epoch(now)) // 60
         kinds = (FactKind.REQUESTED, FactKind.CONFIRMED, FactKind.WAITLIST_FILLED)
-        date, channel = booking.date, entry.channel
         return [
-            self.p._fact(env, cfg, k, booking.exam_type, channel, date, now, lead_minutes=lead)
+            self.p._fact(env, cfg, k, booking.exam_type, entry.channel, now, lead_minutes=lead)
             for k in kinds
         ]
 
@@ -415,9 +413,8 @@ class WaitlistDesk:
                 local_start=local_iso(_utc(offer.start), cfg.timezone),
                 hold_until=_utc(offer.expires_at), rank=offer.rank,
             )  # fmt: skip
-            date = local_date(offer.start, cfg.timezone)
             fact = self.p._fact_payload(
-                cfg, FactKind.WAITLIST_OFFERED, offer.exam_type, entry.channel, date
+                cfg, FactKind.WAITLIST_OFFERED, offer.exam_type, entry.channel, now
             )
             out.append(self._emit(env, cfg, event, now, offer.token))
             out.append(self._emit(env, cfg, fact, now, offer.token, "fact"))

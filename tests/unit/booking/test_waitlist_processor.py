@@ -244,3 +244,12 @@ def test_a_higher_priority_entry_is_offered_before_earlier_joins() -> None:
     assert [(o.waitlist_entry_id, o.rank) for o in of(cancel_out, SlotOffered)][:2] == [
         ("w2", 1), ("w1", 2),
     ]  # fmt: skip
+
+
+def test_facts_are_dated_the_local_day_they_happen_not_the_slot_day() -> None:
+    proc, _ = berlin_store()
+    out = proc.handle(request("berlin", at("10:00"), key="f1", customer="f", now=NOW), NOW)
+    facts = of(out, BookingFact)
+    assert {f.fact for f in facts} == {FactKind.REQUESTED, FactKind.CONFIRMED}
+    assert {f.local_date for f in facts} == {NOW.date()}  # booked on Dec 1 for Dec 7
+    assert all(f.lead_minutes == (at("10:00") - NOW).total_seconds() // 60 for f in facts)
