@@ -1,0 +1,155 @@
+"""MongoDB storage of the analytics service (its own database, `optisync_analytics`).
+
+* `kpi_days`: one document per store and store-local day, `_id` `<store_id>|<YYYY-MM-DD>`, with
+  `counts` (see domain/counters.py) and `wm` (per source partition, the highest offset folded in).
+* `seen_events`: one document per counted event id (`_id`), with the record that claimed it.
+* `progress`: per source partition, the highest offset ever claimed (`claimed_to`): a new owner
+  of the partition resolves claims below it (the crash window, see domain/dedup.py).
+* `stores`: store directory from `roster.events.v1` (name, region, time zone) for the dashboard.
+
+Documents are read by `_id` or by a `date` range (indexed); rollups happen in Python.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from services.analytics.domain.dedup import DocDelta, Item
+from services.analytics.domain.kpis import StoreDay
+
+Doc = dict[str, Any]
+DUPLICATE_KEY = 11000
+
+
+class WatermarkConflict(RuntimeError):
+    """Another consumer moved a document's watermark meanwhile (a rebalance overlap)."""
+
+
+class KpiStore:
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self.db = db
+        self.days = db["kpi_days"]
+        self.seen = db["seen_events"]
+        self.progress = db["progress"]
+        self.stores = db["stores"]
+
+    async def ensure_indexes(self) -> None:
+        await self.days.create_index("date")
+
+    async def drop(self) -> None:
+        for coll in (self.days, self.seen, self.progress):
+            await coll.drop()
+        await self.ensure_indexes()
+
+    # ------------------------------------------------------------------ aggregation side
+
+    async def watermarks(self, doc_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        if not doc_ids:
+            return {}
+        found = self.days.find({"_id": {"$in": list(doc_ids)}}, {"wm": 1})
+        return {d["_id"]: dict(d.get("wm") or {}) async for d in found}
+
+    async def claimed_to(self, source: str) -> int:
+        doc = await self.progress.find_one({"_id": source})
+        return int(doc["claimed_to"]) if doc else -1
+
+    async def record_claims(self, highest: dict[str, int]) -> None:
+        for source, offset in highest.items():
+            await self.progress.update_one(
+                {"_id": source}, {"$max": {"claimed_to": offset}}, upsert=True
+            )
+
+    async def claim(self, items: Sequence[Item]) -> set[str]:
+        """Insert the seen-ids of `items`; returns the event ids that were already there."""
+        if not items:
+            return set()
+        docs = [{"_id": i.event_id, "src": i.claim} for i in items]
+        try:
+            await self.seen.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            other = [e for e in errors if e.get("code") != DUPLICATE_KEY]
+            if other:
+                raise
+            return {items[e["index"]].event_id for e in errors}
+        return set()
+
+    async def claim_of(self, event_id: str) -> str | None:
+        doc = await self.seen.find_one({"_id": event_id})
+        return str(doc["src"]) if doc else None
+
+    async def apply(self, doc_id: str, delta: DocDelta, known: dict[str, int] | None) -> None:
+        """Add `delta` to one document atomically, only if its watermarks for the partitions
+        involved are still what this consumer last saw (`known`, None: no document yet)."""
+        guard: Doc = {"_id": doc_id}
+        for source in delta.watermarks:
+            previous = (known or {}).get(source)
+            guard[f"wm.{source}"] = previous if previous is not None else {"$exists": False}
+        update: Doc = {
+            "$inc": {f"counts.{name}": value for name, value in delta.counts.items()},
+            "$set": {f"wm.{s}": offset for s, offset in delta.watermarks.items()},
+            "$setOnInsert": {"store_id": delta.store_id, "region": delta.region,
+                             "date": delta.date},
+        }  # fmt: skip
+        try:
+            result = await self.days.update_one(guard, update, upsert=True)
+        except DuplicateKeyError:
+            raise WatermarkConflict(doc_id) from None
+        if result.matched_count == 0 and result.upserted_id is None:
+            raise WatermarkConflict(doc_id)
+
+    async def upsert_store(self, store_id: str, fields: Doc) -> None:
+        await self.stores.update_one({"_id": store_id}, {"$set": fields}, upsert=True)
+
+    async def store_timezones(self) -> dict[str, str]:
+        found = self.stores.find({"timezone": {"$exists": True}}, {"timezone": 1})
+        return {d["_id"]: d["timezone"] async for d in found if d.get("timezone")}
+
+    # ------------------------------------------------------------------ query side
+
+    async def store_days(
+        self,
+        start: dt.date,
+        end: dt.date,
+        *,
+        region: str | None = None,
+        store_ids: Iterable[str] | None = None,
+    ) -> list[StoreDay]:
+        query: Doc = {"date": {"$gte": start.isoformat(), "$lte": end.isoformat()}}
+        if region is not None:
+            query["region"] = region
+        wanted = set(store_ids) if store_ids is not None else None
+        out = []
+        async for d in self.days.find(query, {"wm": 0}):
+            if wanted is not None and d["store_id"] not in wanted:
+                continue
+            out.append(
+                StoreDay(
+                    store_id=d["store_id"],
+                    region=d["region"],
+                    date=dt.date.fromisoformat(d["date"]),
+                    counts={k: int(v) for k, v in (d.get("counts") or {}).items()},
+                )
+            )
+        return out
+
+    async def note_store(self, store_id: str, region: str) -> None:
+        """A store seen in facts (its roster may live in a region not mirrored here)."""
+        await self.stores.update_one(
+            {"_id": store_id},
+            {"$setOnInsert": {"region": region, "name": store_id}},
+            upsert=True,
+        )
+
+    async def store_directory(self) -> list[Doc]:
+        stores = [
+            {"store_id": d["_id"], "name": d.get("name", d["_id"]),
+             "region": d.get("region"), "timezone": d.get("timezone")}
+            async for d in self.stores.find({})
+        ]  # fmt: skip
+        return sorted(stores, key=lambda s: (s["region"] or "", s["store_id"]))
