@@ -95,7 +95,7 @@ async def test_the_same_event_in_another_record_is_a_duplicate_even_below_the_ho
     assert (await Aggregator(kpi_store).apply(batch)).counted == 2
     # The same envelopes republished later (new offsets), read by a restarted aggregator
     # whose horizon covers them: their claims belong to other records, so they are skipped.
-    again = [
+    again: Any = [
         FakeRecord(r.topic, r.partition, r.offset + 2, r.value, r.key, r.headers) for r in batch
     ]
     await kpi_store.record_claims({source_key("booking.facts.v1", 7): 103})
