@@ -7,9 +7,10 @@ Per batch (see domain/dedup.py for why each step is there):
    watermark (already folded in: a Kafka redelivery);
 3. record, per partition, the highest offset about to be claimed (`progress.claimed_to`);
 4. claim the event ids (`seen_events`, unique `_id`, unordered insert). An id already claimed is
-   a duplicate, unless the claim is this very record and the partition is below the horizon a
-   previous owner left (claimed, then crashed before counting): then it is counted now;
-5. one guarded `$inc` + watermark `$set` per KPI document (atomic per document);
+   a duplicate, unless the claim is this very record and lies in the range a previous owner
+   claimed but did not settle (it crashed before counting): then it is counted now;
+5. one guarded `$inc` + watermark `$set` per KPI document (atomic per document), then
+   `progress.settled_to`;
 6. the caller commits the offsets.
 """
 
@@ -78,12 +79,13 @@ class Aggregator:
     clock: Clock = field(default_factory=SystemClock)
     # Caches of this consumer's view; `reset()` whenever partition ownership may have changed.
     _watermarks: dict[str, dict[str, int]] = field(default_factory=dict)
-    _horizons: dict[str, int] = field(default_factory=dict)
+    # per partition: the (settled_to, claimed_to] range a previous owner may have left unsettled
+    _unsettled: dict[str, tuple[int, int]] = field(default_factory=dict)
     _timezones: dict[str, str] | None = None
 
     def reset(self) -> None:
         self._watermarks.clear()
-        self._horizons.clear()
+        self._unsettled.clear()
         self._timezones = None
 
     async def apply(self, records: Sequence[Record]) -> BatchStats:
@@ -105,6 +107,7 @@ class Aggregator:
             await self.store.apply(doc, delta, known)
             self._watermarks.setdefault(doc, {}).update(delta.watermarks)
             stats.documents += 1
+        await self.store.record_settled(_highest(pending))
         stats.counted = len(counted)
         metrics.observe_batch(stats, counted, time.perf_counter() - started, self.clock.now())
         return stats
@@ -197,25 +200,34 @@ class Aggregator:
     async def _claim(self, pending: list[Item], stats: BatchStats) -> list[Item]:
         if not pending:
             return []
-        highest: dict[str, int] = {}
-        for item in pending:
-            if item.source not in self._horizons:
-                self._horizons[item.source] = await self.store.claimed_to(item.source)
-            highest[item.source] = max(highest.get(item.source, -1), item.offset)
-        await self.store.record_claims(highest)
+        for source in {i.source for i in pending} - self._unsettled.keys():
+            self._unsettled[source] = await self.store.unsettled(source)
+        await self.store.record_claims(_highest(pending))
         already = await self.store.claim(pending)
+
+        def unsettled(item: Item) -> bool:
+            settled, claimed = self._unsettled[item.source]
+            return settled < item.offset <= claimed
+
+        suspects = [i.event_id for i in pending if i.event_id in already and unsettled(i)]
+        claims = await self.store.claims_of(suspects)
         counted = []
         for item in pending:
             if item.event_id not in already:
                 counted.append(item)
-            elif item.offset <= self._horizons[item.source] and (
-                await self.store.claim_of(item.event_id) == item.claim
-            ):
+            elif claims.get(item.event_id) == item.claim:
                 counted.append(item)  # claimed by this record before a crash, never counted
                 stats.recovered += 1
             else:
                 stats.duplicates += 1
         return counted
+
+
+def _highest(items: Sequence[Item]) -> dict[str, int]:
+    highest: dict[str, int] = {}
+    for item in items:
+        highest[item.source] = max(highest.get(item.source, -1), item.offset)
+    return highest
 
 
 def records_of(batch: Mapping[Any, Sequence[Record]]) -> list[Record]:

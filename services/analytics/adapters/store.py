@@ -3,8 +3,9 @@
 * `kpi_days`: one document per store and store-local day, `_id` `<store_id>|<YYYY-MM-DD>`, with
   `counts` (see domain/counters.py) and `wm` (per source partition, the highest offset folded in).
 * `seen_events`: one document per counted event id (`_id`), with the record that claimed it.
-* `progress`: per source partition, the highest offset ever claimed (`claimed_to`): a new owner
-  of the partition resolves claims below it (the crash window, see domain/dedup.py).
+* `progress`: per source partition, the highest offset claimed (`claimed_to`) and the highest
+  whose batch was fully counted (`settled_to`): a new owner of the partition resolves claims
+  between the two (the crash window, see domain/dedup.py); normally the gap is empty.
 * `stores`: store directory from `roster.events.v1` (name, region, time zone) for the dashboard.
 
 Documents are read by `_id` or by a `date` range (indexed); rollups happen in Python.
@@ -54,15 +55,21 @@ class KpiStore:
         found = self.days.find({"_id": {"$in": list(doc_ids)}}, {"wm": 1})
         return {d["_id"]: dict(d.get("wm") or {}) async for d in found}
 
-    async def claimed_to(self, source: str) -> int:
-        doc = await self.progress.find_one({"_id": source})
-        return int(doc["claimed_to"]) if doc else -1
+    async def unsettled(self, source: str) -> tuple[int, int]:
+        """(settled_to, claimed_to) of a partition: claims above `settled_to` and up to
+        `claimed_to` may belong to a batch that crashed before it was counted."""
+        doc = await self.progress.find_one({"_id": source}) or {}
+        return int(doc.get("settled_to", -1)), int(doc.get("claimed_to", -1))
 
     async def record_claims(self, highest: dict[str, int]) -> None:
+        await self._raise("claimed_to", highest)
+
+    async def record_settled(self, highest: dict[str, int]) -> None:
+        await self._raise("settled_to", highest)
+
+    async def _raise(self, field: str, highest: dict[str, int]) -> None:
         for source, offset in highest.items():
-            await self.progress.update_one(
-                {"_id": source}, {"$max": {"claimed_to": offset}}, upsert=True
-            )
+            await self.progress.update_one({"_id": source}, {"$max": {field: offset}}, upsert=True)
 
     async def claim(self, items: Sequence[Item]) -> set[str]:
         """Insert the seen-ids of `items`; returns the event ids that were already there."""
@@ -79,9 +86,13 @@ class KpiStore:
             return {items[e["index"]].event_id for e in errors}
         return set()
 
-    async def claim_of(self, event_id: str) -> str | None:
-        doc = await self.seen.find_one({"_id": event_id})
-        return str(doc["src"]) if doc else None
+    async def claims_of(self, event_ids: Sequence[str]) -> dict[str, str]:
+        """The record that claimed each of `event_ids`. One query: FerretDB scans the
+        collection for an `_id` lookup, so a lookup per id would cost a scan each."""
+        if not event_ids:
+            return {}
+        found = self.seen.find({"_id": {"$in": list(event_ids)}})
+        return {d["_id"]: str(d["src"]) async for d in found}
 
     async def apply(self, doc_id: str, delta: DocDelta, known: dict[str, int] | None) -> None:
         """Add `delta` to one document atomically, only if its watermarks for the partitions

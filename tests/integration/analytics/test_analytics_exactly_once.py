@@ -94,7 +94,8 @@ async def test_the_same_event_in_another_record_is_a_duplicate_even_below_the_ho
     batch = _records(store_id, [(FactKind.REQUESTED, day), (FactKind.NO_SHOW, day)], 100)
     assert (await Aggregator(kpi_store).apply(batch)).counted == 2
     # The same envelopes republished later (new offsets), read by a restarted aggregator
-    # whose horizon covers them: their claims belong to other records, so they are skipped.
+    # after a crash left them claimed-but-unsettled: their claims belong to other records, so
+    # they are still skipped.
     again: Any = [
         FakeRecord(r.topic, r.partition, r.offset + 2, r.value, r.key, r.headers) for r in batch
     ]

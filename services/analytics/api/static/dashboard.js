@@ -145,6 +145,10 @@ function lineChart(target, rows, series, kind) {
   series.forEach(([name], s) => {
     const points = rows.map((r, i) => `${x(i).toFixed(1)},${y(valueOf(r, name) || 0).toFixed(1)}`);
     add("polyline", { points: points.join(" "), class: `line s${s}` });
+    if (rows.length <= 45) {  // markers keep a single period (one point) visible
+      rows.forEach((r, i) => add("circle", { cx: x(i), cy: y(valueOf(r, name) || 0), r: 3,
+        class: `point s${s}` }));
+    }
   });
   const legend = el("div", { class: "legend" });
   series.forEach(([name], s) => legend.append(el("span", { class: `key s${s}` }, L[name])));
