@@ -18,6 +18,8 @@ class AnalyticsSettings(ServiceSettings):
     consumer_group: str = "analytics-aggregator"
     consumer_offset_reset: Literal["earliest", "latest"] = "earliest"
     max_batch_records: int = 2000
+    # how soon a newly mirrored topic (`<region>.booking.facts.v1`) is picked up by the pattern
+    metadata_refresh_ms: int = 30000
     # how often the dashboard page asks the API for fresh numbers
     dashboard_refresh_ms: int = 1000
     # the dashboard's default range: this many store-local days up to today

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -67,6 +67,9 @@ class AggregatorWorker:
     async def wait_assigned(self, within_s: float = 30.0) -> None:
         await asyncio.wait_for(self._assigned.wait(), within_s)
 
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._consumer.assignment()) if self._consumer is not None else set()
+
     async def _run(self) -> None:
         def make() -> AIOKafkaConsumer:
             return make_consumer(
@@ -76,6 +79,7 @@ class AggregatorWorker:
                 auto_offset_reset=self.settings.consumer_offset_reset,
                 client_id=f"{self.settings.service_name}-aggregator",
                 max_partition_fetch_bytes=4 * 1024 * 1024,
+                metadata_max_age_ms=self.settings.metadata_refresh_ms,
             )
 
         async def consume(consumer: AIOKafkaConsumer) -> None:
@@ -132,14 +136,17 @@ async def source_partitions(settings: AnalyticsSettings) -> list[TopicPartition]
 
 
 async def rebuild(
-    settings: AnalyticsSettings, resources: Resources, out: Callable[[str], Any] = print
+    settings: AnalyticsSettings,
+    resources: Resources,
+    out: Callable[[str], Any] = print,
+    partitions: Sequence[TopicPartition] | None = None,
 ) -> int:
-    """Drop the KPIs and replay every source partition from its beginning to its current end.
-    Stop the live worker first; when it restarts, what it re-reads is below the watermarks."""
+    """Drop the KPIs and replay every source partition (or `partitions`) from its beginning to
+    its current end. Stop the live worker first; on restart it skips what was folded in."""
     store = KpiStore(resources.db)
     await store.drop()
     aggregator = Aggregator(store, settings.service_name)
-    tps = await source_partitions(settings)
+    tps = list(partitions) if partitions is not None else await source_partitions(settings)
     consumer = make_consumer(settings, group_id=None)
     await consumer.start()
     read, started = 0, time.monotonic()

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 
 from deploy.local.infra import Endpoints
 from optisync_common.kafka import make_producer
@@ -32,6 +32,7 @@ def analytics_settings(endpoints: Endpoints) -> AnalyticsSettings:
         service_name=f"analytics-itest-{run}",  # its own database
         consumer_group=f"analytics-itest-{run}",
         consumer_offset_reset="latest",
+        metadata_refresh_ms=1000,  # mirrored topics created by a test are picked up at once
     )
 
 
@@ -64,18 +65,23 @@ async def producer(analytics_settings: AnalyticsSettings) -> AsyncIterator[AIOKa
     await prod.stop()
 
 
-Produce = Callable[[Sequence[Envelope[Any]]], Awaitable[None]]
+Produce = Callable[[Sequence[Envelope[Any]]], Awaitable[set[TopicPartition]]]
 
 
 @pytest.fixture(scope="session")
 def produce(producer: AIOKafkaProducer) -> Produce:
-    async def send_all(envelopes: Sequence[Envelope[Any]]) -> None:
+    """Publish envelopes to their topics; returns the partitions they went to."""
+
+    async def send_all(envelopes: Sequence[Envelope[Any]]) -> set[TopicPartition]:
+        written: set[TopicPartition] = set()
         for start in range(0, len(envelopes), 2000):
             futures = []
             for env in envelopes[start : start + 2000]:
                 m = encode(env)
                 futures.append(await producer.send(m.topic, m.value, key=m.key, headers=m.headers))
-            await asyncio.gather(*futures)
+            for meta in await asyncio.gather(*futures):
+                written.add(TopicPartition(meta.topic, meta.partition))
+        return written
 
     return send_all
 

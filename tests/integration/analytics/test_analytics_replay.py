@@ -11,8 +11,12 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka import TopicPartition
 
-from services.analytics.adapters.worker import AggregatorWorker
+from optisync_common.resources import open_resources
+from services.analytics.adapters.store import KpiStore
+from services.analytics.adapters.worker import AggregatorWorker, rebuild
+from services.analytics.settings import AnalyticsSettings
 from tests.integration.analytics.conftest import Produce
 from tests.support.analytics_history import History, generate
 
@@ -66,15 +70,22 @@ async def _settled(worker: AggregatorWorker) -> None:
         await asyncio.sleep(1.0)
 
 
+@pytest.fixture(scope="module")
+def partitions() -> set[TopicPartition]:
+    """The partitions the history went to (the rebuild test replays them)."""
+    return set()
+
+
 async def test_replayed_history_gives_exact_kpis_and_replaying_again_changes_nothing(
     aggregator_worker: AggregatorWorker,
     produce: Produce,
     api: httpx.AsyncClient,
     history: History,
+    partitions: set[TopicPartition],
 ) -> None:
     expected = {key: +c for key, c in history.expected.items()}
     # A few records published twice in the first pass: a producer retry's duplicates.
-    await produce([*history.envelopes, *history.envelopes[:300]])
+    partitions.update(await produce([*history.envelopes, *history.envelopes[:300]]))
     got = await _wait_for(api, history, BOOKINGS)
     await _settled(aggregator_worker)
     got = await _store_days(api, sorted({s for s, _ in expected}))
@@ -87,6 +98,30 @@ async def test_replayed_history_gives_exact_kpis_and_replaying_again_changes_not
     await _settled(aggregator_worker)
     assert aggregator_worker.counted == counted
     assert await _store_days(api, sorted({s for s, _ in expected})) == expected
+
+
+async def test_rebuild_from_the_topics_gives_the_same_kpis(
+    analytics_settings: AnalyticsSettings,
+    history: History,
+    partitions: set[TopicPartition],
+) -> None:
+    assert partitions, "runs after the replay test"
+    settings = analytics_settings.model_copy(
+        update={"service_name": f"{analytics_settings.service_name}-rebuilt"}
+    )
+    async with open_resources(settings, kafka=False, redis=False) as res:
+        try:
+            read = await rebuild(settings, res, out=lambda _: None, partitions=sorted(partitions))
+            assert read >= 2 * len(history.envelopes)  # both passes, plus other tests' records
+            stores = sorted({s for s, _ in history.expected})
+            days = await KpiStore(res.db).store_days(
+                FIRST_DAY, FIRST_DAY + dt.timedelta(days=DAYS - 1), store_ids=stores
+            )
+            rebuilt = {(d.store_id, d.date.isoformat()): Counter(d.counts) for d in days}
+            assert rebuilt == {key: +c for key, c in history.expected.items()}
+        finally:
+            assert res.mongo_client is not None
+            await res.mongo_client.drop_database(settings.mongo_database)
 
 
 async def test_rates_rankings_anomalies_and_csv_agree_with_the_history(
