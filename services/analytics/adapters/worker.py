@@ -64,6 +64,13 @@ class AggregatorWorker:
         if self._task is None or self._task.done() or self._consumer is None:
             raise NotReady("aggregator consumer is not running")
 
+    async def check_kafka(self) -> None:
+        """Readiness: the consumer is connected and the cluster answers a metadata request."""
+        consumer = self._consumer
+        if consumer is None:
+            raise NotReady("consumer not connected")
+        await consumer.topics()
+
     async def wait_assigned(self, within_s: float = 30.0) -> None:
         await asyncio.wait_for(self._assigned.wait(), within_s)
 

@@ -23,7 +23,8 @@ def build_app(settings: AnalyticsSettings, clock: Clock | None = None) -> FastAP
         description="HQ KPIs: conversion, cancellation, no-show, waitlist fill and satisfaction "
         "per store, region and chain; the dashboard page is at /dashboard.",
         routers=[kpi_router, dashboard_router],
-        kafka=False,
+        # No Kafka use of its own; the producer gives /readyz the same `kafka` check as every
+        # service (the numbers it serves are only fresh while Kafka is reachable).
         redis=False,
         on_startup=[start],
     )

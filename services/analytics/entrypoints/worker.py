@@ -37,7 +37,7 @@ def build_app(settings: AnalyticsSettings, worker: AggregatorWorker | None = Non
         redis=False,
         on_startup=[start],
         on_shutdown=[stop],
-        extra_checks={"aggregator": running.check},
+        extra_checks={"kafka": running.check_kafka, "aggregator": running.check},
     )
 
 
