@@ -18,6 +18,8 @@ class AnalyticsSettings(ServiceSettings):
     consumer_group: str = "analytics-aggregator"
     consumer_offset_reset: Literal["earliest", "latest"] = "earliest"
     max_batch_records: int = 2000
+    # event ids are remembered this long: longer than booking.facts.v1 keeps records (30 days)
+    seen_retention_days: int = 35
     # how soon a newly mirrored topic (`<region>.booking.facts.v1`) is picked up by the pattern
     metadata_refresh_ms: int = 30000
     # how often the dashboard page asks the API for fresh numbers

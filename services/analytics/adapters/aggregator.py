@@ -203,7 +203,7 @@ class Aggregator:
         for source in {i.source for i in pending} - self._unsettled.keys():
             self._unsettled[source] = await self.store.unsettled(source)
         await self.store.record_claims(_highest(pending))
-        already = await self.store.claim(pending)
+        already = await self.store.claim(pending, self.clock.now())
 
         def unsettled(item: Item) -> bool:
             settled, claimed = self._unsettled[item.source]

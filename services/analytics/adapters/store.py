@@ -2,7 +2,8 @@
 
 * `kpi_days`: one document per store and store-local day, `_id` `<store_id>|<YYYY-MM-DD>`, with
   `counts` (see domain/counters.py) and `wm` (per source partition, the highest offset folded in).
-* `seen_events`: one document per counted event id (`_id`), with the record that claimed it.
+* `seen_events`: one document per counted event id (`_id`), with the record that claimed it and
+  when; pruned after `ANALYTICS_SEEN_RETENTION_DAYS` (longer than the topics keep records).
 * `progress`: per source partition, the highest offset claimed (`claimed_to`) and the highest
   whose batch was fully counted (`settled_to`): a new owner of the partition resolves claims
   between the two (the crash window, see domain/dedup.py); normally the gap is empty.
@@ -71,11 +72,11 @@ class KpiStore:
         for source, offset in highest.items():
             await self.progress.update_one({"_id": source}, {"$max": {field: offset}}, upsert=True)
 
-    async def claim(self, items: Sequence[Item]) -> set[str]:
+    async def claim(self, items: Sequence[Item], now: dt.datetime) -> set[str]:
         """Insert the seen-ids of `items`; returns the event ids that were already there."""
         if not items:
             return set()
-        docs = [{"_id": i.event_id, "src": i.claim} for i in items]
+        docs = [{"_id": i.event_id, "src": i.claim, "at": now} for i in items]
         try:
             await self.seen.insert_many(docs, ordered=False)
         except BulkWriteError as exc:
@@ -85,6 +86,12 @@ class KpiStore:
                 raise
             return {items[e["index"]].event_id for e in errors}
         return set()
+
+    async def forget_seen_before(self, cutoff: dt.datetime) -> int:
+        """Drop event ids claimed before `cutoff` (older than the topics keep records, so they
+        cannot come again from Kafka)."""
+        result = await self.seen.delete_many({"at": {"$lt": cutoff}})
+        return int(result.deleted_count)
 
     async def claims_of(self, event_ids: Sequence[str]) -> dict[str, str]:
         """The record that claimed each of `event_ids`. One query: FerretDB scans the

@@ -9,6 +9,7 @@ one write per KPI document per batch, then the offset commit).
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -44,6 +45,7 @@ class AggregatorWorker:
         self.clock: Clock = clock or SystemClock()
         self.aggregator: Aggregator | None = None
         self._task: asyncio.Task[None] | None = None
+        self._pruner: asyncio.Task[None] | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._assigned = asyncio.Event()
         self.counted = 0
@@ -53,12 +55,26 @@ class AggregatorWorker:
         await store.ensure_indexes()
         self.aggregator = Aggregator(store, self.settings.service_name, self.clock)
         self._task = asyncio.create_task(self._run(), name="analytics-aggregator")
+        self._pruner = asyncio.create_task(self._prune_seen(store), name="analytics-prune")
+
+    async def _prune_seen(self, store: KpiStore) -> None:
+        """Hourly: forget event ids older than any record the topics can still deliver."""
+        while True:
+            cutoff = self.clock.now() - dt.timedelta(days=self.settings.seen_retention_days)
+            try:
+                dropped = await store.forget_seen_before(cutoff)
+                if dropped:
+                    log.info("analytics_seen_ids_pruned", dropped=dropped, before=str(cutoff))
+            except Exception as exc:  # MongoDB away: try again next hour
+                log.warning("analytics_prune_failed", error=repr(exc))
+            await asyncio.sleep(3600)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        for task in (self._task, self._pruner):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._task = self._pruner = None
 
     async def check(self) -> None:
         if self._task is None or self._task.done() or self._consumer is None:

@@ -69,7 +69,7 @@ async def test_claimed_but_not_counted_batch_is_counted_once_after_a_restart(
     first = Aggregator(kpi_store)
     items = await first._items(batch, stats=_stats())
     await kpi_store.record_claims({items[0].source: 2})
-    assert await kpi_store.claim(items) == set()
+    assert await kpi_store.claim(items, AT) == set()
     d1_delta = deltas(items)[doc_id(store_id, d1.isoformat())]
     await kpi_store.apply(doc_id(store_id, d1.isoformat()), d1_delta, None)
 
@@ -103,6 +103,22 @@ async def test_the_same_event_in_another_record_is_a_duplicate_even_below_the_ho
     stats = await Aggregator(kpi_store).apply(again)
     assert (stats.counted, stats.duplicates) == (0, 2)
     assert await _counts(kpi_store, store_id, day) == {"requested": 1, "no_show": 1}
+
+
+async def test_event_ids_older_than_the_retention_are_forgotten(
+    kpi_store: KpiStore, unique_id: str
+) -> None:
+    store_id = f"eo-{unique_id}"
+    old = _records(store_id, [(FactKind.REQUESTED, dt.date(2026, 1, 1))], 200)
+    items = await Aggregator(kpi_store)._items(old, stats=_stats())
+    await kpi_store.claim(items, AT - dt.timedelta(days=40))
+    recent = _records(store_id, [(FactKind.REQUESTED, dt.date(2026, 3, 1))], 201)
+    await kpi_store.claim(await Aggregator(kpi_store)._items(recent, stats=_stats()), AT)
+    assert await kpi_store.forget_seen_before(AT - dt.timedelta(days=35)) >= 1
+    remaining = await kpi_store.claims_of([items[0].event_id])
+    assert remaining == {}
+    recent_id = (await Aggregator(kpi_store)._items(recent, stats=_stats()))[0].event_id
+    assert recent_id in await kpi_store.claims_of([recent_id])
 
 
 def _stats() -> Any:

@@ -230,7 +230,8 @@ async function loadStores() {
   }
   for (const s of stores) {
     if (![...storeSelect.options].some((o) => o.value === s.store_id)) {
-      storeSelect.append(el("option", { value: s.store_id }, `${s.name} (${s.store_id})`));
+      const label = s.name === s.store_id ? s.store_id : `${s.name} (${s.store_id})`;
+      storeSelect.append(el("option", { value: s.store_id }, label));
     }
   }
   syncForm();
