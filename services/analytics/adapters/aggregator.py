@@ -34,6 +34,7 @@ from schemas.events.notify import DeliveryAttempted
 from schemas.events.roster import StoreRegistered
 from schemas.serde import DecodeError, decode
 from services.analytics.adapters import metrics
+from services.analytics.adapters.readmodel import KpiReadModel
 from services.analytics.adapters.store import KpiStore
 from services.analytics.domain import counters
 from services.analytics.domain.dedup import (
@@ -82,17 +83,31 @@ class Aggregator:
     # per partition: the (settled_to, claimed_to] range a previous owner may have left unsettled
     _unsettled: dict[str, tuple[int, int]] = field(default_factory=dict)
     _timezones: dict[str, str] | None = None
+    read_model: KpiReadModel | None = None
+    _read_model_synced: bool = False
 
     def reset(self) -> None:
         self._watermarks.clear()
         self._unsettled.clear()
         self._timezones = None
+        self._read_model_synced = False
+
+    async def _sync_read_model(self) -> None:
+        """Reload the Redis read model from MongoDB after a (re)start or if Redis lost it."""
+        if self.read_model is None:
+            return
+        if self._read_model_synced and await self.read_model.is_ready():
+            return
+        loaded = await self.read_model.load(await self.store.all_days())
+        self._read_model_synced = True
+        log.info("analytics_read_model_loaded", documents=loaded)
 
     async def apply(self, records: Sequence[Record]) -> BatchStats:
         started = time.perf_counter()
         stats = BatchStats(records=len(records))
         if self._timezones is None:
             self._timezones = await self.store.store_timezones()
+        await self._sync_read_model()
         items = await self._items(records, stats)
         first, repeats = first_occurrences(items)
         stats.duplicates += len(repeats)
@@ -100,14 +115,17 @@ class Aggregator:
         pending, applied = not_yet_applied(first, self._watermarks)
         stats.redelivered += len(applied)
         counted = await self._claim(pending, stats)
+        written = []
         for doc, delta in deltas(counted).items():
             known = self._watermarks.get(doc)
             if known is None:
                 await self.store.note_store(delta.store_id, delta.region)
-            await self.store.apply(doc, delta, known)
+            written.append(await self.store.apply(doc, delta, known))
             self._watermarks.setdefault(doc, {}).update(delta.watermarks)
             stats.documents += 1
         await self.store.record_settled(_highest(pending))
+        if self.read_model is not None and written:
+            await self.read_model.put(written)
         stats.counted = len(counted)
         metrics.observe_batch(stats, counted, time.perf_counter() - started, self.clock.now())
         return stats

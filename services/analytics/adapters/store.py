@@ -18,6 +18,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -101,25 +102,33 @@ class KpiStore:
         found = self.seen.find({"_id": {"$in": list(event_ids)}})
         return {d["_id"]: str(d["src"]) async for d in found}
 
-    async def apply(self, doc_id: str, delta: DocDelta, known: dict[str, int] | None) -> None:
+    async def apply(self, doc_id: str, delta: DocDelta, known: dict[str, int] | None) -> Doc:
         """Add `delta` to one document atomically, only if its watermarks for the partitions
-        involved are still what this consumer last saw (`known`, None: no document yet)."""
+        involved are still what this consumer last saw (`known`, None: no document yet).
+        Returns the document as it is now (`v` counts its updates: the read model's version)."""
         guard: Doc = {"_id": doc_id}
         for source in delta.watermarks:
             previous = (known or {}).get(source)
             guard[f"wm.{source}"] = previous if previous is not None else {"$exists": False}
         update: Doc = {
-            "$inc": {f"counts.{name}": value for name, value in delta.counts.items()},
+            "$inc": {"v": 1, **{f"counts.{name}": value for name, value in delta.counts.items()}},
             "$set": {f"wm.{s}": offset for s, offset in delta.watermarks.items()},
             "$setOnInsert": {"store_id": delta.store_id, "region": delta.region,
                              "date": delta.date},
         }  # fmt: skip
         try:
-            result = await self.days.update_one(guard, update, upsert=True)
+            doc = await self.days.find_one_and_update(
+                guard, update, upsert=True, return_document=ReturnDocument.AFTER
+            )
         except DuplicateKeyError:
             raise WatermarkConflict(doc_id) from None
-        if result.matched_count == 0 and result.upserted_id is None:
+        if doc is None:
             raise WatermarkConflict(doc_id)
+        return doc
+
+    async def all_days(self) -> list[Doc]:
+        """Every KPI document without its watermarks (one scan: for loading the read model)."""
+        return [d async for d in self.days.find({}, {"wm": 0})]
 
     async def upsert_store(self, store_id: str, fields: Doc) -> None:
         await self.stores.update_one({"_id": store_id}, {"$set": fields}, upsert=True)

@@ -29,6 +29,7 @@ from schemas.registry import (
 )
 from services.analytics.adapters import metrics
 from services.analytics.adapters.aggregator import Aggregator, records_of
+from services.analytics.adapters.readmodel import KpiReadModel
 from services.analytics.adapters.store import KpiStore, WatermarkConflict
 from services.analytics.settings import AnalyticsSettings
 
@@ -51,9 +52,12 @@ class AggregatorWorker:
         self.counted = 0
 
     async def start(self, resources: Resources) -> None:
+        if resources.redis is None:
+            raise NotReady("the aggregator needs Redis (the KPI read model)")
         store = KpiStore(resources.db)
         await store.ensure_indexes()
         self.aggregator = Aggregator(store, self.settings.service_name, self.clock)
+        self.aggregator.read_model = KpiReadModel(resources.redis, self.settings.redis_prefix)
         self._task = asyncio.create_task(self._run(), name="analytics-aggregator")
         self._pruner = asyncio.create_task(self._prune_seen(store), name="analytics-prune")
 
@@ -169,6 +173,9 @@ async def rebuild(
     store = KpiStore(resources.db)
     await store.drop()
     aggregator = Aggregator(store, settings.service_name)
+    if resources.redis is not None:
+        aggregator.read_model = KpiReadModel(resources.redis, settings.redis_prefix)
+        await aggregator.read_model.clear()
     tps = list(partitions) if partitions is not None else await source_partitions(settings)
     consumer = make_consumer(settings, group_id=None)
     await consumer.start()

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from optisync_common.clock import Clock
 from optisync_common.problems import ProblemError
+from services.analytics.adapters.readmodel import KpiReadModel
 from services.analytics.adapters.store import KpiStore
 from services.analytics.domain.kpis import (
     Anomaly,
@@ -134,7 +135,14 @@ async def _days(
         raise ProblemError(422, "invalid_range", f"from {start} is after to {end}")
     if (end - start).days >= MAX_RANGE_DAYS:
         raise ProblemError(422, "range_too_large", f"at most {MAX_RANGE_DAYS} days per request")
-    store = KpiStore(state.resources.db)
+    resources = state.resources
+    if resources.redis is not None:
+        model = KpiReadModel(resources.redis, state.settings.redis_prefix)
+        days = await model.store_days(start, end, region=region, store_ids=store_id)
+        if days is not None:
+            return start, end, days
+    # The read model is not loaded (yet): the same numbers, slower, from MongoDB.
+    store = KpiStore(resources.db)
     return start, end, await store.store_days(start, end, region=region, store_ids=store_id)
 
 

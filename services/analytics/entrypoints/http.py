@@ -25,7 +25,6 @@ def build_app(settings: AnalyticsSettings, clock: Clock | None = None) -> FastAP
         routers=[kpi_router, dashboard_router],
         # No Kafka use of its own; the producer gives /readyz the same `kafka` check as every
         # service (the numbers it serves are only fresh while Kafka is reachable).
-        redis=False,
         on_startup=[start],
     )
     app.state.clock = clock or SystemClock()

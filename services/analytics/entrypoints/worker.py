@@ -34,7 +34,6 @@ def build_app(settings: AnalyticsSettings, worker: AggregatorWorker | None = Non
         title="OptiSync analytics aggregator",
         description="Aggregates booking facts, deliveries and feedback into KPIs per store-day.",
         kafka=False,
-        redis=False,
         on_startup=[start],
         on_shutdown=[stop],
         extra_checks={"kafka": running.check_kafka, "aggregator": running.check},
@@ -42,7 +41,7 @@ def build_app(settings: AnalyticsSettings, worker: AggregatorWorker | None = Non
 
 
 async def _rebuild(settings: AnalyticsSettings) -> None:
-    async with open_resources(settings, kafka=False, redis=False) as resources:
+    async with open_resources(settings, kafka=False) as resources:
         await rebuild(settings, resources)
 
 

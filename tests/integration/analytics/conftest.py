@@ -40,10 +40,12 @@ def analytics_settings(endpoints: Endpoints) -> AnalyticsSettings:
 async def analytics_resources(
     analytics_settings: AnalyticsSettings,
 ) -> AsyncIterator[Resources]:
-    async with open_resources(analytics_settings, kafka=False, redis=False) as res:
+    async with open_resources(analytics_settings, kafka=False) as res:
         yield res
-        assert res.mongo_client is not None
+        assert res.mongo_client is not None and res.redis is not None
         await res.mongo_client.drop_database(analytics_settings.mongo_database)
+        async for key in res.redis.scan_iter(match=f"{analytics_settings.redis_prefix}*"):
+            await res.redis.delete(key)
 
 
 @pytest.fixture(scope="session")

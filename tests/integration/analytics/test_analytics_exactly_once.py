@@ -16,6 +16,7 @@ from schemas.events.base import Channel
 from schemas.events.facts import BookingFact, FactKind
 from schemas.serde import encode
 from services.analytics.adapters.aggregator import Aggregator
+from services.analytics.adapters.readmodel import KpiReadModel
 from services.analytics.adapters.store import KpiStore
 from services.analytics.domain.dedup import deltas, doc_id, source_key
 
@@ -125,3 +126,38 @@ def _stats() -> Any:
     from services.analytics.adapters.aggregator import BatchStats
 
     return BatchStats()
+
+
+async def test_read_model_follows_mongodb_and_is_reloaded_after_a_restart(
+    kpi_store: KpiStore, analytics_resources: Resources, unique_id: str
+) -> None:
+    assert analytics_resources.redis is not None
+    model = KpiReadModel(analytics_resources.redis, f"rm-{unique_id}:")
+    store_id = f"rm-{unique_id}"
+    day = dt.date(2026, 3, 9)
+    first = Aggregator(kpi_store, read_model=model)
+    await first.apply(_records(store_id, [(FactKind.REQUESTED, day), (FactKind.CONFIRMED, day)]))
+    served = await model.store_days(day, day, store_ids=[store_id])
+    assert [(d.store_id, d.counts) for d in served or []] == [
+        (store_id, {"requested": 1, "confirmed": 1})
+    ]
+    # An older version never overwrites a newer one (two aggregators writing one day).
+    doc = await kpi_store.days.find_one({"_id": doc_id(store_id, day.isoformat())})
+    assert doc is not None
+    await model.put([{**doc, "v": doc["v"] - 1, "counts": {"requested": 99}}])
+    assert (await model.store_days(day, day, store_ids=[store_id]) or [])[0].counts[
+        "requested"
+    ] == 1
+
+    # A crash after the MongoDB write but before Redis: Redis holds an old value; the restarted
+    # aggregator reloads the model from MongoDB before its first batch.
+    await analytics_resources.redis.hset(
+        f"rm-{unique_id}:days:{day.isoformat()}", store_id, '{"r": "cn", "v": 0, "c": {}}'
+    )
+    await analytics_resources.redis.delete(f"rm-{unique_id}:days-ready")
+    assert await model.store_days(day, day) is None  # the API falls back to MongoDB meanwhile
+    restarted = Aggregator(kpi_store, read_model=model)
+    await restarted.apply(_records(store_id, [(FactKind.NO_SHOW, day)], 50))
+    served = await model.store_days(day, day, store_ids=[store_id])
+    assert [d.counts for d in served or []] == [{"requested": 1, "confirmed": 1, "no_show": 1}]
+    await model.clear()

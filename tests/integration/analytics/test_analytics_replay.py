@@ -14,6 +14,7 @@ import pytest
 from aiokafka import TopicPartition
 
 from optisync_common.resources import open_resources
+from services.analytics.adapters.readmodel import KpiReadModel
 from services.analytics.adapters.store import KpiStore
 from services.analytics.adapters.worker import AggregatorWorker, rebuild
 from services.analytics.settings import AnalyticsSettings
@@ -109,7 +110,7 @@ async def test_rebuild_from_the_topics_gives_the_same_kpis(
     settings = analytics_settings.model_copy(
         update={"service_name": f"{analytics_settings.service_name}-rebuilt"}
     )
-    async with open_resources(settings, kafka=False, redis=False) as res:
+    async with open_resources(settings, kafka=False) as res:
         try:
             read = await rebuild(settings, res, out=lambda _: None, partitions=sorted(partitions))
             assert read >= 2 * len(history.envelopes)  # both passes, plus other tests' records
@@ -119,9 +120,19 @@ async def test_rebuild_from_the_topics_gives_the_same_kpis(
             )
             rebuilt = {(d.store_id, d.date.isoformat()): Counter(d.counts) for d in days}
             assert rebuilt == {key: +c for key, c in history.expected.items()}
+            # ... and the read model the API serves was rebuilt with it
+            model = KpiReadModel(res.redis, settings.redis_prefix)  # type: ignore[arg-type]
+            served = await model.store_days(
+                FIRST_DAY, FIRST_DAY + dt.timedelta(days=DAYS - 1), store_ids=stores
+            )
+            assert served is not None
+            assert {(d.store_id, d.date.isoformat()): Counter(d.counts) for d in served} == (
+                rebuilt
+            )
         finally:
-            assert res.mongo_client is not None
+            assert res.mongo_client is not None and res.redis is not None
             await res.mongo_client.drop_database(settings.mongo_database)
+            await KpiReadModel(res.redis, settings.redis_prefix).clear()
 
 
 async def test_rates_rankings_anomalies_and_csv_agree_with_the_history(
