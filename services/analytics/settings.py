@@ -23,7 +23,7 @@ class AnalyticsSettings(ServiceSettings):
     # how soon a newly mirrored topic (`<region>.booking.facts.v1`) is picked up by the pattern
     metadata_refresh_ms: int = 30000
     # how often the dashboard page asks the API for fresh numbers
-    dashboard_refresh_ms: int = 1000
+    dashboard_refresh_ms: int = 500
     # the dashboard's default range: this many store-local days up to today
     dashboard_days: int = 14
 
