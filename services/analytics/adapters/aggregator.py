@@ -85,9 +85,13 @@ class Aggregator:
     _timezones: dict[str, str] | None = None
     read_model: KpiReadModel | None = None
     _read_model_synced: bool = False
+    # True when `_watermarks` holds every document (loaded with the read model): a document
+    # missing from it is new, no need to ask MongoDB (which scans for an `$in` on `_id`).
+    _watermarks_complete: bool = False
 
     def reset(self) -> None:
         self._watermarks.clear()
+        self._watermarks_complete = False
         self._unsettled.clear()
         self._timezones = None
         self._read_model_synced = False
@@ -98,7 +102,10 @@ class Aggregator:
             return
         if self._read_model_synced and await self.read_model.is_ready():
             return
-        loaded = await self.read_model.load(await self.store.all_days())
+        docs = await self.store.all_days()
+        loaded = await self.read_model.load(docs)
+        self._watermarks = {d["_id"]: dict(d.get("wm") or {}) for d in docs}
+        self._watermarks_complete = True
         self._read_model_synced = True
         log.info("analytics_read_model_loaded", documents=loaded)
 
@@ -212,6 +219,8 @@ class Aggregator:
             self._timezones[payload.store_id] = fields["timezone"]
 
     async def _load_watermarks(self, doc_ids: set[str]) -> None:
+        if self._watermarks_complete:
+            return
         missing = [d for d in doc_ids if d not in self._watermarks]
         self._watermarks.update(await self.store.watermarks(missing))
 

@@ -127,8 +127,8 @@ class KpiStore:
         return doc
 
     async def all_days(self) -> list[Doc]:
-        """Every KPI document without its watermarks (one scan: for loading the read model)."""
-        return [d async for d in self.days.find({}, {"wm": 0})]
+        """Every KPI document (one scan: loads the read model and the watermark cache)."""
+        return [d async for d in self.days.find({})]
 
     async def upsert_store(self, store_id: str, fields: Doc) -> None:
         await self.stores.update_one({"_id": store_id}, {"$set": fields}, upsert=True)
