@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -167,9 +167,11 @@ async def rebuild(
     resources: Resources,
     out: Callable[[str], Any] = print,
     partitions: Sequence[TopicPartition] | None = None,
+    from_offsets: Mapping[TopicPartition, int] | None = None,
 ) -> int:
-    """Drop the KPIs and replay every source partition (or `partitions`) from its beginning to
-    its current end. Stop the live worker first; on restart it skips what was folded in."""
+    """Drop the KPIs and replay every source partition (or `partitions`) from its beginning
+    (or `from_offsets`) to its current end. Stop the live worker first; on restart it skips
+    what was folded in."""
     store = KpiStore(resources.db)
     await store.drop()
     aggregator = Aggregator(store, settings.service_name)
@@ -183,6 +185,8 @@ async def rebuild(
     try:
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
+        for tp, offset in (from_offsets or {}).items():
+            consumer.seek(tp, offset)
         end = await consumer.end_offsets(tps)
         remaining = {tp for tp in tps if end[tp] > await consumer.position(tp)}
         out(f"[rebuild] replaying {len(remaining)} non-empty partitions of {len(tps)}")

@@ -67,22 +67,23 @@ async def producer(analytics_settings: AnalyticsSettings) -> AsyncIterator[AIOKa
     await prod.stop()
 
 
-Produce = Callable[[Sequence[Envelope[Any]]], Awaitable[set[TopicPartition]]]
+Produce = Callable[[Sequence[Envelope[Any]]], Awaitable[dict[TopicPartition, int]]]
 
 
 @pytest.fixture(scope="session")
 def produce(producer: AIOKafkaProducer) -> Produce:
-    """Publish envelopes to their topics; returns the partitions they went to."""
+    """Publish envelopes to their topics; returns the first offset written per partition."""
 
-    async def send_all(envelopes: Sequence[Envelope[Any]]) -> set[TopicPartition]:
-        written: set[TopicPartition] = set()
+    async def send_all(envelopes: Sequence[Envelope[Any]]) -> dict[TopicPartition, int]:
+        written: dict[TopicPartition, int] = {}
         for start in range(0, len(envelopes), 2000):
             futures = []
             for env in envelopes[start : start + 2000]:
                 m = encode(env)
                 futures.append(await producer.send(m.topic, m.value, key=m.key, headers=m.headers))
             for meta in await asyncio.gather(*futures):
-                written.add(TopicPartition(meta.topic, meta.partition))
+                tp = TopicPartition(meta.topic, meta.partition)
+                written[tp] = min(written.get(tp, meta.offset), meta.offset)
         return written
 
     return send_all
