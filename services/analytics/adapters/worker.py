@@ -124,6 +124,8 @@ class AggregatorWorker:
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         assert self.aggregator is not None, "start() first"
         owned: frozenset[TopicPartition] = frozenset()
+        window = {"records": 0, "counted": 0, "duplicates": 0}
+        logged_at = time.monotonic()
         while True:
             batch = await consumer.getmany(
                 timeout_ms=200, max_records=self.settings.max_batch_records
@@ -146,6 +148,14 @@ class AggregatorWorker:
                 raise  # a fresh consumer re-reads from the committed offsets
             self.counted += stats.counted
             await consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batch.items() if rs})
+            window["records"] += stats.records
+            window["counted"] += stats.counted
+            window["duplicates"] += stats.duplicates
+            if time.monotonic() - logged_at >= 30:  # a heartbeat for ops, not a line per batch
+                elapsed = round(time.monotonic() - logged_at)
+                log.info("analytics_progress", **window, seconds=elapsed)
+                window = dict.fromkeys(window, 0)
+                logged_at = time.monotonic()
 
 
 async def source_partitions(settings: AnalyticsSettings) -> list[TopicPartition]:
