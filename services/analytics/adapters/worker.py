@@ -49,6 +49,7 @@ class AggregatorWorker:
         self._pruner: asyncio.Task[None] | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._assigned = asyncio.Event()
+        self._stopping = asyncio.Event()
         self.counted = 0
 
     async def start(self, resources: Resources) -> None:
@@ -73,9 +74,19 @@ class AggregatorWorker:
                 log.warning("analytics_prune_failed", error=repr(exc))
             await asyncio.sleep(3600)
 
-    async def stop(self) -> None:
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Let the batch in hand finish and commit (a batch cut short leaves claims to re-check
+        on the next start, which FerretDB makes slow), then stop; cancel after `grace_s`."""
+        self._stopping.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), grace_s)
+            except (TimeoutError, asyncio.CancelledError):
+                pass
+            except Exception as exc:
+                log.warning("aggregator_stopped_with_error", error=repr(exc))
         for task in (self._task, self._pruner):
-            if task is not None:
+            if task is not None and not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         self._task = self._pruner = None
@@ -112,6 +123,7 @@ class AggregatorWorker:
         async def consume(consumer: AIOKafkaConsumer) -> None:
             self._consumer = consumer
             await self._consume(consumer)
+            raise asyncio.CancelledError  # stopping: end consume_forever (it stops the consumer)
 
         def disconnected() -> None:
             self._consumer = None
@@ -126,7 +138,7 @@ class AggregatorWorker:
         owned: frozenset[TopicPartition] = frozenset()
         window = {"records": 0, "counted": 0, "duplicates": 0}
         logged_at = time.monotonic()
-        while True:
+        while not self._stopping.is_set():
             batch = await consumer.getmany(
                 timeout_ms=200, max_records=self.settings.max_batch_records
             )
