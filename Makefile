@@ -71,6 +71,7 @@ bench: venv
 	@$(BIN)/python -m bench.notify
 	@$(BIN)/python -m bench.pages
 	@$(BIN)/python -m bench.waitlist
+	@$(BIN)/python -m bench.analytics
 
 # Drops the booking projections (MongoDB bookings, Redis views) and replays them from the
 # topics; STORE=<id> limits it to one store. Stop the booking-projector first if you can.
