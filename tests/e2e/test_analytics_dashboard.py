@@ -9,6 +9,7 @@ import asyncio
 import datetime as dt
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -92,7 +93,14 @@ async def test_dashboard_shows_the_api_numbers_and_a_new_booking_live(
     await asyncio.to_thread(
         wait_for_availability, booking_api, store_id, DAY, lambda v: free_at(v, "10:00") == 1
     )
-    query = {"store_id": store_id, "from": DAY.isoformat(), "to": DAY.isoformat()}
+    # Facts are dated the store-local day they happen (today in Berlin), not the slot's day;
+    # a day either side covers a run across midnight.
+    today = dt.datetime.now(ZoneInfo("Europe/Berlin")).date()
+    query = {
+        "store_id": store_id,
+        "from": (today - dt.timedelta(days=1)).isoformat(),
+        "to": (today + dt.timedelta(days=1)).isoformat(),
+    }
     async with (
         httpx.AsyncClient(base_url=booking_api, timeout=30) as booking,
         httpx.AsyncClient(base_url=analytics_api, timeout=30) as analytics,
