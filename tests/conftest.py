@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, async_playwright, expect
 
 from deploy.local import infra
 from optisync_common.topics import apply_registry
@@ -53,6 +53,8 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
 ARTIFACTS = Path(__file__).resolve().parent.parent / ".run" / "artifacts"
+# Pages follow Kafka and MongoDB: on a loaded 2-core CI box 5 s (the default) is not enough.
+expect.set_options(timeout=15_000)
 
 
 @pytest.fixture(scope="session")

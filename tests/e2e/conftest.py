@@ -1,13 +1,19 @@
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from deploy.local import infra, stack
 
-# Settings the e2e stack runs with: waitlist holds short enough to watch them lapse.
-E2E_ENV = {"BOOKING_WAITLIST_HOLD_S": "8"}
+# Settings the e2e stack runs with: waitlist holds short enough to watch them lapse, and an
+# analytics aggregator that counts from now on (not the integration tests' history before it).
+E2E_ENV = {
+    "BOOKING_WAITLIST_HOLD_S": "8",
+    "ANALYTICS_CONSUMER_GROUP": f"analytics-e2e-{uuid.uuid4().hex[:8]}",
+    "ANALYTICS_CONSUMER_OFFSET_RESET": "latest",
+}
 
 
 @pytest.fixture(scope="session")

@@ -120,7 +120,9 @@ async def test_a_freed_slot_is_offered_to_the_waitlist_and_accepted_on_the_offer
                 break
             await asyncio.sleep(0.1)
     assert token is not None, "no offer was made"
-    await expect(entry.locator(".wl-offer")).to_have_attribute("data-state", "live")
+    await expect(entry.locator(".wl-offer")).to_have_attribute(
+        "data-state", "live", timeout=TIMEOUT_MS
+    )
     await console.screenshot(path=str(artifacts_dir / "pages-console-waitlist.png"), full_page=True)
 
     await customer.goto(f"{api}/offers/{token}")

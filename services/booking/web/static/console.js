@@ -3,7 +3,7 @@
 const $ = (id) => document.getElementById(id);
 const store = BOOT.store;
 const sid = encodeURIComponent(store.store_id);
-const state = { offset: 0, bookings: new Map(), exam: null, moving: null, walkin: null, reload: null, waitlistReload: null };
+const state = { offset: 0, bookings: new Map(), exam: null, moving: null, walkin: null, reload: null, waitlistReloads: [] };
 
 const day = () => localDate(store.timezone, state.offset);
 const optName = (id) => (store.optometrists || {})[id] || id;
@@ -163,9 +163,9 @@ function addMessage(m) {
     el("span", { class: "badge" }, m.role), el("span", { class: "badge" }, m.channel), " ", m.text));
 }
 
-function scheduleWaitlist(ms) {
-  clearTimeout(state.waitlistReload);
-  state.waitlistReload = setTimeout(loadWaitlist, ms);
+function scheduleWaitlist(delays) {
+  (state.waitlistReloads || []).forEach(clearTimeout);
+  state.waitlistReloads = delays.map((ms) => setTimeout(loadWaitlist, ms));
 }
 
 function scheduleReload(ms) {
@@ -196,8 +196,8 @@ function connect() {
     scheduleReload(800); loadSlots();
   });
   // The event comes straight from Kafka, the waitlist list from MongoDB, which the projector
-  // writes a moment later: read it now and again shortly after.
-  source.addEventListener("event", () => { loadWaitlist(); scheduleWaitlist(700); });
+  // writes a moment later (more under load): read it now and again a few times after.
+  source.addEventListener("event", () => { loadWaitlist(); scheduleWaitlist([500, 1500, 3500, 7500]); });
   source.addEventListener("message", (ev) => addMessage(JSON.parse(ev.data).message));
   source.addEventListener("resync", () => { scheduleReload(0); loadWaitlist(); });
 }
