@@ -3,6 +3,8 @@
 const $ = (id) => document.getElementById(id);
 const me = BOOT.optometrist_id;
 const tz = BOOT.stores[0].timezone;
+const REFRESH_MS = 3000;
+let lastShown = null;
 
 async function load() {
   const date = $("day").value;
@@ -20,7 +22,19 @@ async function load() {
     } while (cursor);
   }
   mine.sort((a, b) => a[1].slot_start.localeCompare(b[1].slot_start));
+  // Re-read every few seconds (the list is MongoDB's, which follows decisions a moment later);
+  // redraw only on a change, so a summary being typed is not wiped.
+  const shown = JSON.stringify(mine.map(([, b]) => [b.booking_id, b.status, b.slot_start]));
+  if (shown === lastShown) return;
+  lastShown = shown;
+  const drafts = new Map([...document.querySelectorAll(".visit")].map((li) =>
+    [li.dataset.bookingId, (li.querySelector("textarea.summary") || {}).value]));
   $("schedule").replaceChildren(...(mine.length ? mine.map(([s, b]) => item(s, b)) : [el("li", { class: "muted" }, t("no_bookings"))]));
+  document.querySelectorAll(".visit").forEach((li) => {
+    const draft = drafts.get(li.dataset.bookingId);
+    const area = li.querySelector("textarea.summary");
+    if (draft && area) area.value = draft;
+  });
 }
 
 function item(store, b) {
@@ -51,6 +65,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("who").textContent = BOOT.name;
   $("feed-link").href = BOOT.feed_url;
   $("day").value = localDate(tz, new URLSearchParams(location.search).get("day") === "tomorrow" ? 1 : 0);
-  $("day").addEventListener("change", load);
+  $("day").addEventListener("change", () => { lastShown = null; load(); });
   load().then(markInteractive);
+  setInterval(load, REFRESH_MS);
 });
