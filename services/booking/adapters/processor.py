@@ -185,10 +185,11 @@ class AvailabilityProcessor:
             return stored
         # A client retry with the same key: the same result, without a second booking.
         first = stored[0].payload if stored else None
-        if isinstance(cmd, RequestBooking):
+        if isinstance(cmd, RequestBooking | AcceptOffer):  # both answer with a booking
             if isinstance(first, BookingRejected):
                 return [self._derive(env, first.model_copy(), now, "retry")]
             booking_id = first.booking_id if isinstance(first, BookingConfirmed) else None
+            slot = cmd.slot_start if isinstance(cmd, RequestBooking) else None
             return [
                 self._derive(
                     env,
@@ -197,7 +198,7 @@ class AvailabilityProcessor:
                         idempotency_key=cmd.idempotency_key,
                         reason=RejectionReason.DUPLICATE,
                         detail="this idempotency key was already used",
-                        slot_start=cmd.slot_start,
+                        slot_start=slot,
                         existing_booking_id=booking_id,
                     ),
                     now,

@@ -253,3 +253,15 @@ def test_facts_are_dated_the_local_day_they_happen_not_the_slot_day() -> None:
     assert {f.fact for f in facts} == {FactKind.REQUESTED, FactKind.CONFIRMED}
     assert {f.local_date for f in facts} == {NOW.date()}  # booked on Dec 1 for Dec 7
     assert all(f.lead_minutes == (at("10:00") - NOW).total_seconds() // 60 for f in facts)
+
+
+def test_an_accept_retried_with_its_key_resolves_to_the_same_booking() -> None:
+    proc, _ = full_day_with_five_waiting()
+    offers = of(cancel(proc, "b-kA", NOW), SlotOffered)
+    (confirmed,) = of(accept(proc, offers[0].offer_token, "c1", "same-key", NOW), BookingConfirmed)
+    retry = AcceptOffer(
+        idempotency_key="same-key", offer_token=offers[0].offer_token, customer_ref="c1",
+        booking_id="b-other",
+    )  # fmt: skip
+    (again,) = of(proc.handle(env("berlin", retry, NOW), NOW), BookingRejected)
+    assert again.reason == "duplicate" and again.existing_booking_id == confirmed.booking_id
