@@ -129,14 +129,18 @@ def _slot(day: dt.date, minutes_after_nine: int) -> str:
 
 async def _seed(client: httpx.AsyncClient, store_id: str, day: dt.date, count: int) -> str:
     """`count` bookings on the day (a busy console); returns a manage URL of one of them."""
-    manage_url = ""
+    manage_url = booking_id = ""
     for i in range(count):
         resp = await client.post("/pages/api/bookings", json={
             "store_id": store_id, "exam_type": "standard", "slot_start": _slot(day, 30 * (i // 3)),
             "name": f"顾客 {i}", "phone": f"+86 139 {i:04d} {i:04d}", "locale": "zh-CN",
         })  # fmt: skip
         if resp.status_code == 201:
-            manage_url = resp.json()["manage_url"]
+            manage_url, booking_id = resp.json()["manage_url"], resp.json()["booking_id"]
+    for _ in range(300):  # measure the page, not the projector catching up with the burst
+        if (await client.get(f"/v1/bookings/{booking_id}")).status_code == 200:
+            break
+        await asyncio.sleep(0.1)
     return manage_url
 
 

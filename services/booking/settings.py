@@ -27,6 +27,9 @@ class BookingSettings(ServiceSettings):
     # how long a change to a just-decided booking (or offer) waits for its projection before
     # answering 404: the projector may lag behind the decision under load
     projection_wait_s: float = Field(default=2.0, ge=0)
+    # the reply listener's longest fetch wait: a decision can sit this long in a fetch that
+    # is already waiting when it commits (read_committed), so it bounds the API's idle latency
+    reply_fetch_max_wait_ms: int = Field(default=100, ge=1, le=1000)
     # how long command outcomes (GET /v1/commands/{id}) stay readable in Redis
     idempotency_ttl_s: int = 86400
     # waitlist: a freed slot is offered to this many entries, held for them this long

@@ -134,11 +134,13 @@ class ReplyWaiter:
         *,
         topic: str = BOOKING_EVENTS,
         late_window_s: float = 900.0,
+        fetch_max_wait_ms: int = 100,
     ) -> None:
         self.settings = settings
         self.outcomes = outcomes
         self.topic = topic
         self.late_window_s = late_window_s
+        self.fetch_max_wait_ms = fetch_max_wait_ms
         self._pending: dict[str, Pending] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._resume_at: dict[TopicPartition, int] = {}
@@ -212,7 +214,7 @@ class ReplyWaiter:
                 self.settings,
                 group_id=None,
                 client_id=f"{self.settings.service_name}-replies",
-                fetch_max_wait_ms=100,
+                fetch_max_wait_ms=self.fetch_max_wait_ms,
             )
             try:
                 partitions = await topic_partitions(self.settings, self.topic)

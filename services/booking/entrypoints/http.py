@@ -38,7 +38,9 @@ class _Background:
         views = RedisViews(resources.redis, prefix, cache=True)
         self.follower = asyncio.create_task(views.follow_changes(), name="view-changes")
         outcomes = CommandOutcomes(resources.redis, prefix, self.settings.idempotency_ttl_s)
-        self.waiter = ReplyWaiter(self.settings, outcomes)
+        self.waiter = ReplyWaiter(
+            self.settings, outcomes, fetch_max_wait_ms=self.settings.reply_fetch_max_wait_ms
+        )
         await self.waiter.start()
         repo = BookingRepository(resources.db)
         self.view_counter = ViewCounter(resources, views, SystemClock(), self.settings.region)

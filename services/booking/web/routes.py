@@ -142,7 +142,8 @@ async def manage_page(
         return error_page(request, 410, "link_expired", lang)
     except InvalidToken:
         return error_page(request, 404, "link_invalid", lang)
-    doc = await context_of(request).repo.wait_for(grant.booking_id, 1.0)
+    context = context_of(request)
+    doc = await context.repo.wait_for(grant.booking_id, context.gateway.settings.projection_wait_s)
     if doc is None or doc["customer_ref"] != grant.customer_ref:
         return error_page(request, 404, "link_invalid", lang)
     lang = lang or doc["customer"].get("locale")
@@ -374,7 +375,8 @@ async def _granted(
         raise ProblemError(410, "link_expired", "this link has expired") from exc
     except InvalidToken as exc:
         raise ProblemError(404, "link_invalid", "this link is not valid") from exc
-    doc = await context_of(request).repo.wait_for(grant.booking_id, 1.0)
+    context = context_of(request)
+    doc = await context.repo.wait_for(grant.booking_id, context.gateway.settings.projection_wait_s)
     if doc is None or doc["customer_ref"] != grant.customer_ref:
         raise ProblemError(404, "link_invalid", "this link is not valid")
     return runtime, grant, doc
