@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from optisync_common.resources import open_resources
 from schemas.events.dlq import DeadLetter
 from schemas.serde import DecodeError, decode
 from services.notify.adapters.dispatcher import NOTIFY_DLQ, Dispatcher
-from services.notify.adapters.storage import DueIndex, NotifyRepository
+from services.notify.adapters.storage import PENDING, SENT, DueIndex, NotifyRepository
 from services.notify.settings import NotifySettings
 
 _DATES = ("due_at", "stale_after", "slot_start", "created_at", "sent_at", "finished_at")
@@ -90,6 +91,17 @@ async def read_letters(settings: NotifySettings) -> list[DeadLetter]:
     return letters
 
 
+async def _settled_state(repo: NotifyRepository, nid: str, within_s: float = 3.0) -> str | None:
+    """The notification's state once no one is sending it: a running worker may have picked
+    the revived notification up first (it is due at once), then this waits for its outcome."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while True:
+        state = (await repo.get(nid) or {}).get("state")
+        if state != PENDING or asyncio.get_running_loop().time() >= deadline:
+            return state
+        await asyncio.sleep(0.1)
+
+
 async def replay(
     settings: NotifySettings,
     *,
@@ -125,8 +137,8 @@ async def replay(
                     continue  # already replayed or sent
                 report.revived.append(nid)
                 await dispatcher.deliver_one(nid)
-                state = (await repo.get(nid) or {}).get("state")
-                (report.sent if state == "sent" else report.still_failing).append(nid)
+                state = await _settled_state(repo, nid)
+                (report.sent if state == SENT else report.still_failing).append(nid)
         finally:
             await dispatcher.adapters.close()
     out(
