@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import json
 import os
 import socket
 import statistics
@@ -35,11 +34,11 @@ from typing import Any
 
 import httpx
 
+from bench.platform import bench_infra, save_results
 from bench.stats import percentiles
 from deploy.local import infra
 from optisync_common.kafka import make_producer
 from optisync_common.settings import ServiceSettings
-from optisync_common.topics import apply_registry
 from schemas.envelope import new_envelope
 from schemas.events.base import Channel
 from schemas.events.facts import BookingFact, FactKind
@@ -47,7 +46,6 @@ from schemas.serde import EncodedMessage, encode
 from services.analytics.settings import AnalyticsSettings
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results"
 DAY = dt.date(2031, 5, 5)
 REFRESH_MS = AnalyticsSettings().dashboard_refresh_ms
 KINDS = (FactKind.REQUESTED, FactKind.CONFIRMED, FactKind.CHECKED_IN, FactKind.COMPLETED,
@@ -339,22 +337,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="bench")
     parser.add_argument("--port-offset", type=int, default=2000)
     args = parser.parse_args(argv)
-    cfg = infra.InfraConfig.from_env(args.profile, port_offset=args.port_offset)
-    was_running = all(pid is not None for pid in infra.status(cfg).values())
-    endpoints = infra.up(cfg)
-    asyncio.run(apply_registry(endpoints.kafka_bootstrap))
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    try:
+    with bench_infra(args.profile, args.port_offset) as (_, endpoints):
         results = asyncio.run(_run(args, endpoints, run_id))
-    finally:
-        if not was_running:
-            infra.down(cfg)
     text = report(run_id, args, results)
     print("\n" + text)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{run_id}-analytics.md").write_text(text)
-    (RESULTS / f"{run_id}-analytics.json").write_text(json.dumps(results, indent=2) + "\n")
-    _progress(f"saved bench/results/{run_id}-analytics.md")
+    save_results(run_id, "analytics", text, results)
     return 0
 
 

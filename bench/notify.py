@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import json
 import os
 import socket
 import statistics
@@ -34,18 +33,17 @@ from typing import Any
 import httpx
 from aiohttp import web
 
+from bench.platform import bench_infra, save_results
 from bench.stats import percentiles
 from deploy.local import infra
 from optisync_common.kafka import make_producer
 from optisync_common.settings import ServiceSettings
-from optisync_common.topics import apply_registry
 from schemas.envelope import new_envelope
 from schemas.events.base import Channel
 from schemas.events.booking import BookingConfirmed, Customer, SlotOffered, WaitlistJoined
 from schemas.serde import encode
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results"
 SECRET = "bench-notify-secret-0123456789"
 TZ = "Asia/Shanghai"
 
@@ -343,12 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="bench")
     parser.add_argument("--port-offset", type=int, default=2000)
     args = parser.parse_args(argv)
-    cfg = infra.InfraConfig.from_env(args.profile, port_offset=args.port_offset)
-    was_running = all(pid is not None for pid in infra.status(cfg).values())
-    endpoints = infra.up(cfg)
-    asyncio.run(apply_registry(endpoints.kafka_bootstrap))
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    try:
+    with bench_infra(args.profile, args.port_offset) as (_, endpoints):
         try:
             import uvloop
 
@@ -356,9 +350,6 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             pass
         rows = asyncio.run(_run(args, endpoints, run_id))
-    finally:
-        if not was_running:
-            infra.down(cfg)
     report = (
         f"# Notify benchmark {run_id}\n\nmachine: {os.cpu_count()} cores (load average "
         f"{os.getloadavg()[0]:.1f} at the end), Kafka + Redis + "
@@ -374,10 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         + "\n\ntarget: p99 <= 100 ms\n"
     )
     print("\n" + report)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{run_id}-notify.md").write_text(report)
-    (RESULTS / f"{run_id}-notify.json").write_text(json.dumps(rows, indent=2) + "\n")
-    _progress(f"saved bench/results/{run_id}-notify.md")
+    save_results(run_id, "notify", report, rows)
     return 0
 
 

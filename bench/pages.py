@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import json
 import os
 import statistics
 import sys
@@ -34,11 +33,11 @@ from zoneinfo import ZoneInfo
 import httpx
 from playwright.async_api import Browser, async_playwright
 
+from bench.platform import bench_infra, save_results
 from bench.stats import percentiles
 from deploy.local import infra, stack
 from optisync_common.kafka import EventPublisher, make_producer
 from optisync_common.settings import ServiceSettings
-from optisync_common.topics import apply_registry
 from schemas.envelope import new_envelope
 from schemas.events.base import EventPayload
 from schemas.events.roster import (
@@ -49,7 +48,6 @@ from schemas.events.roster import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results"
 SERVICES = ["booking-api", "booking-processor", "booking-projector"]
 TZ = "Asia/Shanghai"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync",
@@ -275,18 +273,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="bench")
     parser.add_argument("--port-offset", type=int, default=2000)
     args = parser.parse_args(argv)
-    cfg = infra.InfraConfig.from_env(args.profile, port_offset=args.port_offset)
-    was_running = all(pid is not None for pid in infra.status(cfg).values())
-    endpoints = infra.up(cfg)
-    asyncio.run(apply_registry(endpoints.kafka_bootstrap))
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    try:
-        urls = stack.start_services(cfg, endpoints, port_offset=args.port_offset, only=SERVICES)
-        result = asyncio.run(_run(args, urls["booking-api"], endpoints))
-    finally:
-        stack.stop_services(cfg)
-        if not was_running:
-            infra.down(cfg)
+    with bench_infra(args.profile, args.port_offset) as (cfg, endpoints):
+        try:
+            urls = stack.start_services(cfg, endpoints, port_offset=args.port_offset, only=SERVICES)
+            result = asyncio.run(_run(args, urls["booking-api"], endpoints))
+        finally:
+            stack.stop_services(cfg)
     live = result["live"]
     report = (
         f"# Pages benchmark {run_id}\n\nmachine: {os.cpu_count()} cores; Kafka + Redis + FerretDB"
@@ -301,10 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         f"({live['samples']} bookings; target: within 1 s).\n"
     )
     print("\n" + report)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{run_id}-pages.md").write_text(report)
-    (RESULTS / f"{run_id}-pages.json").write_text(json.dumps(result, indent=2) + "\n")
-    _progress(f"saved bench/results/{run_id}-pages.md")
+    save_results(run_id, "pages", report, result)
     return 0
 
 

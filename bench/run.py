@@ -36,6 +36,7 @@ from typing import Any
 import aiohttp
 
 from bench import processor as processor_bench
+from bench.platform import save_results
 from bench.stats import percentiles
 from deploy.local import infra, stack
 from deploy.local.procs import ManagedProcess, wait_until
@@ -52,7 +53,6 @@ from schemas.events.roster import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results"
 PORT_OFFSET = 2000  # every port stays below the ephemeral range (32768+)
 TZ = "Asia/Shanghai"
 FIRST_DAY = dt.date(2031, 1, 6)
@@ -366,15 +366,8 @@ def main(argv: list[str] | None = None) -> int:
         ),
     ])  # fmt: skip
     print("\n" + report)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{run_id}-booking.md").write_text(report + "\n")
-    (RESULTS / f"{run_id}-booking.json").write_text(
-        json.dumps(
-            {"reads": reads, "bookings": bookings, "max": saturated, "processor": alone}, indent=2
-        )
-        + "\n"
-    )
-    _progress(f"saved bench/results/{run_id}-booking.md")
+    data = {"reads": reads, "bookings": bookings, "max": saturated, "processor": alone}
+    save_results(run_id, "booking", report, data)
     if not args.keep:
         stack.down(cfg)
     return 0

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import json
 import os
 import sys
 import time
@@ -26,6 +25,7 @@ from typing import Any
 import httpx
 
 from bench.notify import Receiver, start_worker, stop_worker
+from bench.platform import save_results
 from bench.run import BOOKING_PATH, FIRST_DAY, PORT_OFFSET, has_slots, seed
 from bench.stats import percentiles
 from deploy.local import infra, stack
@@ -33,7 +33,6 @@ from deploy.local.procs import wait_until
 from optisync_common.topics import apply_registry
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results"
 SLOTS_PER_DAY = 24  # 08:00-20:00, 30 minutes each
 
 
@@ -150,10 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{row['p95_ms']} | {row['p99_ms']} | {row['max_ms']} |\n\ntarget: p99 <= 1 s\n"
     )
     print("\n" + report)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{run_id}-waitlist.md").write_text(report)
-    (RESULTS / f"{run_id}-waitlist.json").write_text(json.dumps(row, indent=2) + "\n")
-    _progress(f"saved bench/results/{run_id}-waitlist.md")
+    save_results(run_id, "waitlist", report, row)
     return 0
 
 

@@ -87,3 +87,13 @@ def wait_for_availability(
 
 def free_at(view: dict, local_time: str) -> int:
     return next((s["free_count"] for s in view["slots"] if s["local_time"] == local_time), 0)
+
+
+async def final_outcome(client: httpx.AsyncClient, status_url: str) -> tuple[int, dict]:
+    """(HTTP status, body) a 202's status URL settles on: the decision came after the deadline."""
+    for _ in range(1200):
+        state = (await client.get(status_url)).json()
+        if state["status"] == "done":
+            return state["http_status"], state["body"]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{status_url} never completed")

@@ -11,7 +11,7 @@ from collections import Counter
 import httpx
 import pytest
 
-from .storesetup import free_at, publish_store, store_events, wait_for_availability
+from .storesetup import final_outcome, free_at, publish_store, store_events, wait_for_availability
 
 pytestmark = pytest.mark.e2e
 
@@ -42,7 +42,7 @@ async def _storm(api: str, store_id: str, start: str, n: int, retries: int) -> l
             resp = await _post(client, body(store_id, key_of, start), f"{store_id}-key-{key_of}")
             status, answer = resp.status_code, resp.json()
             if status == 202:  # decided after the sync deadline: follow the status URL
-                status, answer = await _final(client, answer["status_url"])
+                status, answer = await final_outcome(client, answer["status_url"])
             return key_of, status, answer
 
         calls = [one(i, i) for i in range(n)] + [one(n + j, j) for j in range(retries)]
@@ -59,15 +59,6 @@ async def _post(client: httpx.AsyncClient, payload: dict, key: str) -> httpx.Res
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")
-
-
-async def _final(client: httpx.AsyncClient, status_url: str) -> tuple[int, dict]:
-    for _ in range(1200):
-        state = (await client.get(status_url)).json()
-        if state["status"] == "done":
-            return state["http_status"], state["body"]
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{status_url} never completed")
 
 
 def _run_race(api: str, store_id: str, start: str, n: int = 450, retries: int = 50):

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .storesetup import free_at, publish_store, store_events, wait_for_availability
+from .storesetup import final_outcome, free_at, publish_store, store_events, wait_for_availability
 
 pytestmark = pytest.mark.e2e
 
@@ -78,15 +78,6 @@ def _offers(api: str, store_id: str, predicate: Any, timeout: float = 30) -> dic
     raise AssertionError(f"offers never matched; last: {offers}")
 
 
-async def _final(client: httpx.AsyncClient, status_url: str) -> tuple[int, dict]:
-    for _ in range(600):
-        state = (await client.get(status_url)).json()
-        if state["status"] == "done":
-            return state["http_status"], state["body"]
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{status_url} never completed")
-
-
 def _confirmed_starts(api: str, store_id: str, expected: list[str]) -> list[str]:
     """Local start times of the store's confirmed bookings (MongoDB), once they match."""
     deadline, starts = time.monotonic() + 30, list[str]()
@@ -131,7 +122,7 @@ def test_a_cancellation_is_offered_to_the_top_three_and_one_of_50_accepts_wins(
                 resp = await client.post(f"/v1/offers/{token}/accept", headers=key)
                 status, answer = resp.status_code, resp.json()
                 if status == 202:  # decided after the sync deadline: follow the status URL
-                    status, answer = await _final(client, answer["status_url"])
+                    status, answer = await final_outcome(client, answer["status_url"])
                 return token, status, answer
 
             return await asyncio.gather(*(accept(i) for i in range(50)))

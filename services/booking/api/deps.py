@@ -14,7 +14,7 @@ from services.booking.adapters.replies import CommandOutcomes
 from services.booking.adapters.view_counter import ViewCounter
 from services.booking.adapters.views import RedisViews, StoreCatalog
 from services.booking.api.commands import CommandGateway
-from services.booking.api.models import BookingPage, Problem
+from services.booking.api.models import Accepted, BookingPage, Problem
 from services.booking.api.presenters import booking_from_doc
 
 
@@ -89,6 +89,12 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
         }
         for status in statuses
     }
+
+
+# OpenAPI entry of a command's 202: no decision within the deadline, poll the status URL.
+ACCEPTED_RESPONSE: dict[int | str, dict[str, Any]] = {
+    202: {"model": Accepted, "description": "no decision within the deadline; poll status_url"}
+}
 
 
 @dataclass(frozen=True)

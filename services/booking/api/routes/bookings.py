@@ -21,6 +21,7 @@ from schemas.events.booking import (
 from services.booking.adapters.bookings import Document
 from services.booking.api.commands import FAILURES, REQUEST_DECISIONS
 from services.booking.api.deps import (
+    ACCEPTED_RESPONSE,
     BookingContext,
     ClockDep,
     ContextDep,
@@ -30,7 +31,6 @@ from services.booking.api.deps import (
     store_catalog,
 )
 from services.booking.api.models import (
-    Accepted,
     Booking,
     BookingRequest,
     CancelRequest,
@@ -46,15 +46,12 @@ router = APIRouter(prefix="/v1/bookings", tags=["bookings"])
 
 BookingId = Annotated[str, Path(min_length=1, max_length=128)]
 
-_ACCEPTED: dict[int | str, dict[str, Any]] = {
-    202: {"model": Accepted, "description": "no decision within the deadline; poll status_url"}
-}
 _CREATE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": Booking, "description": "the same customer already holds this slot"},
-    **_ACCEPTED,
+    **ACCEPTED_RESPONSE,
     **problems(400, 404, 409, 413, 422, 503),
 }
-_CHANGE_RESPONSES = {**_ACCEPTED, **problems(400, 404, 409, 413, 422, 503)}
+_CHANGE_RESPONSES = {**ACCEPTED_RESPONSE, **problems(400, 404, 409, 413, 422, 503)}
 
 
 @router.post(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Path, Query, Response
@@ -27,6 +27,7 @@ from services.booking.adapters.replies import Outcome, Render
 from services.booking.adapters.waitlist_docs import entry_doc
 from services.booking.api.commands import FAILURES, REQUEST_DECISIONS
 from services.booking.api.deps import (
+    ACCEPTED_RESPONSE,
     BookingContext,
     ClockDep,
     ContextDep,
@@ -36,7 +37,6 @@ from services.booking.api.deps import (
     store_catalog,
 )
 from services.booking.api.models import (
-    Accepted,
     Booking,
     Offer,
     OfferRequest,
@@ -55,9 +55,6 @@ router = APIRouter(tags=["waitlist"])
 
 EntryId = Annotated[str, Path(min_length=1, max_length=128)]
 Token = Annotated[str, Path(min_length=1, max_length=128)]
-_ACCEPTED: dict[int | str, dict[str, Any]] = {
-    202: {"model": Accepted, "description": "no decision within the deadline; poll status_url"}
-}
 
 
 def _failure(event: EventPayload, timezone: str | None) -> Outcome:
@@ -79,7 +76,7 @@ def _entry_renderer(timezone: str | None, status: int, after: Document | None = 
     "/v1/waitlist",
     status_code=201,
     response_model=WaitlistEntry,
-    responses={**_ACCEPTED, **problems(400, 404, 409, 413, 422, 503)},
+    responses={**ACCEPTED_RESPONSE, **problems(400, 404, 409, 413, 422, 503)},
     summary="Join a store's waitlist for an exam type, days and (optionally) a time window",
     description="When a matching slot frees up the customer gets an offer (SlotOffered) on "
     "their channel and can accept it while it is held for them.",
@@ -142,7 +139,7 @@ async def get_entry(entry_id: EntryId, context: ContextDep) -> WaitlistEntry:
 @router.delete(
     "/v1/waitlist/{entry_id}",
     response_model=WaitlistEntry,
-    responses={**_ACCEPTED, **problems(404, 409, 422, 503)},
+    responses={**ACCEPTED_RESPONSE, **problems(404, 409, 422, 503)},
     summary="Leave the waitlist (live offers are given up and go to the next customers)",
 )
 async def leave_waitlist(
@@ -199,7 +196,7 @@ async def get_offer(token: Token, context: ContextDep) -> Offer:
     "/v1/offers/{token}/accept",
     status_code=201,
     response_model=Booking,
-    responses={**_ACCEPTED, **problems(404, 409, 413, 422, 503)},
+    responses={**ACCEPTED_RESPONSE, **problems(404, 409, 413, 422, 503)},
     summary="Accept an offer: the first accept of a slot's offers gets the booking",
     description="201 with the booking; 409 `offer_taken` when another customer accepted "
     "first, `offer_expired` after the hold; a repeated accept returns the same booking.",
@@ -241,7 +238,7 @@ async def accept_offer(
 @router.post(
     "/v1/offers/{token}/decline",
     response_model=Offer,
-    responses={**_ACCEPTED, **problems(404, 409, 422, 503)},
+    responses={**ACCEPTED_RESPONSE, **problems(404, 409, 422, 503)},
     summary="Decline an offer: the slot goes to the next customer on the waitlist",
 )
 async def decline_offer(

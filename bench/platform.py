@@ -1,0 +1,43 @@
+"""What every benchmark does around its measurements: bring up the bench infrastructure and
+save the report (`bench/results/<run_id>-<name>.md` and `.json`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from deploy.local import infra
+from optisync_common.topics import apply_registry
+
+RESULTS = Path(__file__).resolve().parent / "results"
+Platform = tuple[infra.InfraConfig, infra.Endpoints]
+
+
+@contextmanager
+def bench_infra(
+    profile: str, port_offset: int
+) -> Iterator[tuple[infra.InfraConfig, infra.Endpoints]]:
+    """Kafka, Redis and FerretDB with the topics applied; stopped afterwards unless they were
+    already running."""
+    cfg = infra.InfraConfig.from_env(profile, port_offset=port_offset)
+    was_running = all(pid is not None for pid in infra.status(cfg).values())
+    endpoints = infra.up(cfg)
+    asyncio.run(apply_registry(endpoints.kafka_bootstrap))
+    try:
+        yield cfg, endpoints
+    finally:
+        if not was_running:
+            infra.down(cfg)
+
+
+def save_results(run_id: str, name: str, report: str, data: Any) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    markdown = RESULTS / f"{run_id}-{name}.md"
+    markdown.write_text(report if report.endswith("\n") else report + "\n")
+    (RESULTS / f"{run_id}-{name}.json").write_text(json.dumps(data, indent=2) + "\n")
+    print(f"[bench] saved bench/results/{markdown.name}", flush=True)
+    return markdown
