@@ -1,28 +1,22 @@
-"""The ceiling: a bare FastAPI route returning a JSON body of the availability view's size,
-served by the same uvicorn settings as our services."""
+"""The ceiling: a bare FastAPI route answering a fixed JSON body (the bytes our availability
+route answered, read from the file named on the command line), served by the same uvicorn
+settings as our services."""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import uvicorn
-from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse
+from fastapi import FastAPI, Response
 
 app = FastAPI()
-BODY = {
-    "store_id": "bench",
-    "slots": [
-        {"local_time": f"{h:02d}:{m:02d}", "free_count": 2}
-        for h in range(9, 18)
-        for m in (0, 15, 30, 45)
-    ],
-}
+BODY = Path(sys.argv[2]).read_bytes() if len(sys.argv) > 2 else b'{"slots":[]}'
 
 
 @app.get("/bare")
-async def bare() -> ORJSONResponse:
-    return ORJSONResponse(BODY)
+async def bare() -> Response:
+    return Response(BODY, media_type="application/json")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 from aiohttp import web
 
-from bench.platform import bench_infra, save_results
+from bench.platform import bench_infra, cpu_seconds, save_results
 from bench.stats import percentiles
 from deploy.local import infra
 from optisync_common.kafka import make_producer
@@ -252,20 +252,20 @@ async def _run(args: argparse.Namespace, endpoints: infra.Endpoints, run_id: str
         for rate in args.rates:
             _progress(f"{rate} events/s for {args.seconds}s")
             idle = await _idle_cpu_rate(proc.pid)
-            cpu_before, started = _cpu_s(proc.pid), time.perf_counter()
+            cpu_before, started = cpu_seconds(proc.pid), time.perf_counter()
             row = await _open_loop(producer, receiver, rate, args.seconds, stores,
                                    f"{run_id}-r{rate}")  # fmt: skip
             await asyncio.sleep(2)  # the outbox writes after the calls settle
-            results.append(_with_cpu(row, cpu_before, _cpu_s(proc.pid), idle, started))
+            results.append(_with_cpu(row, cpu_before, cpu_seconds(proc.pid), idle, started))
         if args.offer_rate:
             _progress(f"SlotOffered: {args.offer_rate} events/s for {args.seconds}s")
             tag = f"{run_id}-o{args.offer_rate}"
             idle = await _idle_cpu_rate(proc.pid)
-            cpu_before, started = _cpu_s(proc.pid), time.perf_counter()
+            cpu_before, started = cpu_seconds(proc.pid), time.perf_counter()
             step = _open_loop(producer, receiver, args.offer_rate, args.seconds, stores, tag, True)
             row = await step
             await asyncio.sleep(2)
-            results.append(_with_cpu(row, cpu_before, _cpu_s(proc.pid), idle, started))
+            results.append(_with_cpu(row, cpu_before, cpu_seconds(proc.pid), idle, started))
     finally:
         await producer.stop()
         await stop_worker(proc, endpoints, run_id)
@@ -273,21 +273,11 @@ async def _run(args: argparse.Namespace, endpoints: infra.Endpoints, run_id: str
     return results
 
 
-def _cpu_s(pid: int) -> float | None:
-    """CPU seconds (user + system) the worker process used so far: per event, a figure other
-    load on a shared machine does not move the way it moves latency."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def _idle_cpu_rate(pid: int, seconds: float = 2.0) -> float | None:
     """CPU seconds per second the idle worker spends (polling Kafka, the scheduler)."""
-    before = _cpu_s(pid)
+    before = cpu_seconds(pid)
     await asyncio.sleep(seconds)
-    after = _cpu_s(pid)
+    after = cpu_seconds(pid)
     return None if before is None or after is None else (after - before) / seconds
 
 

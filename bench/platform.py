@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,3 +42,13 @@ def save_results(run_id: str, name: str, report: str, data: Any) -> Path:
     (RESULTS / f"{run_id}-{name}.json").write_text(json.dumps(data, indent=2) + "\n")
     print(f"[bench] saved bench/results/{markdown.name}", flush=True)
     return markdown
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system) a process used so far: per event, a figure other load on a
+    shared machine does not move the way it moves latency."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,7 +37,7 @@ from typing import Any
 import aiohttp
 
 from bench import processor as processor_bench
-from bench.platform import save_results
+from bench.platform import cpu_seconds, save_results
 from bench.stats import percentiles
 from deploy.local import infra, stack
 from deploy.local.procs import ManagedProcess, wait_until
@@ -65,8 +66,6 @@ def _progress(msg: str) -> None:
 
 
 def has_slots(url: str) -> bool:
-    import urllib.request
-
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:
             return bool(json.loads(resp.read()).get("slots"))
@@ -249,6 +248,7 @@ def _summary(
     p50, p95, p99 = percentiles(latencies, 0.50, 0.95, 0.99)
     return {
         "target_rps": rate,
+        "requests": len(latencies),
         "achieved_rps": round(len(latencies) / elapsed, 1),
         "p50_ms": p50,
         "p95_ms": p95,
@@ -280,102 +280,207 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stores", type=int, default=40)
     parser.add_argument("--days", type=int, default=28)
     parser.add_argument("--keep", action="store_true", help="leave the bench platform running")
+    parser.add_argument(
+        "--steps", default=",".join(STEPS),
+        help=f"what to measure, a subset of {','.join(STEPS)} (e.g. while tuning one)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    rates = [int(r) for r in args.rates.split(",")]
-    processor_rates = [int(r) for r in args.processor_rates.split(",")]
+    steps = [s for s in args.steps.split(",") if s]
+    if unknown := set(steps) - set(STEPS):
+        parser.error(f"unknown steps {sorted(unknown)}; choose from {','.join(STEPS)}")
 
     cfg = infra.InfraConfig.from_env("bench", port_offset=PORT_OFFSET)
     endpoints = infra.up(cfg)
     asyncio.run(apply_registry(endpoints.kafka_bootstrap))
-    # The booking path only: notify and analytics have their own benchmarks and would compete
-    # for the same two cores.
+    # The booking path only (notify and analytics have their own benchmarks and would compete
+    # for the same two cores), started afresh so the code measured is the code checked out.
+    stack.stop_services(cfg)
     urls = stack.start_services(cfg, endpoints, port_offset=PORT_OFFSET, only=BOOKING_PATH)
-    api = urls["booking-api"]
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    stores = [f"bench-{run_id}-{i}" for i in range(args.stores)]
-    _progress(f"seeding {len(stores)} stores x {len(OPTOMETRISTS)} optometrists x {args.days} days")
-    asyncio.run(seed(endpoints, stores, args.days))
-    probe = f"{api}/v1/stores/{stores[-1]}/availability?date={FIRST_DAY}&exam_type=standard"
-    wait_until(lambda: has_slots(probe), timeout=120, what="bench availability view")
-    _drain(urls["booking-processor"])  # the roster backlog is applied before measuring
-
-    bare = ManagedProcess("bare-fastapi", cfg.run_dir / "bare-fastapi")
-    bare_port = 8999 + PORT_OFFSET
-    bare.start([sys.executable, "-m", "bench.bare_app", str(bare_port)], cwd=REPO,
-               env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
-    try:
-        wait_until(lambda: infra.port_open("127.0.0.1", bare_port), timeout=30, what="bare app")
-        _progress("availability reads vs a bare FastAPI route (wrk, 32 connections)")
-        reads = {
-            "bare FastAPI route": _wrk(f"http://127.0.0.1:{bare_port}/bare", args.seconds),
-            "GET availability (Redis)": _wrk(probe, args.seconds),
-        }
-    finally:
-        bare.stop()
-
-    slots = _slots(stores, args.days)
-    bookings = []
-    for rate in rates:
-        _progress(f"bookings open loop at {rate}/s for {args.seconds}s")
-        before = _hops(api)
-        step = asyncio.run(_open_loop(api, rate, args.seconds, slots, f"{run_id}-r{rate}"))
-        bookings.append({**step, "hops_mean_ms": _hop_means(before, _hops(api))})
-        time.sleep(2)  # let queues drain between steps
-    _progress("bookings closed loop, 64 concurrent clients (max sustainable rate)")
-    saturated = asyncio.run(_closed_loop(api, 64, args.seconds, slots, f"{run_id}-max"))
-    _drain(urls["booking-processor"])
-    settings = endpoints.settings(ServiceSettings, service_name="bench", environment="test")
-    alone = []
-    for rate in processor_rates:
-        _progress(f"processor alone: commands into Kafka at {rate}/s for {args.seconds}s")
-        alone.append(asyncio.run(
-            processor_bench.open_loop(settings, rate, args.seconds, slots, f"{run_id}-p{rate}")
-        ))  # fmt: skip
-        _drain(urls["booking-processor"])
-
-    ratio = reads["GET availability (Redis)"]["rps"] / reads["bare FastAPI route"]["rps"]
-    report = "\n\n".join([
+    bench = Bench(args, cfg, endpoints, urls, run_id)
+    bench.seed()
+    sections = [
         f"# Benchmark {run_id}\n\nmachine: {os.cpu_count()} cores; everything on one box; "
-        f"{args.seconds}s per step",
-        "## Availability reads\n\n" + _table(
-            ["endpoint", "req/s", "p50 ms", "p99 ms", "non-2xx"],
-            [[k, round(v["rps"]), round(v["p50_ms"], 2), round(v["p99_ms"], 2), int(v["errors"])]
-             for k, v in reads.items()],
-        ) + f"\n\navailability / bare = {ratio:.0%} (target >= 80%)",
-        "## Booking decisions end to end (HTTP > Kafka > processor > Kafka > HTTP)\n\n" + _table(
-            ["offered /s", "achieved /s", "p50 ms", "p95 ms", "p99 ms", "statuses"],
-            [[b["target_rps"], b["achieved_rps"], b["p50_ms"], b["p95_ms"], b["p99_ms"],
-              b["statuses"]] for b in bookings]
-            + [["max (64 clients)", saturated["achieved_rps"], saturated["p50_ms"],
-                saturated["p95_ms"], saturated["p99_ms"], saturated["statuses"]]],
-        ) + "\n\ntargets: >= 1,000 bookings/s sustained; p99 <= 50 ms at 500/s",
-        "## Where a booking's time goes (mean ms per hop, from the API's metrics)\n\n"
-        "produce: API send until the broker acked (acks=all); decide: request to the "
-        "processor producing its decision; deliver: processor commit + the API's read-committed "
-        "fetch; render: decision to HTTP answer\n\n" + _table(
-            ["offered /s", *HOPS],
-            [[b["target_rps"], *(b["hops_mean_ms"].get(h, "-") for h in HOPS)]
-             for b in bookings],
-        ),
-        "## Availability processor alone (command produced > decision visible, read committed)"
-        "\n\n" + _table(
-            ["offered /s", "decided /s", "p50 ms", "p95 ms", "p99 ms", "max ms", "undecided",
-             "outcomes"],
-            [[a["target_rps"], a["decided_rps"], a["p50_ms"], a["p95_ms"], a["p99_ms"],
-              a["max_ms"], a["undecided"], a["outcomes"]] for a in alone],
-        ),
-    ])  # fmt: skip
+        f"{args.seconds}s per step"
+    ]
+    data: dict[str, Any] = {}
+    for step in steps:
+        section, data[step] = getattr(bench, f"measure_{step}")()
+        sections.append(section)
+    report = "\n\n".join(sections)
     print("\n" + report)
-    data = {"reads": reads, "bookings": bookings, "max": saturated, "processor": alone}
     save_results(run_id, "booking", report, data)
     if not args.keep:
         stack.down(cfg)
     return 0
 
 
-def _metrics(url: str) -> list[str]:
-    import urllib.request
+STEPS = ("reads", "bookings", "processor")
 
+
+class Bench:
+    """One run's platform, stores and slot supply; each `measure_*` is one report section."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        cfg: infra.InfraConfig,
+        endpoints: infra.Endpoints,
+        urls: dict[str, str],
+        run_id: str,
+    ) -> None:
+        self.args = args
+        self.cfg = cfg
+        self.endpoints = endpoints
+        self.urls = urls
+        self.api = urls["booking-api"]
+        self.run_id = run_id
+        self.stores = [f"bench-{run_id}-{i}" for i in range(args.stores)]
+        self.slots = _slots(self.stores, args.days)
+        self.probe = (
+            f"{self.api}/v1/stores/{self.stores[-1]}/availability"
+            f"?date={FIRST_DAY}&exam_type=standard"
+        )
+
+    def seed(self) -> None:
+        _progress(
+            f"seeding {len(self.stores)} stores x {len(OPTOMETRISTS)} optometrists x "
+            f"{self.args.days} days"
+        )
+        asyncio.run(seed(self.endpoints, self.stores, self.args.days))
+        wait_until(lambda: has_slots(self.probe), timeout=120, what="bench availability view")
+        _drain(self.urls["booking-processor"])  # the roster backlog is applied before measuring
+
+    def measure_reads(self) -> tuple[str, dict[str, Any]]:
+        # The ceiling answers the very bytes our route answers, so the two differ only in what
+        # our route does to find them.
+        body = self.cfg.run_dir / "bare-fastapi.json"
+        with urllib.request.urlopen(self.probe, timeout=5) as resp:
+            body.write_bytes(resp.read())
+        bare = ManagedProcess("bare-fastapi", self.cfg.run_dir / "bare-fastapi")
+        bare_port = 8999 + PORT_OFFSET
+        bare.start([sys.executable, "-m", "bench.bare_app", str(bare_port), str(body)],
+                   cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+        try:
+            wait_until(lambda: infra.port_open("127.0.0.1", bare_port), timeout=30, what="bare")
+            _progress("availability reads vs a bare FastAPI route (wrk, 32 connections)")
+            reads = {
+                "bare FastAPI route": _wrk(f"http://127.0.0.1:{bare_port}/bare", self.args.seconds),
+                "GET availability": _wrk(self.probe, self.args.seconds),
+                # A repeated parameter is left to the route: the same read through FastAPI's
+                # routing and validation, for comparison.
+                "GET availability via the FastAPI route": _wrk(
+                    self.probe + "&exam_type=standard", self.args.seconds
+                ),
+            }
+        finally:
+            bare.stop()
+        ratio = reads["GET availability"]["rps"] / reads["bare FastAPI route"]["rps"]
+        section = "## Availability reads\n\n" + _table(
+            ["endpoint", "req/s", "p50 ms", "p99 ms", "non-2xx"],
+            [[k, round(v["rps"]), round(v["p50_ms"], 2), round(v["p99_ms"], 2), int(v["errors"])]
+             for k, v in reads.items()],
+        ) + (f"\n\nboth answer the same {body.stat().st_size} bytes; availability / bare = "
+             f"{ratio:.0%} (target >= 80%)")  # fmt: skip
+        return section, reads
+
+    def measure_bookings(self) -> tuple[str, dict[str, Any]]:
+        rates = [int(r) for r in self.args.rates.split(",")]
+        seconds, api = self.args.seconds, self.api
+        steps = []
+        for rate in rates:
+            _progress(f"bookings open loop at {rate}/s for {seconds}s")
+            before, cpu = _hops(api), self._cpu()
+            step = asyncio.run(_open_loop(api, rate, seconds, self.slots, f"{self.run_id}-r{rate}"))
+            step["hops_mean_ms"] = _hop_means(before, _hops(api))
+            step["cpu_ms_per_booking"] = self._cpu_per(cpu, step["requests"])
+            steps.append(step)
+            time.sleep(2)  # let queues drain between steps
+        _progress("bookings closed loop, 64 concurrent clients (max sustainable rate)")
+        cpu = self._cpu()
+        saturated = asyncio.run(_closed_loop(api, 64, seconds, self.slots, f"{self.run_id}-max"))
+        saturated["cpu_ms_per_booking"] = self._cpu_per(cpu, saturated["requests"])
+        _drain(self.urls["booking-processor"])
+        rows = [*steps, {**saturated, "target_rps": "max (64 clients)"}]
+        section = "\n\n".join([
+            "## Booking decisions end to end (HTTP > Kafka > processor > Kafka > HTTP)\n\n"
+            + _table(
+                ["offered /s", "achieved /s", "p50 ms", "p95 ms", "p99 ms", "statuses"],
+                [[b["target_rps"], b["achieved_rps"], b["p50_ms"], b["p95_ms"], b["p99_ms"],
+                  b["statuses"]] for b in rows],
+            ) + "\n\ntargets: >= 1,000 bookings/s sustained; p99 <= 50 ms at 500/s",
+            "## Where a booking's time goes (mean ms per hop, from the API's metrics)\n\n"
+            "produce: API send until the broker acked (acks=all); decide: request to the "
+            "processor producing its decision; deliver: processor commit + the API's "
+            "read-committed fetch; render: decision to HTTP answer\n\n" + _table(
+                ["offered /s", *HOPS],
+                [[b["target_rps"], *(b["hops_mean_ms"].get(h, "-") for h in HOPS)]
+                 for b in steps],
+            ),
+            "## Where the two cores go (CPU ms per booking, per process)\n\n"
+            "the load generator is this benchmark's own process\n\n" + _table(
+                ["offered /s", *CPU_PROCESSES, "total"],
+                [[b["target_rps"], *(b["cpu_ms_per_booking"].get(p, "-") for p in CPU_PROCESSES),
+                  b["cpu_ms_per_booking"].get("total", "-")] for b in rows],
+            ),
+        ])  # fmt: skip
+        return section, {"open_loop": steps, "max": saturated}
+
+    def measure_processor(self) -> tuple[str, dict[str, Any]]:
+        settings = self.endpoints.settings(
+            ServiceSettings, service_name="bench", environment="test"
+        )
+        alone = []
+        for rate in [int(r) for r in self.args.processor_rates.split(",")]:
+            _progress(f"processor alone: commands into Kafka at {rate}/s for {self.args.seconds}s")
+            alone.append(asyncio.run(processor_bench.open_loop(
+                settings, rate, self.args.seconds, self.slots, f"{self.run_id}-p{rate}"
+            )))  # fmt: skip
+            _drain(self.urls["booking-processor"])
+        section = (
+            "## Availability processor alone (command produced > decision visible, read "
+            "committed)\n\n" + _table(
+                ["offered /s", "decided /s", "p50 ms", "p95 ms", "p99 ms", "max ms",
+                 "undecided", "outcomes"],
+                [[a["target_rps"], a["decided_rps"], a["p50_ms"], a["p95_ms"], a["p99_ms"],
+                  a["max_ms"], a["undecided"], a["outcomes"]] for a in alone],
+            )
+        )  # fmt: skip
+        return section, {"alone": alone}
+
+    def _pids(self) -> dict[str, int | None]:
+        pids = {name: proc.pid() for name, proc in _named_procs(self.cfg)}
+        pids["load generator"] = os.getpid()
+        return pids
+
+    def _cpu(self) -> dict[str, float | None]:
+        return {name: cpu_seconds(pid) if pid else None for name, pid in self._pids().items()}
+
+    def _cpu_per(self, before: dict[str, float | None], requests: int) -> dict[str, float]:
+        after = self._cpu()
+        per: dict[str, float] = {}
+        for name, used in after.items():
+            start = before.get(name)
+            if used is not None and start is not None and requests:
+                per[name] = round((used - start) * 1000 / requests, 2)
+        per["total"] = round(sum(per.values()), 2)
+        return per
+
+
+CPU_PROCESSES = (
+    "booking-api", "booking-processor", "booking-projector", "kafka", "redis", "ferretdb",
+    "load generator",
+)  # fmt: skip
+
+
+def _named_procs(cfg: infra.InfraConfig) -> Iterator[tuple[str, ManagedProcess]]:
+    for name in BOOKING_PATH:
+        yield name, ManagedProcess(name, cfg.run_dir / "services" / name)
+    for proc in infra.managed(cfg):
+        yield proc.name, proc
+
+
+def _metrics(url: str) -> list[str]:
     with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:
         return str(resp.read().decode()).splitlines()
 

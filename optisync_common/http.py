@@ -110,7 +110,10 @@ def create_app(
     on_startup: Sequence[Hook] = (),
     on_shutdown: Sequence[Hook] = (),
     extra_checks: Mapping[str, ReadinessCheck] | None = None,
+    middleware: Sequence[Callable[[ASGIApp], ASGIApp]] = (),
 ) -> FastAPI:
+    """`middleware`: a service's own ASGI middleware (a class taking the next app), run inside
+    the body-size limit and the request metrics."""
     configure_logging(settings.service_name, settings.log_level)
 
     @contextlib.asynccontextmanager
@@ -131,6 +134,8 @@ def create_app(
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
     app.state.settings = settings
     install_problem_handlers(app)
+    for extra in reversed(middleware):
+        app.add_middleware(extra)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     app.add_middleware(HttpMetrics, service=settings.service_name)
     app.include_router(health_router())

@@ -200,6 +200,14 @@ class RedisViews:
     async def view(self, store_id: str, local_date: dt.date | str) -> bytes | None:
         return await self._get(self.view_key(store_id, local_date))
 
+    def cached_view(self, store_id: str, local_date: dt.date | str) -> bytes | None:
+        """The view from the coherent in-memory copy, without waiting: None when it is not
+        there (not cached, expired, not following changes, or no such view)."""
+        if not self._live:
+            return None
+        cached = self._cache.get(self.view_key(store_id, local_date).encode())
+        return cached[1] if cached is not None and cached[0] > time.monotonic() else None
+
     async def _get(self, name: str) -> bytes | None:
         key = name.encode()
         if not self._live:

@@ -15,6 +15,7 @@ from services.booking.adapters.view_counter import ViewCounter
 from services.booking.adapters.views import RedisViews
 from services.booking.api.commands import CommandGateway
 from services.booking.api.deps import BookingContext
+from services.booking.api.fast_reads import FastAvailabilityReads
 from services.booking.api.main import api_router
 from services.booking.settings import BookingSettings, get_settings
 from services.booking.web.routes import PagesRuntime
@@ -79,6 +80,7 @@ def build_app(settings: BookingSettings) -> FastAPI:
         on_startup=[background.start, pages.on_startup],
         on_shutdown=[pages.on_shutdown, background.stop],
         extra_checks={"replies": background.check},
+        middleware=[FastAvailabilityReads],
     )
 
 

@@ -47,6 +47,7 @@ from services.booking.adapters.projections import Projector
 from services.booking.adapters.replies import topic_partitions
 from services.booking.adapters.views import RedisViews
 from services.booking.api.deps import get_clock
+from services.booking.api.fast_reads import FastAvailabilityReads
 from services.booking.entrypoints.http import build_app
 from services.booking.settings import BookingSettings
 
@@ -281,11 +282,13 @@ class FakeDecider:
 
 @contextlib.asynccontextmanager
 async def api_client(
-    settings: BookingSettings, clock: FixedClock
+    settings: BookingSettings, clock: FixedClock, *, fast_reads: bool = True
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The booking API app with its real lifespan (producer, reply waiter, Mongo, Redis) and
-    an injected clock."""
+    an injected clock; `fast_reads=False` sends every availability read through its route."""
     app = build_app(settings)
+    if not fast_reads:
+        app.user_middleware = [m for m in app.user_middleware if m.cls is not FastAvailabilityReads]
     app.dependency_overrides[get_clock] = lambda: clock
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)

@@ -13,6 +13,7 @@ import pytest
 
 from schemas.events.availability import ExamTypeSlots, StoreDayAvailability
 from services.booking.adapters.bookings import BookingRepository
+from services.booking.api import fast_reads
 from tests.integration.booking.helpers import TZ, api_client, eventually
 
 PROBLEM = "application/problem+json"
@@ -289,6 +290,55 @@ async def test_availability_is_served_from_the_redis_view(api, bus, store):
     problem(await api.get(url, params=bad_date), 422, "invalid_request")
     unknown_exam = {"date": store.day.isoformat(), "exam_type": "lasik"}
     problem(await api.get(url, params=unknown_exam), 422, "unknown_exam_type")
+
+
+async def test_fast_availability_reads_answer_exactly_what_the_route_answers(
+    api, bus, store, booking_settings, clock, monkeypatch
+):
+    sid = store.store_id
+    view = StoreDayAvailability(
+        store_id=sid, local_date=store.day, timezone=TZ, slot_minutes=15,
+        exam_types={"std": ExamTypeSlots(
+            duration_minutes=30, free_starts=["09:00", "10:30"], free_count=2, capacity=[2, 1]
+        )},
+        computed_at=dt.datetime.now(dt.UTC), seq=7,
+    )  # fmt: skip
+    _, meta = await bus.publish(view, sid)
+    await bus.projected(meta)
+    answered_fast = 0
+    real_render = fast_reads.render_availability
+
+    def counting_render(raw: bytes, exam_type: str) -> bytes | None:
+        nonlocal answered_fast
+        body = real_render(raw, exam_type)
+        answered_fast += body is not None
+        return body
+
+    monkeypatch.setattr(fast_reads, "render_availability", counting_render)
+    day, url = store.day.isoformat(), f"/v1/stores/{sid}/availability"
+    cases: list[tuple[str, dict[str, Any] | list[tuple[str, str]]]] = [
+        (url, {"date": day, "exam_type": "std"}),
+        (url, {"date": day, "exam_type": "std", "channel": "wechat", "utm": "x"}),
+        (url, {"date": day, "exam_type": "std", "channel": "fax"}),
+        (url, {"date": day, "exam_type": "lasik"}),
+        (url, {"date": day}),
+        (url, {"date": "2026-02-30", "exam_type": "std"}),
+        (url, {"date": day.replace("-", ""), "exam_type": "std"}),
+        (url, [("date", day), ("exam_type", "std"), ("exam_type", "std")]),
+        (url, {"date": (store.day + dt.timedelta(days=1)).isoformat(), "exam_type": "std"}),
+        (f"/v1/stores/nope-{sid}/availability", {"date": day, "exam_type": "std"}),
+    ]
+    async with api_client(booking_settings, clock, fast_reads=False) as routed:
+        for path, params in cases:
+            await api.get(path, params=params)  # a first read fills the in-memory copy
+            fast = await api.get(path, params=params)
+            slow = await routed.get(path, params=params)
+            assert (fast.status_code, fast.headers, fast.content) == (
+                slow.status_code, slow.headers, slow.content,
+            ), params  # fmt: skip
+    # The well-formed reads of the view, less the very first one (a cache miss: the route
+    # answered and filled the copy).
+    assert answered_fast == 3
 
 
 async def test_customer_and_store_lists_are_cursor_paginated(api, store, decider):
