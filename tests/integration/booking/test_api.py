@@ -13,7 +13,7 @@ import pytest
 
 from schemas.events.availability import ExamTypeSlots, StoreDayAvailability
 from services.booking.adapters.bookings import BookingRepository
-from services.booking.api import fast_reads
+from services.booking.api.presenters import render_availability
 from tests.integration.booking.helpers import TZ, api_client, eventually
 
 PROBLEM = "application/problem+json"
@@ -306,7 +306,7 @@ async def test_fast_availability_reads_answer_exactly_what_the_route_answers(
     _, meta = await bus.publish(view, sid)
     await bus.projected(meta)
     answered_fast = 0
-    real_render = fast_reads.render_availability
+    real_render = render_availability
 
     def counting_render(raw: bytes, exam_type: str) -> bytes | None:
         nonlocal answered_fast
@@ -314,9 +314,9 @@ async def test_fast_availability_reads_answer_exactly_what_the_route_answers(
         answered_fast += body is not None
         return body
 
-    monkeypatch.setattr(fast_reads, "render_availability", counting_render)
+    monkeypatch.setattr("services.booking.api.fast_reads.render_availability", counting_render)
     day, url = store.day.isoformat(), f"/v1/stores/{sid}/availability"
-    cases: list[tuple[str, dict[str, Any] | list[tuple[str, str]]]] = [
+    cases: list[tuple[str, Any]] = [
         (url, {"date": day, "exam_type": "std"}),
         (url, {"date": day, "exam_type": "std", "channel": "wechat", "utm": "x"}),
         (url, {"date": day, "exam_type": "std", "channel": "fax"}),
