@@ -288,7 +288,8 @@ async def api_client(
     an injected clock; `fast_reads=False` sends every availability read through its route."""
     app = build_app(settings)
     if not fast_reads:
-        app.user_middleware = [m for m in app.user_middleware if m.cls is not FastAvailabilityReads]
+        fast: object = FastAvailabilityReads
+        app.user_middleware = [m for m in app.user_middleware if m.cls is not fast]
     app.dependency_overrides[get_clock] = lambda: clock
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
