@@ -131,7 +131,15 @@ def create_app(
                 for hook in on_shutdown:
                     await hook(app, resources)
 
-    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="1.0.0",
+        lifespan=lifespan,
+        # Prometheus (`/metrics`) and structlog are our telemetry; FastAPI's OpenTelemetry
+        # bridge would otherwise look for providers on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     app.state.settings = settings
     install_problem_handlers(app)
     for extra in reversed(middleware):

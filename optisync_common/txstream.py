@@ -40,6 +40,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from prometheus_client import Counter, Histogram
 
+from optisync_common.kafka import linger
 from optisync_common.logging import get_logger
 from optisync_common.topics import ensure_internal_topics
 
@@ -154,6 +155,8 @@ class TransactionalStreamProcessor:
         session_timeout_ms: int = 10000,
         heartbeat_interval_ms: int = 2000,
         punctuate_s: float | None = None,
+        max_concurrent_transactions: int | None = None,
+        linger_s: float = 0.0,
     ) -> None:
         self.bootstrap = bootstrap
         self.app_id = app_id
@@ -163,7 +166,11 @@ class TransactionalStreamProcessor:
         self.handler = handler
         self.max_batch = max_batch
         self.punctuate_s = punctuate_s
+        # Tasks waiting for a turn keep queueing, so under load batches grow instead of the
+        # number of (costly) transactions; when idle no task waits.
+        self._turns = asyncio.Semaphore(max_concurrent_transactions or 1_000_000)
         self._session_timeout_ms = session_timeout_ms
+        self.linger_s = linger_s  # see optisync_common.kafka.linger
         self._heartbeat_interval_ms = heartbeat_interval_ms
         self._consumer: AIOKafkaConsumer | None = None
         self._tasks: dict[int, _Task] = {}
@@ -258,6 +265,7 @@ class TransactionalStreamProcessor:
                     task.paused = True
             if refetch:
                 await asyncio.sleep(0.05)
+            await linger(sum(len(records) for records in batch.values()), self.linger_s)
 
     async def _work(self, task: _Task) -> None:
         try:
@@ -275,16 +283,20 @@ class TransactionalStreamProcessor:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(task.wakeup.wait(), self.punctuate_s)
             task.wakeup.clear()
-            records, task.queue = task.queue, {}
-            if task.paused:
-                self.consumer.resume(*self._partitions_of(task.partition))
-                task.paused = False
-            if task.stopping:
-                break
-            if records:
-                await self._commit_batch(task, records)
-            elif self.punctuate_s is not None:
-                await self._punctuate(task)
+            async with self._turns:
+                await self._next_batch(task)
+
+    async def _next_batch(self, task: _Task) -> None:
+        records, task.queue = task.queue, {}
+        if task.paused:
+            self.consumer.resume(*self._partitions_of(task.partition))
+            task.paused = False
+        if task.stopping:
+            return
+        if records:
+            await self._commit_batch(task, records)
+        elif self.punctuate_s is not None:
+            await self._punctuate(task)
 
     def _partitions_of(self, partition: int) -> list[TopicPartition]:
         return [tp for tp in self.consumer.assignment() if tp.partition == partition]

@@ -27,9 +27,12 @@ class BookingSettings(ServiceSettings):
     # how long a change to a just-decided booking (or offer) waits for its projection before
     # answering 404: the projector may lag behind the decision under load
     projection_wait_s: float = Field(default=2.0, ge=0)
-    # the reply listener's longest fetch wait: a decision can sit this long in a fetch that
-    # is already waiting when it commits (read_committed), so it bounds the API's idle latency
-    reply_fetch_max_wait_ms: int = Field(default=100, ge=1, le=1000)
+    # how long the consumers on a booking's path (processor commands, API replies, live
+    # consoles) pause after a non-empty batch, gathering what arrives meanwhile: a few ms of
+    # latency instead of a fetch per record under load (`optisync_common.kafka.linger`); the
+    # projector, off the request's path, pauses `projector_fetch_linger_ms`
+    hot_fetch_linger_ms: float = Field(default=3.0, ge=0, le=500)
+    projector_fetch_linger_ms: float = Field(default=20.0, ge=0, le=1000)
     # how long command outcomes (GET /v1/commands/{id}) stay readable in Redis
     idempotency_ttl_s: int = 86400
     # waitlist: a freed slot is offered to this many entries, held for them this long
@@ -37,6 +40,9 @@ class BookingSettings(ServiceSettings):
     waitlist_hold_s: int = Field(default=600, ge=1)
     # how often an idle processor task checks for lapsed holds (the expiry's precision)
     processor_tick_s: float = Field(default=1.0, gt=0)
+    # at most this many of a processor's tasks commit at once (0: no limit); under load the
+    # others keep queueing, so batches grow instead of the number of transactions
+    processor_concurrent_transactions: int = Field(default=0, ge=0)
 
 
 @lru_cache

@@ -17,7 +17,7 @@ import binascii
 import datetime as dt
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal, cast
@@ -26,7 +26,7 @@ import orjson
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from schemas.envelope import Envelope
 from schemas.events.base import EventPayload
@@ -55,6 +55,7 @@ class BookingStatus(StrEnum):
     DISPLACED = "displaced"  # a roster change took the slot away; the customer picks a new time
 
 
+DUPLICATE_KEY = 11000
 ProjectResult = Literal["applied", "already_applied", "not_found", "conflict", "ignored"]
 
 
@@ -284,15 +285,8 @@ class BookingRepository:
             if not isinstance(payload, BookingConfirmed):  # an accepted offer is a booking too
                 return result
         if isinstance(payload, BookingConfirmed):
-            doc = confirmed_doc(envelope)
-            try:
-                await self.coll.insert_one(doc)
-            except DuplicateKeyError:
-                # FerretDB does not say which index refused it: ours again, or a foreign key?
-                if await self.coll.find_one({"_id": doc["_id"]}, {"_id": 1}) is not None:
-                    return "already_applied"
-                return "conflict"
-            return "applied"
+            (result,) = await self.insert_confirmed([envelope])
+            return result
         change = change_for(envelope)
         if change is None:
             return "ignored"
@@ -314,6 +308,31 @@ class BookingRepository:
             },
         )
         return "applied"
+
+    @staticmethod
+    def insertable(envelope: Envelope[EventPayload]) -> bool:
+        """A new booking that is only a document insert (`insert_confirmed` takes many)."""
+        payload = envelope.payload
+        return isinstance(payload, BookingConfirmed) and not is_waitlist_event(payload)
+
+    async def insert_confirmed(
+        self, envelopes: Sequence[Envelope[EventPayload]]
+    ) -> list[ProjectResult]:
+        """New bookings' documents in one write (a busy store confirms many per batch)."""
+        docs = [confirmed_doc(e) for e in envelopes]
+        results: list[ProjectResult] = ["applied"] * len(docs)
+        try:
+            await self.coll.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            refused = exc.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in refused):
+                raise
+            for error in refused:
+                # FerretDB does not say which index refused it: ours again, or a foreign key?
+                doc = docs[error["index"]]
+                mine = await self.coll.find_one({"_id": doc["_id"]}, {"_id": 1}) is not None
+                results[error["index"]] = "already_applied" if mine else "conflict"
+        return results
 
     async def get(self, booking_id: str) -> Document | None:
         return await self.coll.find_one({"_id": booking_id})

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from optisync_common.kafka import consume_forever, make_consumer
+from optisync_common.kafka import consume_forever, linger, make_consumer
 from optisync_common.logging import get_logger
 from optisync_common.settings import ServiceSettings
 from schemas.envelope import Envelope
@@ -111,8 +111,15 @@ def message_for(envelope: Envelope[EventPayload]) -> Message | None:
 
 
 class LiveFeed:
-    def __init__(self, settings: ServiceSettings, hub: LiveHub, directory: StoreDirectory) -> None:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        hub: LiveHub,
+        directory: StoreDirectory,
+        linger_s: float = 0.0,
+    ) -> None:
         self.settings = settings
+        self.linger_s = linger_s  # see optisync_common.kafka.linger
         self.hub = hub
         self.directory = directory
         self.directory_loaded = asyncio.Event()
@@ -163,7 +170,7 @@ class LiveFeed:
             batch = await consumer.getmany(timeout_ms=1000, max_records=2000)
             for tp, records in batch.items():
                 for record in records:
-                    self._handle(tp.topic, record.value, record.headers)
+                    self._handle(tp.topic, record.key, record.value, record.headers)
                 if tp in behind and records and records[-1].offset + 1 >= roster_end[tp]:
                     behind.discard(tp)
             if behind:
@@ -174,9 +181,10 @@ class LiveFeed:
             if not behind and not self.directory_loaded.is_set():
                 self.directory_loaded.set()
                 log.info("store_directory_loaded", stores=len(self.directory.stores))
+            await linger(sum(len(records) for records in batch.values()), self.linger_s)
 
-    def _handle(self, topic: str, value: bytes | None, headers: Any) -> None:
-        if topic != ROSTER_EVENTS and not self._wanted(value):
+    def _handle(self, topic: str, key: bytes | None, value: bytes | None, headers: Any) -> None:
+        if topic != ROSTER_EVENTS and not self._wanted(topic, key, value):
             return
         try:
             envelope = decode(value, headers)
@@ -194,8 +202,11 @@ class LiveFeed:
         if message is not None:
             self.hub.publish(envelope.store_id, message)
 
-    def _wanted(self, value: bytes | None) -> bool:
-        """Peek at the store id: only records of stores someone watches are decoded."""
+    def _wanted(self, topic: str, key: bytes | None, value: bytes | None) -> bool:
+        """Only records of stores someone watches are decoded: booking events are keyed by
+        store id; for routed messages (keyed by conversation), peek at the JSON."""
+        if topic == BOOKING_EVENTS:
+            return key is not None and self.hub.has_subscribers(key.decode("utf-8", "replace"))
         try:
             head = orjson.loads(value or b"")
         except orjson.JSONDecodeError:

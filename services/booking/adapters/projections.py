@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from optisync_common.clock import Clock, SystemClock
 from optisync_common.dlq import dead_letter
-from optisync_common.kafka import consume_forever, make_admin, make_consumer
+from optisync_common.kafka import consume_forever, linger, make_admin, make_consumer
 from optisync_common.logging import get_logger
 from optisync_common.metrics import EVENTS_CONSUMED
 from optisync_common.resources import NotReady, Resources, open_resources
@@ -122,18 +122,62 @@ class RecordHandler:
         self.only_store = only_store
         self.applied = 0
 
-    async def __call__(self, record: Record) -> None:
+    async def __call__(self, records: Sequence[Record]) -> tuple[int, Exception | None]:
+        """One partition's records, in order: the next offset to read, and the failure that
+        stopped it there (if one did). A run of new bookings is inserted in one write."""
+        run: list[tuple[Record, Envelope[EventPayload]]] = []
+        for record in records:
+            first = run[0][0] if run else record
+            try:
+                envelope = self._decode(record)
+                if isinstance(envelope, Envelope) and self._insertable(record, envelope):
+                    run.append((record, envelope))
+                    continue
+                await self._insert(run)
+                first = record
+                if isinstance(envelope, DecodeError):
+                    await self.reject(record, envelope)
+                elif envelope is not None:
+                    await self._apply(record, envelope)
+            except Exception as exc:
+                return first.offset, exc
+        try:
+            await self._insert(run)
+        except Exception as exc:
+            return run[0][0].offset, exc
+        return records[-1].offset + 1, None
+
+    def _decode(self, record: Record) -> Envelope[EventPayload] | DecodeError | None:
+        """The event; its decoding error; or None when it is not ours to project."""
         if self.only_store is not None and store_of_key(record.topic, record.key) != (
             self.only_store
         ):
-            return
+            return None
         try:
             envelope = decode(record.value, record.headers)
         except DecodeError as exc:
-            await self.reject(record, exc)
-            return
+            return exc
         EVENTS_CONSUMED.labels(self.service, record.topic, envelope.type).inc()
+        return envelope
+
+    def _insertable(self, record: Record, envelope: Envelope[EventPayload]) -> bool:
+        return local_topic_name(record.topic) == BOOKING_EVENTS and self.writer.repo.insertable(
+            envelope
+        )
+
+    async def _insert(self, run: list[tuple[Record, Envelope[EventPayload]]]) -> None:
+        if not run:
+            return
+        results = await self.writer.repo.insert_confirmed([envelope for _, envelope in run])
+        for (record, envelope), result in zip(run, results, strict=True):
+            await self._settled(record, envelope, result)
+        run.clear()
+
+    async def _apply(self, record: Record, envelope: Envelope[EventPayload]) -> None:
         result = await self.writer.apply(local_topic_name(record.topic), envelope)
+        await self._settled(record, envelope, result)
+
+    async def _settled(self, record: Record, envelope: Envelope[EventPayload], result: str) -> None:
         if result == "conflict":
             await self.reject(
                 record, Unprojectable(f"idempotency key of {envelope.type} already taken")
@@ -148,21 +192,15 @@ class BatchResult:
     failed: list[tuple[TopicPartition, int, Exception]] = field(default_factory=list)
 
 
-async def apply_batch(batch: Batch, handle: Callable[[Record], Awaitable[None]]) -> BatchResult:
+PartitionHandler = Callable[[Sequence[Record]], Awaitable[tuple[int, Exception | None]]]
+
+
+async def apply_batch(batch: Batch, handle: PartitionHandler) -> BatchResult:
     """Records of one partition in order, partitions concurrently. A partition stops at its
     first failure: `commit` holds the next offset to read per partition."""
-
-    async def one(tp: TopicPartition, records: list[Record]) -> tuple[int, Exception | None]:
-        for record in records:
-            try:
-                await handle(record)
-            except Exception as exc:
-                return record.offset, exc
-        return records[-1].offset + 1, None
-
     result = BatchResult()
     partitions = [(tp, records) for tp, records in batch.items() if records]
-    outcomes = await asyncio.gather(*(one(tp, records) for tp, records in partitions))
+    outcomes = await asyncio.gather(*(handle(records) for _, records in partitions))
     for (tp, records), (next_offset, exc) in zip(partitions, outcomes, strict=True):
         if next_offset > records[0].offset:
             result.commit[tp] = next_offset
@@ -200,8 +238,10 @@ class Projector:
         pattern: str = TOPIC_PATTERN,
         auto_offset_reset: str = "earliest",
         clock: Clock | None = None,
+        linger_s: float = 0.0,
     ) -> None:
         self.settings = settings
+        self.linger_s = linger_s  # see optisync_common.kafka.linger
         self.group_id = group_id
         self.pattern = pattern
         self.auto_offset_reset = auto_offset_reset
@@ -291,6 +331,7 @@ class Projector:
                 backoff = min(backoff * 2, 10.0)
             else:
                 backoff = 0.2
+                await linger(sum(len(records) for records in batch.values()), self.linger_s)
 
     async def _reject(self, record: Record, error: Exception) -> None:
         try:
@@ -313,12 +354,12 @@ class Projector:
         log.warning("projection_dead_lettered", topic=record.topic, dlq=dlq, error=str(error))
 
 
-def projectors(settings: ServiceSettings) -> list[Projector]:
+def projectors(settings: ServiceSettings, linger_s: float = 0.0) -> list[Projector]:
     """Booking documents (MongoDB) and views (Redis: availability, store catalogs), each with
     its own consumer group, so a slow document store never delays what availability shows."""
     return [
-        Projector(settings, group_id=GROUP_ID, pattern=DOCUMENTS_PATTERN),
-        Projector(settings, group_id=VIEWS_GROUP_ID, pattern=VIEWS_PATTERN),
+        Projector(settings, group_id=GROUP_ID, pattern=DOCUMENTS_PATTERN, linger_s=linger_s),
+        Projector(settings, group_id=VIEWS_GROUP_ID, pattern=VIEWS_PATTERN, linger_s=linger_s),
     ]
 
 

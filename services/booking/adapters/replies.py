@@ -4,9 +4,9 @@ decision comes back on `booking.events.v1` with the command's correlation id.
 One `ReplyWaiter` per API process reads every partition of `booking.events.v1` without a
 consumer group (each API process must see every decision; a group would hand each decision to
 one process only), from the end offsets it found at startup. It matches records against the
-correlation ids this process issued, turns the decisive event into an HTTP `Outcome` and both
-hands it to the waiting request and stores it in Redis, where `GET /v1/commands/{id}` finds it,
-also after the request gave up waiting and answered 202.
+correlation ids this process issued and turns the decisive event into an HTTP `Outcome` for the
+waiting request; when the request already gave up waiting and answered 202, the outcome is
+stored in Redis instead, where `GET /v1/commands/{id}` (its status URL) finds it.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import Histogram
 from starlette.responses import Response
 
-from optisync_common.kafka import make_admin, make_consumer
+from optisync_common.kafka import linger, make_admin, make_consumer
 from optisync_common.logging import get_logger
 from optisync_common.problems import problem_response
 from optisync_common.resources import NotReady
@@ -82,6 +82,8 @@ class Pending:
     render: Render
     forget_at: float  # monotonic time after which a late decision is no longer awaited
     sent_at: float = field(default_factory=time.time)  # wall clock, as Kafka timestamps are
+    # The request stopped waiting and answered 202: the outcome goes to the status URL.
+    handed_off: bool = False
     future: asyncio.Future[Outcome] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -134,13 +136,13 @@ class ReplyWaiter:
         *,
         topic: str = BOOKING_EVENTS,
         late_window_s: float = 900.0,
-        fetch_max_wait_ms: int = 100,
+        linger_s: float = 0.0,
     ) -> None:
         self.settings = settings
         self.outcomes = outcomes
         self.topic = topic
         self.late_window_s = late_window_s
-        self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.linger_s = linger_s  # see optisync_common.kafka.linger
         self._pending: dict[str, Pending] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._resume_at: dict[TopicPartition, int] = {}
@@ -214,7 +216,7 @@ class ReplyWaiter:
                 self.settings,
                 group_id=None,
                 client_id=f"{self.settings.service_name}-replies",
-                fetch_max_wait_ms=self.fetch_max_wait_ms,
+                fetch_max_wait_ms=100,
             )
             try:
                 partitions = await topic_partitions(self.settings, self.topic)
@@ -253,6 +255,7 @@ class ReplyWaiter:
             if time.monotonic() >= next_sweep:
                 self._sweep()
                 next_sweep = time.monotonic() + 10
+            await linger(sum(len(records) for records in batch.values()), self.linger_s)
 
     def _match(self, value: bytes | None, headers: Any, produced_ms: int | None = None) -> None:
         # Every API process sees every decision: peek at the ids with orjson and run the
@@ -298,7 +301,8 @@ class ReplyWaiter:
             outcome = Outcome.problem(500, "internal_error", "an unexpected error occurred")
         if not pending.future.done():
             pending.future.set_result(outcome)
-        self._queue.put_nowait((correlation_id, outcome))
+        if pending.handed_off:
+            self._queue.put_nowait((correlation_id, outcome))
 
     def _sweep(self) -> None:
         now = time.monotonic()

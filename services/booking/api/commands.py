@@ -101,6 +101,9 @@ class CommandGateway:
                 asyncio.shield(pending.future), max(deadline - loop.time(), 0.0)
             )
         except TimeoutError:
+            if pending.future.done():  # decided just as the deadline passed
+                return pending.future.result().response()
+            pending.handed_off = True  # no await before this: the outcome cannot slip by
             return await self._accepted(correlation_id, booking_id)
         except Exception as exc:  # the broker refused the command: nothing was decided
             self.waiter.forget(correlation_id)

@@ -40,7 +40,7 @@ class _Background:
         self.follower = asyncio.create_task(views.follow_changes(), name="view-changes")
         outcomes = CommandOutcomes(resources.redis, prefix, self.settings.idempotency_ttl_s)
         self.waiter = ReplyWaiter(
-            self.settings, outcomes, fetch_max_wait_ms=self.settings.reply_fetch_max_wait_ms
+            self.settings, outcomes, linger_s=self.settings.hot_fetch_linger_ms / 1000
         )
         await self.waiter.start()
         repo = BookingRepository(resources.db)

@@ -21,7 +21,11 @@ from services.booking.settings import BookingSettings, get_settings
 
 
 def build_app(settings: BookingSettings, projector: Projector | None = None) -> FastAPI:
-    running = [projector] if projector is not None else projectors(settings)
+    running = (
+        [projector]
+        if projector is not None
+        else projectors(settings, settings.projector_fetch_linger_ms / 1000)
+    )
 
     async def start(app: FastAPI, resources: Resources) -> None:
         for p in running:

@@ -66,7 +66,8 @@ class PagesRuntime:
     @classmethod
     def create(cls, settings: BookingSettings) -> PagesRuntime:
         hub, directory = LiveHub(), StoreDirectory()
-        return cls(settings, hub, directory, LiveFeed(settings, hub, directory))
+        feed = LiveFeed(settings, hub, directory, settings.hot_fetch_linger_ms / 1000)
+        return cls(settings, hub, directory, feed)
 
     async def on_startup(self, app: FastAPI, resources: Resources) -> None:
         app.state.pages = self

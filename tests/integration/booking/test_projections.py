@@ -5,20 +5,29 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from optisync_common.clock import SystemClock
 from optisync_common.kafka import make_consumer
+from schemas.envelope import Envelope, new_envelope
 from schemas.events.availability import ExamTypeSlots, StoreDayAvailability
-from schemas.events.base import RejectionReason
+from schemas.events.base import EventPayload, RejectionReason
 from schemas.events.booking import BookingCancelled, BookingConfirmed, BookingRejected, Customer
 from schemas.events.dlq import DeadLetter
 from schemas.events.roster import ExamTypeDefined
-from schemas.registry import AVAILABILITY, ROSTER_EVENTS, dlq_topic_for
-from schemas.serde import decode
+from schemas.registry import AVAILABILITY, BOOKING_EVENTS, ROSTER_EVENTS, dlq_topic_for
+from schemas.serde import decode, encode
 from services.booking.adapters.bookings import BookingRepository
-from services.booking.adapters.projections import rebuild
+from services.booking.adapters.projections import (
+    ProjectionWriter,
+    RecordHandler,
+    Unprojectable,
+    rebuild,
+)
 from services.booking.adapters.replies import topic_partitions
 from tests.integration.booking.helpers import TZ, eventually
 
@@ -189,3 +198,68 @@ async def test_undecodable_records_are_dead_lettered_and_the_projector_keeps_goi
 
     await eventually(kids_known)
     assert orjson.loads(await views.view(sid, store.day) or b"")["seq"] == 5
+
+
+@dataclass
+class FetchedRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+
+
+async def test_a_run_of_new_bookings_is_one_insert_and_each_keeps_its_own_outcome(
+    store, views, resources
+):
+    """New bookings in a row are inserted together; a redelivered one, one whose idempotency
+    key another booking holds (dead-lettered) and a change in between each still end as they
+    would one by one, in the partition's order."""
+    sid = store.store_id
+    start = store.at("09:00").astimezone(dt.UTC)
+    now = dt.datetime.now(dt.UTC)
+
+    def confirmed(booking_id: str, key: str) -> Envelope[EventPayload]:
+        return new_envelope(
+            BookingConfirmed(
+                booking_id=booking_id, idempotency_key=key, channel="web", exam_type="std",
+                customer=Customer(customer_ref=f"c-{booking_id}", locale="en"),
+                optometrist_id="o1", slot_start=start, slot_end=start + dt.timedelta(minutes=30),
+                local_start=store.at("09:00").isoformat(), timezone=TZ,
+            ),
+            region="eu", store_id=sid, correlation_id=booking_id, occurred_at=now,
+        )  # fmt: skip
+
+    a, b, c, d = (f"{n}-{sid}" for n in "abcd")
+    first_a = confirmed(a, "k-a")
+    cancel_b = new_envelope(
+        BookingCancelled(
+            booking_id=b, idempotency_key="k-x", customer_ref=f"c-{b}", by="customer",
+            late=False, minutes_before_start=600, exam_type="std", optometrist_id="o1",
+            slot_start=start, local_start=store.at("09:00").isoformat(),
+        ),
+        region="eu", store_id=sid, correlation_id="x", occurred_at=now,
+    )  # fmt: skip
+    events: list[Envelope[Any]] = [
+        first_a, confirmed(b, "k-b"), first_a, confirmed(c, "k-a"), cancel_b, confirmed(d, "k-d")
+    ]  # fmt: skip
+    records = []
+    for offset, envelope in enumerate(events, start=100):
+        message = encode(envelope)
+        records.append(FetchedRecord(BOOKING_EVENTS, 0, offset, message.key, message.value,
+                                     list(message.headers)))  # fmt: skip
+    rejected: list[tuple[int, Exception]] = []
+
+    async def reject(record: Any, error: Exception) -> None:
+        rejected.append((record.offset, error))
+
+    repo = BookingRepository(resources.db)
+    handler = RecordHandler(ProjectionWriter(repo, views, SystemClock()), "test", reject)
+    assert await handler(records) == (106, None)
+    assert [(offset, type(error)) for offset, error in rejected] == [(103, Unprojectable)]
+    statuses = {doc["_id"]: doc["status"] async for doc in repo.coll.find({"store_id": sid})}
+    assert statuses == {a: "confirmed", b: "cancelled", d: "confirmed"}
+    assert handler.applied == 4  # a, b, b's cancellation, d
+    assert await handler(records) == (106, None)  # the whole run redelivered: nothing changes
+    assert handler.applied == 4 and len(rejected) == 2
