@@ -4,11 +4,16 @@ Runs its own copy of the booking path (profile `bench`, ports + 2000: booking AP
 processor, projector), seeds stores with capacity through real roster events, then measures, in
 one run:
 
-1. availability reads: our `GET /v1/stores/{id}/availability` (Redis) vs a bare FastAPI route
-   served by the same uvicorn, both driven by wrk (closed loop, 32 connections);
+1. availability reads: our `GET /v1/stores/{id}/availability` vs a bare FastAPI route answering
+   the same bytes from the same machine, both driven by wrk (closed loop, 32 connections), plus
+   the same read sent through the FastAPI route (the fast path declines a repeated parameter);
 2. bookings at fixed open-loop rates (latency measured from each request's *scheduled* time, so
-   a stalled server cannot hide its queue), then the max sustainable rate (closed loop);
+   a stalled server cannot hide its queue), then the max sustainable rate (closed loop), after
+   an unmeasured warm-up; per step the mean time of each hop and the CPU each process spent
+   per booking (the load generator included: it shares the cores);
 3. the availability processor alone at fixed rates (`bench.processor`).
+
+`--steps reads,bookings,processor` picks sections (e.g. while tuning one).
 
 Tables are printed and saved under bench/results/. Timings are this machine's: 2 cores shared by
 Kafka, Redis, FerretDB, every service and the load generator.
