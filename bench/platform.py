@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,3 +53,11 @@ def cpu_seconds(pid: int) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wipe_data(cfg: infra.InfraConfig) -> None:
+    """Stop the profile's servers and delete their data, so a run starts as on a fresh machine
+    (earlier runs' topics and documents would otherwise grow every restore and every scan)."""
+    infra.down(cfg)
+    for proc in infra.managed(cfg):
+        shutil.rmtree(proc.home / "data", ignore_errors=True)

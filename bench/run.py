@@ -43,7 +43,7 @@ import aiohttp
 import uvloop
 
 from bench import processor as processor_bench
-from bench.platform import cpu_seconds, save_results
+from bench.platform import cpu_seconds, save_results, wipe_data
 from bench.stats import percentiles
 from deploy.local import infra, stack
 from deploy.local.procs import ManagedProcess, wait_until
@@ -287,6 +287,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=28)
     parser.add_argument("--keep", action="store_true", help="leave the bench platform running")
     parser.add_argument(
+        "--keep-data", action="store_true",
+        help="measure on the data earlier runs left (default: start from empty servers)",
+    )  # fmt: skip
+    parser.add_argument(
         "--steps", default=",".join(STEPS),
         help=f"what to measure, a subset of {','.join(STEPS)} (e.g. while tuning one)",
     )  # fmt: skip
@@ -296,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown steps {sorted(unknown)}; choose from {','.join(STEPS)}")
 
     cfg = infra.InfraConfig.from_env("bench", port_offset=PORT_OFFSET)
+    if not args.keep_data:
+        stack.stop_services(cfg)
+        wipe_data(cfg)
     endpoints = infra.up(cfg)
     asyncio.run(apply_registry(endpoints.kafka_bootstrap))
     # The booking path only (notify and analytics have their own benchmarks and would compete
@@ -403,12 +410,13 @@ class Bench:
         rates = [int(r) for r in self.args.rates.split(",")]
         seconds, api = self.args.seconds, self.api
         self.warm_up()
-        steps = []
+        steps: list[dict[str, Any]] = []
         for rate in rates:
             _progress(f"bookings open loop at {rate}/s for {seconds}s")
             before, cpu = _hops(api), self._cpu()
             # uvloop: the load generator shares the two cores with what it measures.
-            step = uvloop.run(_open_loop(api, rate, seconds, self.slots, f"{self.run_id}-r{rate}"))
+            tag = f"{self.run_id}-s{len(steps)}-r{rate}"
+            step = uvloop.run(_open_loop(api, rate, seconds, self.slots, tag))
             step["hops_mean_ms"] = _hop_means(before, _hops(api))
             step["cpu_ms_per_booking"] = self._cpu_per(cpu, step["requests"])
             steps.append(step)
