@@ -1,9 +1,11 @@
-"""Live updates for the pages: one plain consumer per API process (no group: every process
-sees every record, like the reply waiter) over
+"""Live updates for the pages, from records every API process sees (no consumer group):
 
-* `booking.events.v1` and `messages.routed.v1`, from the end, read_committed: decisions and
-  routed customer messages, fanned out by store id to the open consoles (server-sent events);
-* `roster.events.v1`, from the beginning: the store directory the pages show.
+* `booking.events.v1`: decisions, handed over by the reply waiter's consumer (`booking_event`;
+  one consumer of the busiest topic per process, not two), and
+* `messages.routed.v1`, from the end, read_committed: routed customer messages, both fanned out
+  by store id to the open consoles (server-sent events);
+* `roster.events.v1`, from the beginning: the store directory the pages show. These two are
+  read by the feed's own consumer.
 
 A booking event is turned into the same document the projector writes (the pure functions of
 `adapters.bookings`), so a console shows a booking as soon as the processor decided it, without
@@ -19,9 +21,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
-from optisync_common.kafka import consume_forever, linger, make_consumer
+from optisync_common.kafka import consume_forever, make_consumer
 from optisync_common.logging import get_logger
 from optisync_common.settings import ServiceSettings
 from schemas.envelope import Envelope
@@ -116,10 +118,8 @@ class LiveFeed:
         settings: ServiceSettings,
         hub: LiveHub,
         directory: StoreDirectory,
-        linger_s: float = 0.0,
     ) -> None:
         self.settings = settings
-        self.linger_s = linger_s  # see optisync_common.kafka.linger
         self.hub = hub
         self.directory = directory
         self.directory_loaded = asyncio.Event()
@@ -155,9 +155,7 @@ class LiveFeed:
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         roster = await topic_partitions(self.settings, ROSTER_EVENTS)
-        live: list[TopicPartition] = []
-        for topic in (BOOKING_EVENTS, MESSAGES_ROUTED):
-            live += await topic_partitions(self.settings, topic)
+        live = await topic_partitions(self.settings, MESSAGES_ROUTED)
         consumer.assign([*roster, *live])
         await consumer.seek_to_beginning(*roster)
         await consumer.seek_to_end(*live)
@@ -181,7 +179,10 @@ class LiveFeed:
             if not behind and not self.directory_loaded.is_set():
                 self.directory_loaded.set()
                 log.info("store_directory_loaded", stores=len(self.directory.stores))
-            await linger(sum(len(records) for records in batch.values()), self.linger_s)
+
+    def booking_event(self, key: bytes | None, value: bytes | None, headers: Any) -> None:
+        """A record of `booking.events.v1` (from the reply waiter's consumer)."""
+        self._handle(BOOKING_EVENTS, key, value, headers)
 
     def _handle(self, topic: str, key: bytes | None, value: bytes | None, headers: Any) -> None:
         if topic != ROSTER_EVENTS and not self._wanted(topic, key, value):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -73,6 +73,8 @@ class Outcome:
 
 
 Render = Callable[[Envelope[EventPayload]], Awaitable[Outcome]]
+# Sees every record (key, value, headers); must not raise or block.
+Tap = Callable[[bytes | None, bytes | None, Any], None]
 
 
 @dataclass(slots=True)
@@ -137,12 +139,14 @@ class ReplyWaiter:
         topic: str = BOOKING_EVENTS,
         late_window_s: float = 900.0,
         linger_s: float = 0.0,
+        taps: Sequence[Tap] = (),
     ) -> None:
         self.settings = settings
         self.outcomes = outcomes
         self.topic = topic
         self.late_window_s = late_window_s
         self.linger_s = linger_s  # see optisync_common.kafka.linger
+        self.taps = list(taps)  # others in this process that read every record too
         self._pending: dict[str, Pending] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._resume_at: dict[TopicPartition, int] = {}
@@ -247,6 +251,9 @@ class ReplyWaiter:
         while True:
             batch = await consumer.getmany(timeout_ms=1000, max_records=2000)
             for tp, records in batch.items():
+                for tap in self.taps:
+                    for record in records:
+                        tap(record.key, record.value, record.headers)
                 if self._pending:
                     for record in records:
                         self._match(record.value, record.headers, record.timestamp)

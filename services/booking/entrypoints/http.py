@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from fastapi import FastAPI
 
@@ -10,7 +11,7 @@ from optisync_common.clock import SystemClock
 from optisync_common.http import create_app, serve
 from optisync_common.resources import NotReady, Resources
 from services.booking.adapters.bookings import BookingRepository
-from services.booking.adapters.replies import CommandOutcomes, ReplyWaiter
+from services.booking.adapters.replies import CommandOutcomes, ReplyWaiter, Tap
 from services.booking.adapters.view_counter import ViewCounter
 from services.booking.adapters.views import RedisViews
 from services.booking.api.commands import CommandGateway
@@ -26,8 +27,9 @@ class _Background:
     """What the API runs besides requests: the reply waiter (checked by /readyz) and the
     follower that keeps the in-memory copy of the Redis views coherent."""
 
-    def __init__(self, settings: BookingSettings) -> None:
+    def __init__(self, settings: BookingSettings, taps: Sequence[Tap] = ()) -> None:
         self.settings = settings
+        self.taps = taps  # the rest of the process's readers of every booking event
         self.waiter: ReplyWaiter | None = None
         self.follower: asyncio.Task[None] | None = None
         self.view_counter: ViewCounter | None = None
@@ -40,7 +42,10 @@ class _Background:
         self.follower = asyncio.create_task(views.follow_changes(), name="view-changes")
         outcomes = CommandOutcomes(resources.redis, prefix, self.settings.idempotency_ttl_s)
         self.waiter = ReplyWaiter(
-            self.settings, outcomes, linger_s=self.settings.hot_fetch_linger_ms / 1000
+            self.settings,
+            outcomes,
+            linger_s=self.settings.hot_fetch_linger_ms / 1000,
+            taps=self.taps,
         )
         await self.waiter.start()
         repo = BookingRepository(resources.db)
@@ -70,8 +75,8 @@ class _Background:
 
 
 def build_app(settings: BookingSettings) -> FastAPI:
-    background = _Background(settings)
     pages = PagesRuntime.create(settings)  # live updates + store directory of the pages
+    background = _Background(settings, taps=[pages.feed.booking_event])
     return create_app(
         settings,
         title="OptiSync booking",

@@ -66,8 +66,7 @@ class PagesRuntime:
     @classmethod
     def create(cls, settings: BookingSettings) -> PagesRuntime:
         hub, directory = LiveHub(), StoreDirectory()
-        feed = LiveFeed(settings, hub, directory, settings.hot_fetch_linger_ms / 1000)
-        return cls(settings, hub, directory, feed)
+        return cls(settings, hub, directory, LiveFeed(settings, hub, directory))
 
     async def on_startup(self, app: FastAPI, resources: Resources) -> None:
         app.state.pages = self
