@@ -39,10 +39,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
+import orjson
 import uvloop
 
 from bench import processor as processor_bench
+from bench.httpload import HttpLoadClient, HttpLoadError
 from bench.platform import cpu_seconds, save_results, wipe_data
 from bench.stats import percentiles
 from deploy.local import infra, stack
@@ -178,19 +179,19 @@ def _wrk(url: str, seconds: int, connections: int = 32) -> dict[str, float]:
 # --------------------------------------------------------------------------- bookings
 
 
-async def _post(
-    session: aiohttp.ClientSession, api: str, slot: tuple[str, str, str], key: str
-) -> int:
+async def _post(client: HttpLoadClient, slot: tuple[str, str, str], key: str) -> int:
     store, opt, start = slot
     payload = {
         "store_id": store, "exam_type": "standard", "slot_start": start, "optometrist_id": opt,
         "channel": "web", "customer": {"customer_ref": key, "locale": "zh-CN"},
     }  # fmt: skip
-    async with session.post(
-        f"{api}/v1/bookings", json=payload, headers={"Idempotency-Key": key}
-    ) as resp:
-        await resp.read()
-        return resp.status
+    try:
+        status, _ = await client.post_json(
+            "/v1/bookings", orjson.dumps(payload), {"Idempotency-Key": key}
+        )
+    except (OSError, asyncio.IncompleteReadError, HttpLoadError):
+        return 0
+    return status
 
 
 async def _open_loop(
@@ -198,27 +199,23 @@ async def _open_loop(
 ) -> dict[str, Any]:
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
-    connector = aiohttp.TCPConnector(limit=512)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        start = time.perf_counter()
+    client = HttpLoadClient(api, limit=512)
+    start = time.perf_counter()
 
-        async def one(scheduled: float, slot: tuple[str, str, str], key: str) -> None:
-            try:
-                status = await _post(session, api, slot, key)
-            except aiohttp.ClientError:
-                status = 0
-            statuses[status] += 1
-            latencies.append((time.perf_counter() - scheduled) * 1000)
+    async def one(scheduled: float, slot: tuple[str, str, str], key: str) -> None:
+        statuses[await _post(client, slot, key)] += 1
+        latencies.append((time.perf_counter() - scheduled) * 1000)
 
-        tasks = []
-        for k in range(rate * seconds):
-            scheduled = start + k / rate
-            delay = scheduled - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(scheduled, next(slots), f"{tag}-{k}")))
-        await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - start
+    tasks = []
+    for k in range(rate * seconds):
+        scheduled = start + k / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(scheduled, next(slots), f"{tag}-{k}")))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    await client.close()
     return _summary(rate, latencies, statuses, elapsed)
 
 
@@ -228,23 +225,19 @@ async def _closed_loop(
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
     counter = itertools.count()
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        start = time.perf_counter()
-        stop = start + seconds
+    client = HttpLoadClient(api, limit=concurrency)
+    start = time.perf_counter()
+    stop = start + seconds
 
-        async def client() -> None:
-            while time.perf_counter() < stop:
-                began = time.perf_counter()
-                try:
-                    status = await _post(session, api, next(slots), f"{tag}-{next(counter)}")
-                except aiohttp.ClientError:
-                    status = 0
-                statuses[status] += 1
-                latencies.append((time.perf_counter() - began) * 1000)
+    async def one_client() -> None:
+        while time.perf_counter() < stop:
+            began = time.perf_counter()
+            statuses[await _post(client, next(slots), f"{tag}-{next(counter)}")] += 1
+            latencies.append((time.perf_counter() - began) * 1000)
 
-        await asyncio.gather(*(client() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - start
+    await asyncio.gather(*(one_client() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - start
+    await client.close()
     return _summary(None, latencies, statuses, elapsed)
 
 
@@ -366,8 +359,9 @@ class Bench:
         _drain(self.urls["booking-processor"])
         _drain(self.urls["booking-projector"])
 
-    def warm_up(self, seconds: int = 5, rate: int = 200) -> None:
-        """Bookings nobody measures: the broker's JIT, connection pools and caches warm up."""
+    def warm_up(self, seconds: int = 20, rate: int = 300) -> None:
+        """Bookings nobody measures: connection pools and caches fill, and the broker's JIT
+        compiler settles (on two cores it otherwise takes a tenth of a core for a minute)."""
         _progress(f"warm-up: bookings at {rate}/s for {seconds}s (not measured)")
         uvloop.run(_open_loop(self.api, rate, seconds, self.slots, f"{self.run_id}-warm"))
         _drain(self.urls["booking-processor"])
