@@ -23,8 +23,9 @@ Platform = tuple[infra.InfraConfig, infra.Endpoints]
 def bench_infra(
     profile: str, port_offset: int
 ) -> Iterator[tuple[infra.InfraConfig, infra.Endpoints]]:
-    """Kafka, Redis and FerretDB with the topics applied; stopped afterwards unless they were
-    already running."""
+    """Kafka, Redis and FerretDB with the topics applied; stopped and emptied afterwards
+    unless they were already running (each benchmark of `make bench` starts empty: FerretDB
+    scans, so documents one benchmark leaves would slow the next one's reads)."""
     cfg = infra.InfraConfig.from_env(profile, port_offset=port_offset)
     was_running = all(pid is not None for pid in infra.status(cfg).values())
     endpoints = infra.up(cfg)
@@ -33,7 +34,7 @@ def bench_infra(
         yield cfg, endpoints
     finally:
         if not was_running:
-            infra.down(cfg)
+            wipe_data(cfg)
 
 
 def save_results(run_id: str, name: str, report: str, data: Any) -> Path:

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 from bench.notify import Receiver, start_worker, stop_worker
-from bench.platform import save_results
+from bench.platform import save_results, wipe_data
 from bench.run import BOOKING_PATH, FIRST_DAY, PORT_OFFSET, has_slots, seed
 from bench.stats import percentiles
 from deploy.local import infra, stack
@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         row = asyncio.run(_run(args, endpoints, urls["booking-api"], run_id))
     finally:
-        stack.down(cfg)
+        stack.stop_services(cfg)
+        wipe_data(cfg)  # the next benchmark starts empty
     report = (
         f"# Waitlist benchmark {run_id}\n\nmachine: {os.cpu_count()} cores (load average "
         f"{os.getloadavg()[0]:.1f} at the end); Kafka, Redis, FerretDB, the booking API, "
