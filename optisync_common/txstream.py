@@ -71,6 +71,7 @@ class Output:
     key: bytes | None
     value: bytes | None
     headers: Headers = ()
+    partition: int | None = None  # None: by the key's hash
 
 
 class ChangelogTable(MutableMapping[str, Any]):
@@ -335,7 +336,9 @@ class TransactionalStreamProcessor:
         await producer.begin_transaction()
         try:
             sends = [
-                await producer.send(o.topic, o.value, key=o.key, headers=list(o.headers))
+                await producer.send(
+                    o.topic, o.value, key=o.key, headers=list(o.headers), partition=o.partition
+                )
                 for o in outputs
             ]
             for name, table in task.tables.items():

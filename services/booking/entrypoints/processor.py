@@ -21,7 +21,7 @@ from optisync_common.logging import bind_event, get_logger
 from optisync_common.metrics import EVENTS_CONSUMED
 from optisync_common.resources import NotReady, Resources
 from optisync_common.txstream import Output, Tables, TransactionalStreamProcessor
-from schemas.registry import BOOKING_COMMANDS, ROSTER_EVENTS, dlq_topic_for, topic
+from schemas.registry import AVAILABILITY, BOOKING_COMMANDS, ROSTER_EVENTS, dlq_topic_for, topic
 from schemas.serde import DecodeError, decode, encode
 from services.booking.adapters.processor import AvailabilityProcessor, ProcessorTables
 from services.booking.settings import BookingSettings, get_settings
@@ -55,8 +55,13 @@ class BatchDecider:
         for record in records:
             outputs.extend(self._decide(processor, record))
         outputs.extend(self._timed(processor))
+        # A store's views go to the task's own partition number, like its events and facts
+        # (the key, store:date, would hash elsewhere): one partition fewer in each transaction.
+        # Each key still has one partition, so compaction keeps working.
         views = [encode(view) for view in processor.flush_views()]
-        return outputs + [Output(e.topic, e.key, e.value, list(e.headers)) for e in views]
+        return outputs + [
+            Output(e.topic, e.key, e.value, list(e.headers), partition=partition) for e in views
+        ]
 
     def _decide(
         self, processor: AvailabilityProcessor, record: ConsumerRecord[bytes, bytes]
@@ -99,6 +104,8 @@ class BatchDecider:
 
 
 def build_app(settings: BookingSettings, clock: Clock | None = None) -> FastAPI:
+    if topic(AVAILABILITY).partitions != topic(BOOKING_COMMANDS).partitions:
+        raise RuntimeError("availability.v1 must have as many partitions as booking.commands.v1")
     stream = TransactionalStreamProcessor(
         bootstrap=settings.kafka_bootstrap,
         app_id=APP_ID,
