@@ -10,10 +10,10 @@ The shape is Kafka Streams' exactly-once:
   with its own key-value tables (`ChangelogTable`), so a store's commands and roster events
   meet the same state.
 * Each batch of a task is one Kafka transaction on the task's own transactional producer
-  (`<app_id>-<p>`): the outputs, the table changes (to compacted `<app_id>-<table>-changelog`
-  topics, partition `p`) and the input offsets commit together or not at all. (One producer
-  per task, not per instance: aiokafka's offset commits carry no consumer generation, so only
-  the transactional id can fence a zombie that lost the task.)
+  (`<app_id>-<p>`): the outputs, the table changes (to the compacted `<app_id>-state-changelog`,
+  partition `p`, keyed `<table>/<key>`) and the input offsets commit together or not at all.
+  (One producer per task, not per instance: aiokafka's offset commits carry no consumer
+  generation, so only the transactional id can fence a zombie that lost the task.)
 * Tasks run as independent pipelines: while one waits for its commit, others decide, and a
   task's next batch is whatever arrived meanwhile (batches grow with load, latency stays near
   one commit when idle). A task with a long queue pauses its partitions (backpressure).
@@ -179,7 +179,16 @@ class TransactionalStreamProcessor:
         self._assigned_once = False
         self._crashed = False
 
+    @property
+    def state_topic(self) -> str:
+        """Where every table's changes go, keyed `<table>/<key>`: one partition per task in
+        each transaction, not one per changed table (each partition costs the broker a
+        commit marker and the producer a request)."""
+        return f"{self.app_id}-state-changelog"
+
     def changelog_topic(self, table: str) -> str:
+        """A table's own changelog, as written before `state_topic`: still read on restore
+        (before `state_topic`, which supersedes it), never written."""
         return f"{self.app_id}-{table}-changelog"
 
     # ------------------------------------------------------------------ lifecycle
@@ -187,10 +196,7 @@ class TransactionalStreamProcessor:
     async def start(self) -> None:
         await ensure_internal_topics(
             self.bootstrap,
-            [
-                (self.changelog_topic(t), self.partitions, {"cleanup.policy": "compact"})
-                for t in self.table_names
-            ],
+            [(self.state_topic, self.partitions, {"cleanup.policy": "compact"})],
         )
         # aiokafka clients bind to the running loop, so they are made here, not in __init__.
         self._consumer = consumer = AIOKafkaConsumer(
@@ -346,9 +352,9 @@ class TransactionalStreamProcessor:
                     encoded = None if value is None else orjson.dumps(value)
                     sends.append(
                         await producer.send(
-                            self.changelog_topic(name),
+                            self.state_topic,
                             encoded,
-                            key=key.encode(),
+                            key=f"{name}/{key}".encode(),
                             partition=task.partition,
                         )
                     )
@@ -426,6 +432,34 @@ class TransactionalStreamProcessor:
             with contextlib.suppress(Exception):
                 await task.producer.stop()
 
+    async def _replay(
+        self,
+        reader: AIOKafkaConsumer,
+        tps: list[TopicPartition],
+        table_and_key: Callable[[str, str], tuple[str, str]],
+    ) -> int:
+        """Apply changelog partitions to their tasks' tables, to their current end."""
+        if not tps:
+            return 0
+        reader.assign(tps)
+        await reader.seek_to_beginning(*tps)
+        ends = await reader.end_offsets(tps)
+        count = 0
+        pending = {tp for tp in tps if ends[tp] > 0}
+        while pending:
+            batch = await reader.getmany(*pending, timeout_ms=200, max_records=5000)
+            for tp, records in batch.items():
+                tables = self._tasks[tp.partition].tables
+                for r in records:
+                    name, key = table_and_key(tp.topic, r.key.decode() if r.key else "")
+                    if name in tables:
+                        tables[name].restore(
+                            key, None if r.value is None else orjson.loads(r.value)
+                        )
+                count += len(records)
+            pending = {tp for tp in pending if await reader.position(tp) < ends[tp]}
+        return count
+
     async def _restore(self, partitions: Sequence[int]) -> None:
         if not partitions:
             return
@@ -441,28 +475,21 @@ class TransactionalStreamProcessor:
         )
         await reader.start()
         try:
-            tps = [
-                TopicPartition(self.changelog_topic(t), p)
+            existing = await reader.topics()
+            legacy = {
+                self.changelog_topic(t): t
                 for t in self.table_names
-                for p in partitions
-            ]
-            reader.assign(tps)
-            await reader.seek_to_beginning(*tps)
-            ends = await reader.end_offsets(tps)
-            table_of = {self.changelog_topic(t): t for t in self.table_names}
-            count = 0
-            pending = {tp for tp in tps if ends[tp] > 0}
-            while pending:
-                batch = await reader.getmany(*pending, timeout_ms=200, max_records=5000)
-                for tp, records in batch.items():
-                    table = self._tasks[tp.partition].tables[table_of[tp.topic]]
-                    for r in records:
-                        table.restore(
-                            r.key.decode() if r.key else "",
-                            None if r.value is None else orjson.loads(r.value),
-                        )
-                    count += len(records)
-                pending = {tp for tp in pending if await reader.position(tp) < ends[tp]}
+                if self.changelog_topic(t) in existing
+            }
+            # The old per-table changelogs first, then what superseded them.
+            count = await self._replay(
+                reader, [TopicPartition(t, p) for t in legacy for p in partitions],
+                lambda topic, key: (legacy[topic], key),
+            )  # fmt: skip
+            count += await self._replay(
+                reader, [TopicPartition(self.state_topic, p) for p in partitions],
+                lambda topic, key: _split_state_key(key),
+            )  # fmt: skip
         finally:
             await reader.stop()
         TASK_RESTORES.labels(self.app_id, "assigned").inc(len(partitions))
@@ -473,6 +500,11 @@ class TransactionalStreamProcessor:
             records=count,
             seconds=round(time.perf_counter() - started, 3),
         )
+
+
+def _split_state_key(key: str) -> tuple[str, str]:
+    table, _, key = key.partition("/")
+    return table, key
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

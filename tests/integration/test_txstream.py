@@ -88,6 +88,41 @@ async def test_a_failed_transaction_is_redone_once_from_committed_state(settings
         await again.stop()
 
 
+async def test_state_written_by_the_per_table_changelogs_is_still_restored(settings, unique_id):
+    """Tables used to have a changelog topic each: a processor started on such data restores
+    it, and what the shared state changelog says later wins (tombstones included)."""
+    source, app_id = f"itest-tx-old-in-{unique_id}", f"itest-tx-old-{unique_id}"
+    stream = TransactionalStreamProcessor(
+        bootstrap=settings.kafka_bootstrap, app_id=app_id, inputs=[source],
+        tables=["counts", "other"], partitions=1, handler=counting(source),
+    )  # fmt: skip
+    legacy = stream.changelog_topic("counts")
+    await ensure_internal_topics(
+        settings.kafka_bootstrap,
+        [(source, 1, {}), (legacy, 1, {}), (stream.state_topic, 1, {})],
+    )
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        for key, value in [(b"a", b"1"), (b"b", b"2"), (b"c", b"3")]:
+            await producer.send_and_wait(legacy, value, key=key, partition=0)
+        changes: list[tuple[bytes, bytes | None]] = [
+            (b"counts/b", None), (b"counts/c", b"30"), (b"other/x", b"7")
+        ]  # fmt: skip
+        for key, change in changes:
+            await producer.send_and_wait(stream.state_topic, change, key=key, partition=0)
+    finally:
+        await producer.stop()
+    await stream.start()
+    try:
+        await _until(lambda: stream.ready)
+        tables = stream.tables(0)
+        assert tables is not None
+        assert (dict(tables["counts"]), dict(tables["other"])) == ({"a": 1, "c": 30}, {"x": 7})
+    finally:
+        await stream.stop()
+
+
 def _counts(stream: TransactionalStreamProcessor) -> dict[str, int]:
     tables = stream.tables(0)
     return dict(tables["counts"]) if tables is not None else {}
