@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import lru_cache
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
@@ -21,6 +22,19 @@ HTTP_LATENCY = Histogram(
 EVENTS_CONSUMED = Counter(
     "optisync_events_consumed_total", "Events consumed", ["service", "topic", "type"]
 )
+
+
+@lru_cache(maxsize=4096)
+def _consumed_child(service: str, topic: str, event_type: str) -> Any:
+    return EVENTS_CONSUMED.labels(service, topic, event_type)
+
+
+def count_consumed(service: str, topic: str, event_type: str) -> None:
+    """One event consumed; the labelled child is looked up once (bounded: services x topics x
+    event types), as a label lookup costs more than the increment on a hot consumer."""
+    _consumed_child(service, topic, event_type).inc()
+
+
 EVENTS_DEAD_LETTERED = Counter(
     "optisync_events_dead_lettered_total", "Messages sent to a DLQ", ["service", "topic"]
 )

@@ -22,7 +22,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from optisync_common.dlq import dead_letter
 from optisync_common.http import create_app, serve
-from optisync_common.metrics import EVENTS_CONSUMED
+from optisync_common.metrics import count_consumed
 from optisync_common.resources import NotReady, Resources
 from optisync_common.settings import ServiceSettings
 from optisync_common.topics import ensure_internal_topics
@@ -153,5 +153,5 @@ class StreamWorker:
                     now=datetime.now(UTC),
                 )
                 continue
-            EVENTS_CONSUMED.labels(self.settings.service_name, message.topic, envelope.type).inc()
+            count_consumed(self.settings.service_name, message.topic, envelope.type)
             yield event, envelope

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from optisync_common.clock import Clock, SystemClock
 from optisync_common.logging import get_logger
-from optisync_common.metrics import EVENTS_CONSUMED
+from optisync_common.metrics import count_consumed
 from schemas.envelope import Envelope
 from schemas.events.base import EventPayload
 from schemas.events.facts import AvailabilityViewed, BookingFact
@@ -150,7 +150,7 @@ class Aggregator:
                     offset=record.offset, error=str(exc),
                 )  # fmt: skip
                 continue
-            EVENTS_CONSUMED.labels(self.service, record.topic, envelope.type).inc()
+            count_consumed(self.service, record.topic, envelope.type)
             if stats.oldest_event is None or envelope.occurred_at < stats.oldest_event:
                 stats.oldest_event = envelope.occurred_at
             item = await self._item(record, envelope)

@@ -27,7 +27,7 @@ from optisync_common.clock import Clock, SystemClock
 from optisync_common.dlq import dead_letter
 from optisync_common.kafka import consume_forever, linger, make_admin, make_consumer
 from optisync_common.logging import get_logger
-from optisync_common.metrics import EVENTS_CONSUMED
+from optisync_common.metrics import count_consumed
 from optisync_common.resources import NotReady, Resources, open_resources
 from optisync_common.settings import ServiceSettings
 from schemas.envelope import Envelope
@@ -157,7 +157,7 @@ class RecordHandler:
             envelope = decode(record.value, record.headers)
         except DecodeError as exc:
             return exc
-        EVENTS_CONSUMED.labels(self.service, record.topic, envelope.type).inc()
+        count_consumed(self.service, record.topic, envelope.type)
         return envelope
 
     def _insertable(self, record: Record, envelope: Envelope[EventPayload]) -> bool:

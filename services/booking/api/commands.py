@@ -33,7 +33,7 @@ from services.booking.adapters.bookings import (
     apply_change,
     confirmed_doc,
 )
-from services.booking.adapters.replies import COMMAND_HOPS, Outcome, Render, ReplyWaiter
+from services.booking.adapters.replies import PRODUCE_HOP, Outcome, Render, ReplyWaiter
 from services.booking.api.models import Accepted
 from services.booking.api.presenters import booking_outcome, rejection_outcome
 from services.booking.settings import BookingSettings
@@ -47,7 +47,7 @@ REQUEST_DECISIONS = FAILURES | {"BookingConfirmed"}
 async def _timed_publish(publisher: EventPublisher, envelope: Envelope[Any]) -> None:
     started = time.perf_counter()
     await publisher.publish(envelope)
-    COMMAND_HOPS.labels("produce").observe(time.perf_counter() - started)
+    PRODUCE_HOP.observe(time.perf_counter() - started)
 
 
 class CommandGateway:

@@ -18,7 +18,7 @@ from optisync_common.clock import Clock, SystemClock
 from optisync_common.dlq import dead_letter_envelope
 from optisync_common.http import create_app, serve
 from optisync_common.logging import bind_event, get_logger
-from optisync_common.metrics import EVENTS_CONSUMED
+from optisync_common.metrics import count_consumed
 from optisync_common.resources import NotReady, Resources
 from optisync_common.txstream import Output, Tables, TransactionalStreamProcessor
 from schemas.registry import AVAILABILITY, BOOKING_COMMANDS, ROSTER_EVENTS, dlq_topic_for, topic
@@ -71,7 +71,7 @@ class BatchDecider:
             envelope = decode(record.value or b"", headers)
         except DecodeError as exc:
             return [self._dead_letter(record, exc)]
-        EVENTS_CONSUMED.labels(self.settings.service_name, record.topic, envelope.type).inc()
+        count_consumed(self.settings.service_name, record.topic, envelope.type)
         with bind_event(event_id=str(envelope.event_id), correlation_id=envelope.correlation_id):
             try:
                 results = processor.handle(envelope, self.clock.now())

@@ -19,7 +19,7 @@ from optisync_common.clock import Clock, SystemClock
 from optisync_common.dlq import dead_letter
 from optisync_common.kafka import EventPublisher, consume_forever, make_consumer
 from optisync_common.logging import get_logger
-from optisync_common.metrics import EVENTS_CONSUMED
+from optisync_common.metrics import count_consumed
 from optisync_common.resources import NotReady, Resources
 from schemas.envelope import Envelope, deterministic_event_id
 from schemas.events.base import EventPayload
@@ -587,7 +587,7 @@ class NotifyWorker:
     async def _handle(self, record: Record, envelope: Envelope[EventPayload]) -> None:
         assert self.handler is not None
         topic = local_topic_name(record.topic)
-        EVENTS_CONSUMED.labels(self.settings.service_name, record.topic, envelope.type).inc()
+        count_consumed(self.settings.service_name, record.topic, envelope.type)
         await self.handler.handle(topic, envelope)
 
     async def _reject(self, record: Record, error: Exception) -> None:
