@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence, Sized
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -33,8 +33,8 @@ def make_producer(settings: ServiceSettings, **overrides: Any) -> AIOKafkaProduc
     return AIOKafkaProducer(**options)
 
 
-async def linger(records: int, seconds: float) -> None:
-    """Call after handling a batch of `records` from a busy topic.
+async def linger(batch: Mapping[Any, Sized], seconds: float) -> None:
+    """Call after handling a `getmany` batch (records per partition) from a busy topic.
 
     A consumer of a steady stream otherwise gets a record or two per fetch and fetches again at
     once: its CPU, and the broker's, grow with the fetch rate instead of with the records.
@@ -43,7 +43,7 @@ async def linger(records: int, seconds: float) -> None:
     what arrives meanwhile into the next batch, for at most `seconds` more latency. An idle
     consumer never pauses: its fetch waits at the broker as usual.
     """
-    if records and seconds > 0:
+    if seconds > 0 and any(len(records) for records in batch.values()):
         await asyncio.sleep(seconds)
 
 

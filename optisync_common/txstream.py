@@ -272,7 +272,7 @@ class TransactionalStreamProcessor:
                     task.paused = True
             if refetch:
                 await asyncio.sleep(0.05)
-            await linger(sum(len(records) for records in batch.values()), self.linger_s)
+            await linger(batch, self.linger_s)
 
     async def _work(self, task: _Task) -> None:
         try:

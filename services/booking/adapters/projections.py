@@ -331,7 +331,7 @@ class Projector:
                 backoff = min(backoff * 2, 10.0)
             else:
                 backoff = 0.2
-                await linger(sum(len(records) for records in batch.values()), self.linger_s)
+                await linger(batch, self.linger_s)
 
     async def _reject(self, record: Record, error: Exception) -> None:
         try:

@@ -266,7 +266,7 @@ class ReplyWaiter:
             if time.monotonic() >= next_sweep:
                 self._sweep()
                 next_sweep = time.monotonic() + 10
-            await linger(sum(len(records) for records in batch.values()), self.linger_s)
+            await linger(batch, self.linger_s)
 
     def _match(self, value: bytes | None, headers: Any, produced_ms: int | None = None) -> None:
         # Every API process sees every decision: peek at the ids with orjson and run the
