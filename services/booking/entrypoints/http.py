@@ -16,6 +16,7 @@ from services.booking.adapters.view_counter import ViewCounter
 from services.booking.adapters.views import RedisViews
 from services.booking.api.commands import CommandGateway
 from services.booking.api.deps import BookingContext
+from services.booking.api.fast_bookings import FastBookingRequests
 from services.booking.api.fast_reads import FastAvailabilityReads
 from services.booking.api.main import api_router
 from services.booking.settings import BookingSettings, get_settings
@@ -85,7 +86,7 @@ def build_app(settings: BookingSettings) -> FastAPI:
         on_startup=[background.start, pages.on_startup],
         on_shutdown=[pages.on_shutdown, background.stop],
         extra_checks={"replies": background.check},
-        middleware=[FastAvailabilityReads],
+        middleware=[FastAvailabilityReads, FastBookingRequests],
     )
 
 

@@ -47,6 +47,7 @@ from services.booking.adapters.projections import Projector
 from services.booking.adapters.replies import topic_partitions
 from services.booking.adapters.views import RedisViews
 from services.booking.api.deps import get_clock
+from services.booking.api.fast_bookings import FastBookingRequests
 from services.booking.api.fast_reads import FastAvailabilityReads
 from services.booking.entrypoints.http import build_app
 from services.booking.settings import BookingSettings
@@ -282,14 +283,15 @@ class FakeDecider:
 
 @contextlib.asynccontextmanager
 async def api_client(
-    settings: BookingSettings, clock: FixedClock, *, fast_reads: bool = True
+    settings: BookingSettings, clock: FixedClock, *, fast_paths: bool = True
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The booking API app with its real lifespan (producer, reply waiter, Mongo, Redis) and
-    an injected clock; `fast_reads=False` sends every availability read through its route."""
+    an injected clock; `fast_paths=False` sends every availability read and booking request
+    through its FastAPI route."""
     app = build_app(settings)
-    if not fast_reads:
-        fast: object = FastAvailabilityReads
-        app.user_middleware = [m for m in app.user_middleware if m.cls is not fast]
+    if not fast_paths:
+        fast: tuple[object, ...] = (FastAvailabilityReads, FastBookingRequests)
+        app.user_middleware = [m for m in app.user_middleware if m.cls not in fast]
     app.dependency_overrides[get_clock] = lambda: clock
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)

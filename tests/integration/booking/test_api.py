@@ -5,6 +5,7 @@ maps the decision to HTTP, the in-process projector writes what the reads return
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from schemas.events.availability import ExamTypeSlots, StoreDayAvailability
 from services.booking.adapters.bookings import BookingRepository
 from services.booking.api.presenters import render_availability
+from services.booking.api.routes.bookings import prepare_booking
 from tests.integration.booking.helpers import TZ, api_client, eventually
 
 PROBLEM = "application/problem+json"
@@ -328,7 +330,7 @@ async def test_fast_availability_reads_answer_exactly_what_the_route_answers(
         (url, {"date": (store.day + dt.timedelta(days=1)).isoformat(), "exam_type": "std"}),
         (f"/v1/stores/nope-{sid}/availability", {"date": day, "exam_type": "std"}),
     ]
-    async with api_client(booking_settings, clock, fast_reads=False) as routed:
+    async with api_client(booking_settings, clock, fast_paths=False) as routed:
         for path, params in cases:
             await api.get(path, params=params)  # a first read fills the in-memory copy
             fast = await api.get(path, params=params)
@@ -339,6 +341,72 @@ async def test_fast_availability_reads_answer_exactly_what_the_route_answers(
     # The well-formed reads of the view, less the very first one (a cache miss: the route
     # answered and filled the copy).
     assert answered_fast == 3
+
+
+async def test_the_fast_booking_path_answers_what_the_route_answers(
+    api, store, decider, booking_settings, clock, monkeypatch
+):
+    taken = 0
+
+    async def counting_prepare(*args: Any) -> Any:
+        nonlocal taken
+        prepared = await prepare_booking(*args)
+        taken += 1
+        return prepared
+
+    monkeypatch.setattr("services.booking.api.fast_bookings.prepare_booking", counting_prepare)
+    body, json_type = booking_body(store), {"content-type": "application/json"}
+    refused: list[tuple[Any, list[tuple[str, str]]]] = [
+        (booking_body(store), []),  # no idempotency key
+        (booking_body(store) | {"store_id": f"nope-{store.store_id}"}, [("Idempotency-Key", "a")]),
+        (booking_body(store, hhmm="10:10"), [("Idempotency-Key", "b")]),
+        (booking_body(store) | {"channel": "fax"}, [("Idempotency-Key", "c")]),
+        (body, [("Idempotency-Key", "")]),
+        (body, [("Idempotency-Key", "k" * 257)]),
+        (b'{"store_id": ', [("Idempotency-Key", "f"), *json_type.items()]),
+        (b"[]", [("Idempotency-Key", "g"), *json_type.items()]),
+        (json.dumps(body).encode(), [("Idempotency-Key", "h"), ("content-type", "text/plain")]),
+    ]
+    async with api_client(booking_settings, clock, fast_paths=False) as routed:
+        for content, headers in refused:
+            request: dict[str, Any] = (
+                {"content": content} if isinstance(content, bytes) else {"json": content}
+            )
+            fast = await api.post("/v1/bookings", headers=headers, **request)
+            slow = await routed.post("/v1/bookings", headers=headers, **request)
+            assert fast.status_code >= 400, (headers, fast.text)
+            assert (fast.status_code, fast.headers, fast.content) == (
+                slow.status_code, slow.headers, slow.content,
+            ), headers  # fmt: skip
+        assert (taken, decider.seen) == (0, [])  # the route refused each; nothing was produced
+
+        # A repeated key is the route's to judge (it takes one of them).
+        repeated = [("Idempotency-Key", "d"), ("Idempotency-Key", "e")]
+        twice = booking_body(store, hhmm="11:00")
+        fast = await api.post("/v1/bookings", json=twice, headers=repeated)
+        slow = await routed.post("/v1/bookings", json=twice, headers=repeated)
+        assert (fast.status_code, slow.status_code, taken) == (201, 201, 0), fast.text
+        assert fast.json()["booking_id"] == slow.json()["booking_id"]
+
+        # Well-formed requests are taken here; both paths book with the same meaning.
+        charset = {"content-type": "application/json; charset=utf-8", "Idempotency-Key": "one"}
+        first = await api.post("/v1/bookings", content=json.dumps(body), headers=charset)
+        other = await routed.post(
+            "/v1/bookings",
+            json=booking_body(store, hhmm="10:30"),
+            headers={"Idempotency-Key": "two"},
+        )
+        assert (first.status_code, other.status_code, taken) == (201, 201, 1), first.text
+        assert first.headers.keys() == other.headers.keys()
+        assert first.json().keys() == other.json().keys()
+        by_route = await routed.post("/v1/bookings", json=body, headers={"Idempotency-Key": "one"})
+        assert (by_route.status_code, by_route.json()["booking_id"]) == (
+            201, first.json()["booking_id"],
+        )  # fmt: skip
+        again = await book(api, store, key="two", hhmm="10:30")
+        assert (again.status_code, again.json()["booking_id"], taken) == (
+            201, other.json()["booking_id"], 2,
+        )  # fmt: skip
 
 
 async def test_customer_and_store_lists_are_cursor_paginated(api, store, decider):

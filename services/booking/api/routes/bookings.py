@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Response
@@ -19,7 +21,7 @@ from schemas.events.booking import (
     RescheduleBooking,
 )
 from services.booking.adapters.bookings import Document
-from services.booking.api.commands import FAILURES, REQUEST_DECISIONS
+from services.booking.api.commands import FAILURES, REQUEST_DECISIONS, CommandGateway
 from services.booking.api.deps import (
     ACCEPTED_RESPONSE,
     BookingContext,
@@ -69,18 +71,45 @@ async def create_booking(
     clock: ClockDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
+    booking = await prepare_booking(context, body, idempotency_key, clock.now())
+    return await booking.submit(context.gateway)
+
+
+@dataclass(frozen=True)
+class PreparedBooking:
+    """A booking request that passed every check the API makes before producing it."""
+
+    command: RequestBooking
+    store_id: str
+    timezone: str | None
+    occurred_at: dt.datetime
+
+    async def submit(self, gateway: CommandGateway) -> Response:
+        return await gateway.submit(
+            self.command,
+            store_id=self.store_id,
+            accepts=REQUEST_DECISIONS,
+            render=gateway.request_renderer(self.command.idempotency_key, self.timezone),
+            occurred_at=self.occurred_at,
+            booking_id=self.command.booking_id,
+        )
+
+
+async def prepare_booking(
+    context: BookingContext, body: BookingRequest, idempotency_key: str | None, now: dt.datetime
+) -> PreparedBooking:
+    """The command for `body`, or a ProblemError (4xx) saying why not. Produces nothing, so
+    the fast path (`api/fast_bookings.py`) may hand a request it fails on to this route."""
     if idempotency_key is None and body.channel_message_id is not None:
         # Message ids are unique per channel only.
         idempotency_key = f"{body.channel.value}:{body.channel_message_id}"
     key = require_idempotency_key(idempotency_key)
     catalog = await store_catalog(context, body.store_id)
     exam = exam_type_of(catalog, body.exam_type)
-    now = clock.now()
     start = check_slot(catalog, exam, body.slot_start, now)
-    booking_id = uuid.uuid4().hex
     command = RequestBooking(
         idempotency_key=key,
-        booking_id=booking_id,
+        booking_id=uuid.uuid4().hex,
         channel=body.channel,
         customer=body.customer,
         exam_type=body.exam_type,
@@ -88,14 +117,7 @@ async def create_booking(
         optometrist_id=body.optometrist_id,
         requested_at=now,
     )
-    return await context.gateway.submit(
-        command,
-        store_id=body.store_id,
-        accepts=REQUEST_DECISIONS,
-        render=context.gateway.request_renderer(key, catalog.timezone),
-        occurred_at=now,
-        booking_id=booking_id,
-    )
+    return PreparedBooking(command, body.store_id, catalog.timezone, now)
 
 
 @router.get(
