@@ -46,6 +46,9 @@ class ProblemError(Exception):
         self.title = title or code.replace("_", " ").capitalize()
         self.extra = extra
 
+    def response(self) -> JSONResponse:
+        return problem_response(self.status, self.code, self.detail, title=self.title, **self.extra)
+
 
 def problem_response(
     status: int, code: str, detail: str, *, title: str | None = None, **extra: Any
@@ -77,7 +80,7 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(_: Request, exc: ProblemError) -> JSONResponse:
-        return problem_response(exc.status, exc.code, exc.detail, title=exc.title, **exc.extra)
+        return exc.response()
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -8,9 +8,9 @@ a JSON body (`Content-Type: application/json`) that `BookingRequest` accepts, at
 The booking is then prepared and submitted by the very functions the route calls.
 
 Anything else (malformed JSON, a schema error, an unknown store, a slot off the grid, a missing
-key, ...) goes on to the FastAPI route with the body replayed,
-and the route answers it, 4xx included. Nothing is produced before that hand-over, so the fast
-path only ever answers what the route would have answered; tests compare the two.
+key, ...) goes on to the FastAPI route with the body replayed, and the route answers it, 4xx
+included. Nothing is produced before that hand-over, so the fast path only ever answers what
+the route would have answered; tests compare the two.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import cast
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from optisync_common.clock import Clock
-from optisync_common.problems import ProblemError, problem_response
+from optisync_common.problems import ProblemError
 from services.booking.api.deps import BookingContext, get_clock, get_context
 from services.booking.api.models import BookingRequest
 from services.booking.api.routes.bookings import PreparedBooking, prepare_booking
@@ -53,9 +53,7 @@ class FastBookingRequests:
         try:
             response = await booking.submit(context.gateway)
         except ProblemError as exc:  # as the app's problem handler renders it
-            response = problem_response(
-                exc.status, exc.code, exc.detail, title=exc.title, **exc.extra
-            )
+            response = exc.response()
         await response(scope, receive, send)
 
 
