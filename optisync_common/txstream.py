@@ -10,16 +10,24 @@ The shape is Kafka Streams' exactly-once:
   with its own key-value tables (`ChangelogTable`), so a store's commands and roster events
   meet the same state.
 * Each batch of a task is one Kafka transaction on the task's own transactional producer
-  (`<app_id>-<p>`): the outputs, the table changes (to the compacted `<app_id>-state-changelog`,
-  partition `p`, keyed `<table>/<key>`) and the input offsets commit together or not at all.
+  (`<app_id>-<p>`): the outputs, the table changes and the task's input positions commit
+  together or not at all. Changes and positions both go to the compacted
+  `<app_id>-state-changelog`, partition `p`, keyed `<table>/<key>` and `_positions/<topic>`.
   (One producer per task, not per instance: aiokafka's offset commits carry no consumer
   generation, so only the transactional id can fence a zombie that lost the task.)
+* Positions live in the state changelog, not in the consumer group, because a transaction
+  that commits offsets to the group costs two more sequential round trips to the broker
+  (AddOffsetsToTxn, TxnOffsetCommit) and one more commit marker, about 40% of its requests.
+  The group's offsets are still committed every few seconds, after the fact, so that lag
+  shows in the usual tools; a task resumes from them only where its changelog holds no
+  position yet (data of versions that committed offsets in the transaction).
 * Tasks run as independent pipelines: while one waits for its commit, others decide, and a
   task's next batch is whatever arrived meanwhile (batches grow with load, latency stays near
   one commit when idle). A task with a long queue pauses its partitions (backpressure).
 * When a task is assigned, its producer starts first (which fences a previous owner and aborts
-  its open transaction), then its tables are rebuilt from the changelogs (read committed), so
-  state and input position always match. A failed transaction rebuilds the task the same way.
+  its open transaction), then its tables and positions are rebuilt from the changelogs (read
+  committed) and its inputs are sought to those positions, so state and input always match.
+  A failed transaction rebuilds the task the same way.
 * With `punctuate_s`, an idle task calls its handler with no records at least that often, so
   time-driven decisions (an offer's hold lapsing) happen without new input; whatever that
   call changes commits in a transaction like any batch.
@@ -63,6 +71,7 @@ TASK_RESTORES = Counter(
 )
 
 Headers = Sequence[tuple[str, bytes]]
+POSITIONS = "_positions"  # the state changelog's "table" of a task's input positions
 
 
 @dataclass(frozen=True)
@@ -136,6 +145,7 @@ class _Task:
     worker: asyncio.Task[None] | None = None
     stopping: bool = False
     recovering: bool = False  # records fetched before its seek must not reach the queue
+    positions: dict[TopicPartition, int] = field(default_factory=dict)  # next input offsets
     paused: bool = False
 
     def queued(self) -> int:
@@ -158,10 +168,13 @@ class TransactionalStreamProcessor:
         punctuate_s: float | None = None,
         max_concurrent_transactions: int | None = None,
         linger_s: float = 0.0,
+        group_commit_interval_s: float = 5.0,
     ) -> None:
         self.bootstrap = bootstrap
         self.app_id = app_id
         self.inputs = list(inputs)
+        if POSITIONS in tables:
+            raise ValueError(f"{POSITIONS!r} is the changelog's name for input positions")
         self.table_names = list(tables)
         self.partitions = partitions
         self.handler = handler
@@ -176,6 +189,8 @@ class TransactionalStreamProcessor:
         self._consumer: AIOKafkaConsumer | None = None
         self._tasks: dict[int, _Task] = {}
         self._fetch_task: asyncio.Task[None] | None = None
+        self._group_commit_interval_s = group_commit_interval_s
+        self._group_commits: asyncio.Task[None] | None = None
         self._assigned_once = False
         self._crashed = False
 
@@ -212,12 +227,16 @@ class TransactionalStreamProcessor:
         consumer.subscribe(self.inputs, listener=_Listener(self))
         await consumer.start()
         self._fetch_task = asyncio.create_task(self._fetch(), name=f"{self.app_id}-fetch")
+        self._group_commits = asyncio.create_task(
+            self._commit_group_offsets(), name=f"{self.app_id}-group-commits"
+        )
 
     async def stop(self) -> None:
-        if self._fetch_task is not None:
-            self._fetch_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._fetch_task
+        for background in (self._fetch_task, self._group_commits):
+            if background is not None:
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
         await self._drop_tasks(list(self._tasks))
         if self._consumer is not None:
             await self._consumer.stop()
@@ -358,14 +377,22 @@ class TransactionalStreamProcessor:
                             partition=task.partition,
                         )
                     )
+            for tp, offset in offsets.items():
+                sends.append(
+                    await producer.send(
+                        self.state_topic,
+                        orjson.dumps(offset),
+                        key=f"{POSITIONS}/{tp.topic}".encode(),
+                        partition=task.partition,
+                    )
+                )
             await asyncio.gather(*sends)
-            if offsets:
-                await producer.send_offsets_to_transaction(offsets, self.app_id)
         except BaseException:
             with contextlib.suppress(Exception):
                 await producer.abort_transaction()
             raise
         await producer.commit_transaction()
+        task.positions.update(offsets)
 
     async def _recover(self, task: _Task) -> None:
         """After a failed transaction: forget the task's uncommitted state and queue, and go
@@ -376,14 +403,40 @@ class TransactionalStreamProcessor:
             await task.producer.stop()
         task.producer = await self._start_producer(task.partition)
         await self._restore([task.partition])
-        mine = self._partitions_of(task.partition)
-        committed = {tp: await self.consumer.committed(tp) for tp in mine}
+        await self._seek_to_positions(task)
+        TASK_RESTORES.labels(self.app_id, "transaction_failed").inc()
+
+    async def _seek_to_positions(self, task: _Task) -> None:
+        """Go to the task's restored input positions and let fetched records in again."""
+        positions = {}
+        for tp in self._partitions_of(task.partition):
+            known = task.positions.get(tp)
+            # No position in the changelog: data of a version that committed offsets to the
+            # group in the transaction (or nothing read yet).
+            positions[tp] = known if known is not None else await self.consumer.committed(tp)
         # From the seeks to the end, no await: nothing fetched after a seek may be dropped.
-        for tp, offset in committed.items():
+        for tp, offset in positions.items():
             self.consumer.seek(tp, offset or 0)
         task.queue.clear()
         task.recovering = False
-        TASK_RESTORES.labels(self.app_id, "transaction_failed").inc()
+
+    async def _commit_group_offsets(self) -> None:
+        """The committed positions to the consumer group now and then: for lag in the usual
+        tools, never read back while a position is in the changelog."""
+        while True:
+            await asyncio.sleep(self._group_commit_interval_s)
+            positions = {
+                tp: offset
+                for task in list(self._tasks.values())
+                if not task.recovering
+                for tp, offset in task.positions.items()
+            }
+            if not positions:
+                continue
+            try:
+                await self.consumer.commit(positions)
+            except Exception as exc:  # a rebalance in progress: the next round commits
+                log.info("stream_group_commit_skipped", app=self.app_id, error=repr(exc))
 
     # ------------------------------------------------------------------ task movement
 
@@ -406,13 +459,14 @@ class TransactionalStreamProcessor:
 
     async def _assign(self, partitions: set[int]) -> None:
         new = sorted(partitions - set(self._tasks))
-        # Tasks exist (and queue what is fetched) from here on; they start deciding once
-        # their tables are restored.
+        # Tasks exist from here on; they queue what is fetched once sought to their restored
+        # positions, and start deciding then.
         for p in new:
-            self._tasks[p] = _Task(p, await self._start_producer(p))
+            self._tasks[p] = _Task(p, await self._start_producer(p), recovering=True)
         await self._restore(new)
         for p in new:
             task = self._tasks[p]
+            await self._seek_to_positions(task)
             task.worker = asyncio.create_task(self._work(task), name=f"{self.app_id}-task-{p}")
             task.wakeup.set()  # whatever was queued during the restore
         self._assigned_once = True
@@ -449,13 +503,14 @@ class TransactionalStreamProcessor:
         while pending:
             batch = await reader.getmany(*pending, timeout_ms=200, max_records=5000)
             for tp, records in batch.items():
-                tables = self._tasks[tp.partition].tables
+                task = self._tasks[tp.partition]
                 for r in records:
                     name, key = table_and_key(tp.topic, r.key.decode() if r.key else "")
-                    if name in tables:
-                        tables[name].restore(
-                            key, None if r.value is None else orjson.loads(r.value)
-                        )
+                    value = None if r.value is None else orjson.loads(r.value)
+                    if name == POSITIONS and value is not None:
+                        task.positions[TopicPartition(key, tp.partition)] = value
+                    elif name in task.tables:
+                        task.tables[name].restore(key, value)
                 count += len(records)
             pending = {tp for tp in pending if await reader.position(tp) < ends[tp]}
         return count
@@ -466,6 +521,7 @@ class TransactionalStreamProcessor:
         started = time.perf_counter()
         for p in partitions:
             self._tasks[p].tables = {name: ChangelogTable() for name in self.table_names}
+            self._tasks[p].positions = {}
         reader = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             client_id=f"{self.app_id}-restore",

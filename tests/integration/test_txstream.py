@@ -89,17 +89,19 @@ async def test_a_failed_transaction_is_redone_once_from_committed_state(settings
 
 
 async def test_state_written_by_the_per_table_changelogs_is_still_restored(settings, unique_id):
-    """Tables used to have a changelog topic each: a processor started on such data restores
-    it, and what the shared state changelog says later wins (tombstones included)."""
+    """Tables used to have a changelog topic each, and input offsets went to the consumer
+    group: a processor started on such data restores both, and what the shared state
+    changelog says later wins (tombstones included)."""
     source, app_id = f"itest-tx-old-in-{unique_id}", f"itest-tx-old-{unique_id}"
+    sink = f"itest-tx-old-out-{unique_id}"
     stream = TransactionalStreamProcessor(
         bootstrap=settings.kafka_bootstrap, app_id=app_id, inputs=[source],
-        tables=["counts", "other"], partitions=1, handler=counting(source),
+        tables=["counts", "other"], partitions=1, handler=counting(sink),
     )  # fmt: skip
     legacy = stream.changelog_topic("counts")
     await ensure_internal_topics(
         settings.kafka_bootstrap,
-        [(source, 1, {}), (legacy, 1, {}), (stream.state_topic, 1, {})],
+        [(source, 1, {}), (sink, 1, {}), (legacy, 1, {}), (stream.state_topic, 1, {})],
     )
     producer = make_producer(settings)
     await producer.start()
@@ -111,16 +113,93 @@ async def test_state_written_by_the_per_table_changelogs_is_still_restored(setti
         ]  # fmt: skip
         for key, change in changes:
             await producer.send_and_wait(stream.state_topic, change, key=key, partition=0)
+        # Those versions committed input offsets to the group: the first input was decided.
+        for value in (b"old", b"new"):
+            await producer.send_and_wait(source, value, key=b"a", partition=0)
     finally:
         await producer.stop()
+    await _commit_group_offset(settings, app_id, TopicPartition(source, 0), 1)
     await stream.start()
     try:
         await _until(lambda: stream.ready)
         tables = stream.tables(0)
         assert tables is not None
-        assert (dict(tables["counts"]), dict(tables["other"])) == ({"a": 1, "c": 30}, {"x": 7})
+        await _until(lambda: dict(tables["counts"]) == {"a": 2, "c": 30})  # "new" only
+        assert dict(tables["other"]) == {"x": 7}
     finally:
         await stream.stop()
+
+
+async def test_a_task_resumes_from_the_positions_in_its_state_changelog(settings, unique_id):
+    """Input positions commit with the state, not to the consumer group: a group offset
+    moved back (by hand, or a late after-the-fact commit) makes nothing be decided twice.
+    The group's offsets still follow, after the fact, so lag shows in the usual tools."""
+    source, sink = f"itest-tx-pos-in-{unique_id}", f"itest-tx-pos-out-{unique_id}"
+    app_id, tp = f"itest-tx-pos-{unique_id}", TopicPartition(source, 0)
+    await ensure_internal_topics(settings.kafka_bootstrap, [(source, 1, {}), (sink, 1, {})])
+
+    def processor() -> TransactionalStreamProcessor:
+        return TransactionalStreamProcessor(
+            bootstrap=settings.kafka_bootstrap, app_id=app_id, inputs=[source],
+            tables=["counts"], partitions=1, handler=counting(sink),
+            group_commit_interval_s=0.2,
+        )  # fmt: skip
+
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        stream = processor()
+        await stream.start()
+        try:
+            await _until(lambda: stream.ready)
+            for i in range(10):
+                await producer.send_and_wait(source, f"v{i}".encode(), key=b"k")
+            await _until(lambda: _counts(stream) == {"k": 10})
+            await _until_group_offset(settings, app_id, tp, 10)
+        finally:
+            await stream.stop()
+        await _commit_group_offset(settings, app_id, tp, 0)  # as if nothing was read
+
+        again = processor()
+        await again.start()
+        try:
+            await _until(lambda: again.ready)
+            for i in range(10, 15):
+                await producer.send_and_wait(source, f"v{i}".encode(), key=b"k")
+            await _until(lambda: _counts(again) == {"k": 15})
+        finally:
+            await again.stop()
+    finally:
+        await producer.stop()
+    assert sorted(await _read_committed(settings, sink, 15)) == sorted(f"v{i}" for i in range(15))
+
+
+async def _commit_group_offset(
+    settings: ServiceSettings, group: str, tp: TopicPartition, offset: int
+) -> None:
+    consumer = make_consumer(settings, group_id=group)
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        await consumer.commit({tp: offset})
+    finally:
+        await consumer.stop()
+
+
+async def _until_group_offset(
+    settings: ServiceSettings, group: str, tp: TopicPartition, offset: int
+) -> None:
+    consumer = make_consumer(settings, group_id=group)
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        for _ in range(150):
+            if await consumer.committed(tp) == offset:
+                return
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"the group's offset never reached {offset}")
+    finally:
+        await consumer.stop()
 
 
 def _counts(stream: TransactionalStreamProcessor) -> dict[str, int]:
