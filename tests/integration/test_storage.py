@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from pymongo import IndexModel
 from pymongo.errors import DuplicateKeyError
 
+from optisync_common.mongo import ensure_indexes, is_ferretdb
 from optisync_common.resources import open_resources
 from schemas.events.roster import ExamTypeDefined, ShiftPublished, StoreRegistered
 from services.roster.adapters.repository import RosterRepository
@@ -35,6 +37,24 @@ async def test_mongo_unique_index_and_queries(settings, unique_id):
         await coll.insert_one({"_id": "b3", "idempotency_key": "k3", "start": 1})
         docs = [d async for d in coll.find({}, {"_id": 1}).sort("start", 1)]
         assert [d["_id"] for d in docs] == ["b3", "b1"]
+        await coll.drop()
+
+
+async def test_secondary_indexes_only_where_the_server_reads_them(settings, unique_id):
+    """FerretDB v1 scans for every filter but `_id`: secondary indexes there would only slow
+    inserts. Unique ones are constraints and exist on both servers."""
+    async with open_resources(settings, kafka=False, redis=False) as res:
+        coll = res.db[f"itest_{unique_id}"]
+        created = await ensure_indexes(
+            coll,
+            [IndexModel("key", unique=True, name="by_key"), IndexModel("start", name="by_start")],
+        )
+        expected = ["by_key"] if await is_ferretdb(coll) else ["by_key", "by_start"]
+        assert created == expected
+        assert sorted(await coll.index_information()) == sorted(["_id_", *expected])
+        await coll.insert_one({"_id": "b1", "key": "k1", "start": 1})
+        with pytest.raises(DuplicateKeyError):
+            await coll.insert_one({"_id": "b2", "key": "k1", "start": 2})
         await coll.drop()
 
 

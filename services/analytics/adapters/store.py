@@ -18,10 +18,11 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from pymongo import ReturnDocument
+from pymongo import IndexModel, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from optisync_common.mongo import ensure_indexes
 from services.analytics.domain.dedup import DocDelta, Item
 from services.analytics.domain.kpis import StoreDay
 
@@ -42,7 +43,7 @@ class KpiStore:
         self.stores = db["stores"]
 
     async def ensure_indexes(self) -> None:
-        await self.days.create_index("date")
+        await ensure_indexes(self.days, [IndexModel("date")])
 
     async def drop(self) -> None:
         for coll in (self.days, self.seen, self.progress):

@@ -23,11 +23,12 @@ from enum import StrEnum
 from typing import Any, Literal, cast
 
 import orjson
-from pymongo import ASCENDING
+from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
+from optisync_common.mongo import ensure_indexes
 from schemas.envelope import Envelope
 from schemas.events.base import EventPayload
 from schemas.events.booking import (
@@ -261,21 +262,27 @@ class BookingRepository:
         await self.waitlist.ensure_indexes()
         # Idempotency keys are unique per store: the processor (single writer per store)
         # de-duplicates within a store, so two stores may legitimately see the same key.
-        await self.coll.create_index(
-            [("store_id", ASCENDING), ("idempotency_key", ASCENDING)],
-            unique=True,
-            name="store_idempotency_key",
-        )
-        await self.coll.create_index(
-            [("customer_ref", ASCENDING), ("slot_start", ASCENDING), ("_id", ASCENDING)],
-            name="customer_slot",
-        )
-        await self.coll.create_index(
-            [("store_id", ASCENDING), ("slot_start", ASCENDING), ("_id", ASCENDING)],
-            name="store_slot",
-        )
-        await self.coll.create_index(  # the optometrist's calendar feed
-            [("optometrist_id", ASCENDING), ("slot_start", ASCENDING)], name="optometrist_slot"
+        await ensure_indexes(
+            self.coll,
+            [
+                IndexModel(
+                    [("store_id", ASCENDING), ("idempotency_key", ASCENDING)],
+                    unique=True,
+                    name="store_idempotency_key",
+                ),
+                IndexModel(
+                    [("customer_ref", ASCENDING), ("slot_start", ASCENDING), ("_id", ASCENDING)],
+                    name="customer_slot",
+                ),
+                IndexModel(
+                    [("store_id", ASCENDING), ("slot_start", ASCENDING), ("_id", ASCENDING)],
+                    name="store_slot",
+                ),
+                IndexModel(  # the optometrist's calendar feed
+                    [("optometrist_id", ASCENDING), ("slot_start", ASCENDING)],
+                    name="optometrist_slot",
+                ),
+            ],
         )
 
     async def project(self, envelope: Envelope[EventPayload]) -> ProjectResult:

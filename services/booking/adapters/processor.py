@@ -18,6 +18,7 @@ redelivered by any other path) replays its stored outputs instead of deciding tw
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -830,5 +831,6 @@ def _hours(opening_hours: dict[Any, Any]) -> dict[str, list[tuple[str, str]]]:
     return {day: [(i.open, i.close) for i in intervals] for day, intervals in opening_hours.items()}
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a day's view repeats its slots at every change
 def _hhmm(epoch: int, tz: str) -> str:
     return to_local(epoch, tz).strftime("%H:%M")

@@ -12,11 +12,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from optisync_common.mongo import ensure_indexes
 from schemas.envelope import Envelope
 from schemas.events.base import EventPayload
 from schemas.events.booking import (
@@ -105,8 +106,9 @@ class WaitlistRepository:
         self.offers: AsyncCollection[Document] = db["offers"]
 
     async def ensure_indexes(self) -> None:
-        await self.entries.create_index(
-            [("store_id", ASCENDING), ("date_from", ASCENDING)], name="store_dates"
+        await ensure_indexes(
+            self.entries,
+            [IndexModel([("store_id", ASCENDING), ("date_from", ASCENDING)], name="store_dates")],
         )
 
     async def project(self, envelope: Envelope[EventPayload]) -> str:

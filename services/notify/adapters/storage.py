@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import redis.asyncio as aioredis
-from pymongo import ASCENDING, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, IndexModel, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from optisync_common.mongo import ensure_indexes
 from schemas.events.base import Channel
 from schemas.events.messages import StaffRole
 from services.notify.adapters.batching import InsertBatcher, RedisBatcher
@@ -200,7 +201,9 @@ class NotifyRepository:
 
     async def ensure_indexes(self) -> None:
         # Used only by `rebuild_schedule` (a scan on FerretDB either way; an index on MongoDB).
-        await self.outbox.create_index([("state", ASCENDING), ("due_at", ASCENDING)])
+        await ensure_indexes(
+            self.outbox, [IndexModel([("state", ASCENDING), ("due_at", ASCENDING)])]
+        )
         if await self.rules.count_documents({}, limit=1) == 0:
             for rule in DEFAULT_RULES:
                 # another instance may have seeded it first

@@ -19,11 +19,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
 from optisync_common.kafka import EventPublisher
 from optisync_common.logging import get_logger
+from optisync_common.mongo import ensure_indexes
 from schemas.envelope import Envelope
 from schemas.serde import decode
 
@@ -53,7 +54,9 @@ class Outbox:
         self._lock = asyncio.Lock()
 
     async def ensure_indexes(self) -> None:
-        await self.db.outbox.create_index([("state", ASCENDING), ("seq", ASCENDING)])
+        await ensure_indexes(
+            self.db.outbox, [IndexModel([("state", ASCENDING), ("seq", ASCENDING)])]
+        )
 
     async def commit(self, effects: Sequence[Effect], events: Sequence[Envelope[Any]]) -> bool:
         """Stage, apply and send one change; True when its events reached Kafka (else the

@@ -11,9 +11,10 @@ from __future__ import annotations
 from datetime import date, datetime, time
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 
+from optisync_common.mongo import ensure_indexes
 from schemas.events.base import EventPayload
 from schemas.events.roster import (
     ExamTypeDefined,
@@ -42,10 +43,17 @@ class RosterRepository:
         self.db = db
 
     async def ensure_indexes(self) -> None:
-        await self.db.shifts.create_index([("store_id", ASCENDING), ("date", ASCENDING)])
-        await self.db.shifts.create_index([("optometrist_id", ASCENDING), ("date", ASCENDING)])
-        await self.db.optometrists.create_index([("store_ids", ASCENDING)])
-        await self.db.bookings.create_index([("optometrist_id", ASCENDING), ("date", ASCENDING)])
+        await ensure_indexes(
+            self.db.shifts,
+            [
+                IndexModel([("store_id", ASCENDING), ("date", ASCENDING)]),
+                IndexModel([("optometrist_id", ASCENDING), ("date", ASCENDING)]),
+            ],
+        )
+        await ensure_indexes(self.db.optometrists, [IndexModel([("store_ids", ASCENDING)])])
+        await ensure_indexes(
+            self.db.bookings, [IndexModel([("optometrist_id", ASCENDING), ("date", ASCENDING)])]
+        )
 
     async def save(self, payload: EventPayload) -> None:
         """Upsert the document an event describes (used by the demo seed)."""
