@@ -1,0 +1,18 @@
+from bench.stats import percentiles, steady_rate
+
+
+def test_a_server_that_keeps_up_reads_at_the_offered_rate_whatever_its_latency():
+    sent = [k / 100 for k in range(1000)]  # 100/s for 10 s
+    answered = [t + 0.2525 for t in sent]  # each answered ~250 ms later
+    assert steady_rate(answered, start=0.0, seconds=10) == 100.0
+    assert round(len(answered) / answered[-1], 1) == 97.6  # all / time to the last: short
+
+
+def test_a_server_falling_behind_reads_below_the_offered_rate():
+    sent = [k / 100 for k in range(1000)]
+    answered = [t + t * 0.5 for t in sent]  # its queue grows: answers come at 2/3 the rate
+    assert steady_rate(answered, start=0.0, seconds=10) == 66.7
+
+
+def test_nearest_rank_percentiles():
+    assert percentiles(range(1, 101), 0.5, 0.99) == [51.0, 100.0]
