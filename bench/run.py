@@ -281,6 +281,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=10, help="duration of each step")
     parser.add_argument("--rates", default="100,250,500,1000")
     parser.add_argument("--processor-rates", default="100,500,1000,2000")
+    parser.add_argument(
+        "--clients", type=int, default=128,
+        help="closed-loop clients for the max rate (enough that their count is not the limit)",
+    )  # fmt: skip
     parser.add_argument("--stores", type=int, default=40)
     parser.add_argument("--days", type=int, default=28)
     parser.add_argument("--keep", action="store_true", help="leave the bench platform running")
@@ -423,12 +427,15 @@ class Bench:
             step["cpu_ms_per_booking"] = self._cpu_per(cpu, step["requests"])
             steps.append(step)
             _drain(self.urls["booking-projector"])  # the next step starts with empty queues
-        _progress("bookings closed loop, 64 concurrent clients (max sustainable rate)")
+        clients = self.args.clients
+        _progress(f"bookings closed loop, {clients} concurrent clients (max sustainable rate)")
         cpu = self._cpu()
-        saturated = uvloop.run(_closed_loop(api, 64, seconds, self.slots, f"{self.run_id}-max"))
+        saturated = uvloop.run(
+            _closed_loop(api, clients, seconds, self.slots, f"{self.run_id}-max")
+        )
         saturated["cpu_ms_per_booking"] = self._cpu_per(cpu, saturated["requests"])
         _drain(self.urls["booking-processor"])
-        rows = [*steps, {**saturated, "target_rps": "max (64 clients)"}]
+        rows = [*steps, {**saturated, "target_rps": f"max ({clients} clients)"}]
         section = "\n\n".join([
             "## Booking decisions end to end (HTTP > Kafka > processor > Kafka > HTTP)\n\n"
             + _table(
