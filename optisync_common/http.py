@@ -4,6 +4,7 @@ on every service, so a service module only adds its own routers."""
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -155,6 +156,13 @@ def create_app(
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
     """Run one service's HTTP app with uvicorn (uvloop + httptools when installed)."""
     import uvicorn
+
+    # The imported code out of the collector's way and collections far apart: with the
+    # default thresholds a busy service collected every few hundred allocations, and each
+    # full collection walked all of its state (a processor's tables) with the loop stopped.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
 
     uvicorn.run(
         app,

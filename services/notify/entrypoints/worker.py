@@ -6,8 +6,6 @@ notifications are queued, so a crash redelivers and the outbox absorbs the dupli
 
 from __future__ import annotations
 
-import gc
-
 from fastapi import FastAPI
 
 from optisync_common.http import create_app, serve
@@ -20,11 +18,6 @@ def build_app(settings: NotifySettings, worker: NotifyWorker | None = None) -> F
     worker = worker or NotifyWorker(settings)
 
     async def start(app: FastAPI, resources: Resources) -> None:
-        # Long-lived objects out of the collector's way, fewer full collections: fewer
-        # multi-millisecond pauses in the middle of a delivery.
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(50_000, 50, 100)
         app.state.worker = worker
         await worker.start(resources)
 
