@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,12 +39,46 @@ def bench_infra(
 
 
 def save_results(run_id: str, name: str, report: str, data: Any) -> Path:
+    """The report and its data, each with the code and settings it measured."""
     RESULTS.mkdir(parents=True, exist_ok=True)
+    measured = provenance()
     markdown = RESULTS / f"{run_id}-{name}.md"
-    markdown.write_text(report if report.endswith("\n") else report + "\n")
-    (RESULTS / f"{run_id}-{name}.json").write_text(json.dumps(data, indent=2) + "\n")
+    markdown.write_text(
+        report.rstrip("\n")
+        + f"\n\ncode: {measured['code']}; settings from the environment: "
+        + (", ".join(f"{k}={v}" for k, v in measured["settings"].items()) or "none")
+        + "\n"
+    )
+    (RESULTS / f"{run_id}-{name}.json").write_text(
+        json.dumps({**data, "measured": measured} if isinstance(data, dict) else data, indent=2)
+        + "\n"
+    )
     print(f"[bench] saved bench/results/{markdown.name}", flush=True)
     return markdown
+
+
+SETTINGS_PREFIXES = ("BOOKING_", "NOTIFY_", "ROSTER_", "ANALYTICS_", "OPTISYNC_")
+
+
+def provenance() -> dict[str, Any]:
+    """The commit measured (marked when the tree had other changes) and the service settings
+    overridden through the environment: what a result needs to be compared or reproduced."""
+    repo = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    changed = [
+        line for line in git("status", "--porcelain").splitlines() if "bench/results/" not in line
+    ]
+    return {
+        "code": commit + (" with uncommitted changes" if changed else ""),
+        "settings": {
+            k: v for k, v in sorted(os.environ.items()) if k.startswith(SETTINGS_PREFIXES)
+        },
+    }
 
 
 def cpu_seconds(pid: int) -> float | None:
