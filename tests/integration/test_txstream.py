@@ -5,9 +5,10 @@ input from the committed offset, so every input counts once, in the table and in
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from optisync_common.kafka import make_consumer, make_producer
@@ -174,32 +175,36 @@ async def test_a_task_resumes_from_the_positions_in_its_state_changelog(settings
     assert sorted(await _read_committed(settings, sink, 15)) == sorted(f"v{i}" for i in range(15))
 
 
-async def _commit_group_offset(
-    settings: ServiceSettings, group: str, tp: TopicPartition, offset: int
-) -> None:
+@contextlib.asynccontextmanager
+async def _group_member(
+    settings: ServiceSettings, group: str, tp: TopicPartition
+) -> AsyncIterator[AIOKafkaConsumer]:
+    """A consumer of `group` holding `tp`: to set or read the group's offset by hand."""
     consumer = make_consumer(settings, group_id=group)
     await consumer.start()
     try:
         consumer.assign([tp])
-        await consumer.commit({tp: offset})
+        yield consumer
     finally:
         await consumer.stop()
+
+
+async def _commit_group_offset(
+    settings: ServiceSettings, group: str, tp: TopicPartition, offset: int
+) -> None:
+    async with _group_member(settings, group, tp) as consumer:
+        await consumer.commit({tp: offset})
 
 
 async def _until_group_offset(
     settings: ServiceSettings, group: str, tp: TopicPartition, offset: int
 ) -> None:
-    consumer = make_consumer(settings, group_id=group)
-    await consumer.start()
-    try:
-        consumer.assign([tp])
+    async with _group_member(settings, group, tp) as consumer:
         for _ in range(150):
             if await consumer.committed(tp) == offset:
                 return
             await asyncio.sleep(0.2)
-        raise AssertionError(f"the group's offset never reached {offset}")
-    finally:
-        await consumer.stop()
+    raise AssertionError(f"the group's offset never reached {offset}")
 
 
 def _counts(stream: TransactionalStreamProcessor) -> dict[str, int]:
