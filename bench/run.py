@@ -353,6 +353,7 @@ class Bench:
         self.urls = urls
         self.api = urls["booking-api"]
         self.run_id = run_id
+        self.warmed = False
         self.stores = [f"bench-{run_id}-{i}" for i in range(args.stores)]
         self.slots = _slots(self.stores, args.days)
         self.probe = (
@@ -374,6 +375,7 @@ class Bench:
     def warm_up(self, seconds: int = 20, rate: int = 300) -> None:
         """Bookings nobody measures: connection pools and caches fill, and the broker's JIT
         compiler settles (on two cores it otherwise takes a tenth of a core for a minute)."""
+        self.warmed = True
         _progress(f"warm-up: bookings at {rate}/s for {seconds}s (not measured)")
         uvloop.run(_open_loop(self.api, rate, seconds, self.slots, f"{self.run_id}-warm"))
         _drain(self.urls["booking-processor"])
@@ -467,21 +469,29 @@ class Bench:
         settings = self.endpoints.settings(
             ServiceSettings, service_name="bench", environment="test"
         )
-        alone = []
+        if not self.warmed:
+            self.warm_up()  # a cold broker's JIT would cost the first rate a tenth of a core
+        alone, processor = [], self.urls["booking-processor"]
         for rate in [int(r) for r in self.args.processor_rates.split(",")]:
             _progress(f"processor alone: commands into Kafka at {rate}/s for {self.args.seconds}s")
-            alone.append(asyncio.run(processor_bench.open_loop(
+            before, started = _transactions(processor), time.perf_counter()
+            step = asyncio.run(processor_bench.open_loop(
                 settings, rate, self.args.seconds, self.slots, f"{self.run_id}-p{rate}"
-            )))  # fmt: skip
-            _drain(self.urls["booking-processor"])
+            ))  # fmt: skip
+            step.update(_transaction_rates(before, _transactions(processor), started))
+            alone.append(step)
+            _drain(processor)
         section = (
             "## Availability processor alone (command produced > decision visible, read "
             "committed)\n\n" + _table(
                 ["offered /s", "decided /s", "p50 ms", "p95 ms", "p99 ms", "max ms",
-                 "undecided", "outcomes"],
+                 "undecided", "transactions /s", "commands / transaction", "outcomes"],
                 [[a["target_rps"], a["decided_rps"], a["p50_ms"], a["p95_ms"], a["p99_ms"],
-                  a["max_ms"], a["undecided"], a["outcomes"]] for a in alone],
-            )
+                  a["max_ms"], a["undecided"], a["transactions_per_s"],
+                  a["records_per_transaction"], a["outcomes"]] for a in alone],
+            ) + "\n\nEach task commits as soon as its previous transaction has (at most "
+            "BOOKING_PROCESSOR_CONCURRENT_TRANSACTIONS at once), so the transaction rate "
+            "settles where the cores run out, and batches grow only past that point."
         )  # fmt: skip
         return section, {"alone": alone}
 
@@ -528,6 +538,26 @@ def _consumed(processor: str) -> float:
         for line in _metrics(processor)
         if line.startswith("optisync_events_consumed_total")
     )
+
+
+def _transactions(processor: str) -> tuple[float, float]:
+    """(transactions, input records in them) the processor's tasks have committed so far."""
+    totals = {"count": 0.0, "sum": 0.0}
+    for line in _metrics(processor):
+        for part in totals:
+            if line.startswith(f"optisync_stream_batch_records_{part}{{"):
+                totals[part] += float(line.rsplit(" ", 1)[1])
+    return totals["count"], totals["sum"]
+
+
+def _transaction_rates(
+    before: tuple[float, float], after: tuple[float, float], started: float
+) -> dict[str, float | None]:
+    transactions, records = after[0] - before[0], after[1] - before[1]
+    return {
+        "transactions_per_s": round(transactions / (time.perf_counter() - started), 1),
+        "records_per_transaction": round(records / transactions, 1) if transactions else None,
+    }
 
 
 HOPS = ("produce", "decide", "deliver", "render")

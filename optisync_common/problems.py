@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -37,21 +38,38 @@ class ProblemError(Exception):
     """Raise from handlers for a domain error with a machine-readable code."""
 
     def __init__(
-        self, status: int, code: str, detail: str, title: str | None = None, **extra: Any
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        title: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
     ) -> None:
         super().__init__(detail)
         self.status = status
         self.code = code
         self.detail = detail
         self.title = title or code.replace("_", " ").capitalize()
+        self.headers = dict(headers or {})  # e.g. Retry-After on a 503
         self.extra = extra
 
     def response(self) -> JSONResponse:
-        return problem_response(self.status, self.code, self.detail, title=self.title, **self.extra)
+        return problem_response(
+            self.status, self.code, self.detail, title=self.title, headers=self.headers,
+            **self.extra,
+        )  # fmt: skip
 
 
 def problem_response(
-    status: int, code: str, detail: str, *, title: str | None = None, **extra: Any
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    title: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
 ) -> JSONResponse:
     body = {
         "type": PROBLEM_BASE + code,
@@ -61,7 +79,7 @@ def problem_response(
         "detail": detail,
         **extra,
     }
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:

@@ -110,11 +110,22 @@ async def _invite_once(url: str, ready: Callable[[icalendar.Calendar], bool]) ->
     after the decision: read until it shows the change."""
     async with httpx.AsyncClient(timeout=30) as client:
         for _ in range(100):
-            calendar = icalendar.Calendar.from_ical((await client.get(url)).text)
+            calendar = icalendar.Calendar.from_ical((await _get_invite(client, url)).text)
             if ready(calendar):
                 return calendar
             await asyncio.sleep(0.1)
     raise AssertionError(f"{url} never changed: {calendar.to_ical()!r}")
+
+
+async def _get_invite(client: httpx.AsyncClient, url: str) -> httpx.Response:
+    """GET as a calendar client does: a 503 (document not projected yet) is retried after its
+    Retry-After."""
+    for _ in range(30):
+        answer = await client.get(url)
+        if answer.status_code != 503:
+            return answer
+        await asyncio.sleep(float(answer.headers["retry-after"]))
+    raise AssertionError(f"{url} still 503 after 30 tries")
 
 
 async def _open_console(browser: Browser, api: str, store_id: str) -> Page:
@@ -236,7 +247,7 @@ async def test_the_front_desk_moves_a_booking_and_the_manage_page_shows_the_new_
         })  # fmt: skip
         assert made.status_code == 201, made.text
         booking = made.json()
-        invite = await client.get(booking["ics_url"])
+        invite = await _get_invite(client, booking["ics_url"])
     assert invite.status_code == 200 and invite.headers["content-type"].startswith("text/calendar")
     (event,) = icalendar.Calendar.from_ical(invite.text).walk("VEVENT")
     assert event.decoded("DTSTART").astimezone(BERLIN) == dt.datetime.fromisoformat(
@@ -291,7 +302,7 @@ async def test_invites_and_the_optometrist_feed_keep_wall_times_across_dst(
             assert resp.status_code == 201, resp.text
             booked[day] = resp.json()
             (event,) = icalendar.Calendar.from_ical(
-                (await client.get(resp.json()["ics_url"])).text
+                (await _get_invite(client, resp.json()["ics_url"])).text
             ).walk("VEVENT")
             local = event.decoded("DTSTART").astimezone(BERLIN)
             assert (local.date(), local.strftime("%H:%M")) == (day, "10:00")

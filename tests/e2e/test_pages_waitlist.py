@@ -136,8 +136,16 @@ async def test_a_freed_slot_is_offered_to_the_waitlist_and_accepted_on_the_offer
     await expect(row).to_contain_text("10:00–10:30")
     await expect(row).to_have_attribute("data-status", "confirmed")
 
-    # A second accept of the same offer cannot book twice; the page says so clearly.
+    # A second accept of the same offer cannot book twice; the page says so clearly. The page
+    # reads the offer document, which the projector updates a moment after the decision (more
+    # than a moment when the whole suite shares the cores): reload once it has.
+    async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+        for _ in range(100):
+            if (await client.get(f"/v1/offers/{token}")).json()["state"] != "live":
+                break
+            await asyncio.sleep(0.1)
     await customer.reload()
     await expect(customer.locator("#accept")).to_be_disabled()
+    await expect(customer.locator("#result-text")).to_contain_text("You accepted this time")
     await customer.context.close()
     await console.context.close()

@@ -68,10 +68,14 @@ def render_page(name: str, *, locale: str, title: str, boot: dict[str, Any]) -> 
     )
 
 
-def render_message(*, locale: str, title: str, text: str) -> str:
+def render_message(*, locale: str, title: str, text: str, refresh_s: int | None = None) -> str:
+    """A one-message page; with `refresh_s` the browser reloads it by itself after that long
+    (a 503 that asks to retry)."""
+    refresh = "" if refresh_s is None else f'<meta http-equiv="refresh" content="{refresh_s}">\n'
     return _template("message").substitute(
         lang=html.escape(locale),
         title=html.escape(title),
+        refresh=refresh,
         css=asset_url("app.css"),
         text=html.escape(text),
     )

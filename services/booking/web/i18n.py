@@ -16,6 +16,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "link_invalid": "This link is not valid. Please use the link from your confirmation "
         "message, or book again.",
         "link_expired": "This link has expired. Please book again or contact the store.",
+        "booking_not_ready": "Your booking is being prepared. Please reload this page in a moment.",
         "unknown_store": "There is no such store.",
         "unknown_optometrist": "There is no such optometrist.",
     },
@@ -28,6 +29,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "error_title": "抱歉",
         "link_invalid": "此链接无效。请使用确认消息中的链接，或重新预约。",
         "link_expired": "此链接已过期。请重新预约或联系门店。",
+        "booking_not_ready": "您的预约正在准备中，请稍后刷新此页面。",
         "unknown_store": "没有这家门店。",
         "unknown_optometrist": "没有这位验光师。",
     },

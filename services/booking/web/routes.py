@@ -108,12 +108,30 @@ def page(
     return HTMLResponse(html, status_code=status, headers={"cache-control": "no-store"})
 
 
-def error_page(request: Request, status: int, key: str, lang: str | None = None) -> HTMLResponse:
+def error_page(
+    request: Request,
+    status: int,
+    key: str,
+    lang: str | None = None,
+    *,
+    retry_after_s: int | None = None,
+) -> HTMLResponse:
     locale = pick_locale(lang, request.headers.get("accept-language"))
     html = assets.render_message(
-        locale=locale, title=server_text(locale, "error_title"), text=server_text(locale, key)
+        locale=locale,
+        title=server_text(locale, "error_title"),
+        text=server_text(locale, key),
+        refresh_s=retry_after_s,
     )
-    return HTMLResponse(html, status_code=status, headers={"cache-control": "no-store"})
+    headers = {"cache-control": "no-store"}
+    if retry_after_s is not None:
+        headers["retry-after"] = str(retry_after_s)
+    return HTMLResponse(html, status_code=status, headers=headers)
+
+
+# A signed manage link names a booking that was confirmed; when its document is not there yet
+# the projector is behind (a burst, a rebuild), so the answer is "try again", not "no such link".
+NOT_PROJECTED_RETRY_S = 1
 
 
 Lang = Annotated[str | None, Query(max_length=16)]
@@ -144,7 +162,11 @@ async def manage_page(
         return error_page(request, 404, "link_invalid", lang)
     context = context_of(request)
     doc = await context.repo.wait_for(grant.booking_id, context.gateway.settings.projection_wait_s)
-    if doc is None or doc["customer_ref"] != grant.customer_ref:
+    if doc is None:
+        return error_page(
+            request, 503, "booking_not_ready", lang, retry_after_s=NOT_PROJECTED_RETRY_S
+        )
+    if doc["customer_ref"] != grant.customer_ref:
         return error_page(request, 404, "link_invalid", lang)
     lang = lang or doc["customer"].get("locale")
     boot = {
@@ -377,7 +399,12 @@ async def _granted(
         raise ProblemError(404, "link_invalid", "this link is not valid") from exc
     context = context_of(request)
     doc = await context.repo.wait_for(grant.booking_id, context.gateway.settings.projection_wait_s)
-    if doc is None or doc["customer_ref"] != grant.customer_ref:
+    if doc is None:
+        raise ProblemError(
+            503, "booking_not_ready", "the booking is not readable yet; retry in a moment",
+            headers={"retry-after": str(NOT_PROJECTED_RETRY_S)},
+        )  # fmt: skip
+    if doc["customer_ref"] != grant.customer_ref:
         raise ProblemError(404, "link_invalid", "this link is not valid")
     return runtime, grant, doc
 

@@ -4,6 +4,7 @@ maps the decision to HTTP, the in-process projector writes what the reads return
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import uuid
@@ -16,6 +17,7 @@ from schemas.events.availability import ExamTypeSlots, StoreDayAvailability
 from services.booking.adapters.bookings import BookingRepository
 from services.booking.api.presenters import render_availability
 from services.booking.api.routes.bookings import prepare_booking
+from services.booking.web.tokens import manage_token
 from tests.integration.booking.helpers import TZ, api_client, eventually
 
 PROBLEM = "application/problem+json"
@@ -241,6 +243,25 @@ async def test_a_booking_through_its_life(api, store, decider):
         "/v1/bookings/nope/cancel", json={"by": "store"}, headers={"Idempotency-Key": "x2"}
     )
     problem(missing, 404, "unknown_booking")
+
+
+async def test_a_manage_link_ahead_of_its_document_is_503_with_retry_after(api, booking_settings):
+    """A signed link names a confirmed booking: with no document yet, the projector is behind,
+    so every reader of the link hears "try again shortly", never "no such link"."""
+    secret = booking_settings.signing_secret.get_secret_value().encode()
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    token = manage_token(secret, uuid.uuid4().hex, "customer-ahead", expires)
+    read, page, invite = await asyncio.gather(
+        api.get(f"/pages/api/manage/{token}"),
+        api.get(f"/manage/{token}"),
+        api.get(f"/manage/{token}/invite.ics"),
+    )
+    problem(read, 503, "booking_not_ready")
+    problem(invite, 503, "booking_not_ready")
+    assert page.status_code == 503 and page.headers["content-type"].startswith("text/html")
+    assert '<meta http-equiv="refresh" content="1">' in page.text  # the browser retries alone
+    assert [r.headers.get("retry-after") for r in (read, page, invite)] == ["1", "1", "1"]
+    problem(await api.get(f"/pages/api/manage/x{token}"), 404, "link_invalid")
 
 
 async def test_availability_is_served_from_the_redis_view(api, bus, store):
