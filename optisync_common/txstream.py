@@ -502,6 +502,10 @@ class TransactionalStreamProcessor:
         pending = {tp for tp in tps if ends[tp] > 0}
         while pending:
             batch = await reader.getmany(*pending, timeout_ms=200, max_records=5000)
+            for tp in pending - batch.keys():
+                # Nothing came: a partition that shrank meanwhile (its topic recreated, a wiped
+                # broker) now ends lower, and waiting for the old end would never finish.
+                ends[tp] = min(ends[tp], (await reader.end_offsets([tp]))[tp])
             for tp, records in batch.items():
                 task = self._tasks[tp.partition]
                 for r in records:

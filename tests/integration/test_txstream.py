@@ -131,6 +131,48 @@ async def test_state_written_by_the_per_table_changelogs_is_still_restored(setti
         await stream.stop()
 
 
+async def test_a_restore_ends_even_when_its_changelog_shrank_meanwhile(
+    settings, unique_id, monkeypatch
+):
+    """A changelog recreated while a task restores (a wiped broker) ends lower than the restore
+    first read: the restore finishes at the new end instead of waiting forever (a processor
+    once spun like that for an hour, deaf to SIGTERM)."""
+    source, app_id = f"itest-tx-shrunk-in-{unique_id}", f"itest-tx-shrunk-{unique_id}"
+    stream = TransactionalStreamProcessor(
+        bootstrap=settings.kafka_bootstrap, app_id=app_id, inputs=[source], tables=["counts"],
+        partitions=1, handler=counting(f"itest-tx-shrunk-out-{unique_id}"),
+    )  # fmt: skip
+    await ensure_internal_topics(
+        settings.kafka_bootstrap, [(source, 1, {}), (stream.state_topic, 1, {})]
+    )
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        for key, value in [(b"counts/a", b"1"), (b"counts/b", b"2")]:
+            await producer.send_and_wait(stream.state_topic, value, key=key, partition=0)
+    finally:
+        await producer.stop()
+    real_end_offsets = AIOKafkaConsumer.end_offsets
+    inflated: list[set[str]] = []
+
+    async def older_and_longer_at_first(self, partitions):
+        ends = await real_end_offsets(self, partitions)
+        if inflated:
+            return ends
+        inflated.append({tp.topic for tp in partitions})
+        return {tp: end + 100 for tp, end in ends.items()}
+
+    monkeypatch.setattr(AIOKafkaConsumer, "end_offsets", older_and_longer_at_first)
+    await stream.start()
+    try:
+        await _until(lambda: stream.ready)
+        tables = stream.tables(0)
+        assert tables is not None and dict(tables["counts"]) == {"a": 1, "b": 2}
+        assert inflated == [{stream.state_topic}]  # the restore is what saw the longer ends
+    finally:
+        await asyncio.wait_for(stream.stop(), 30)  # a stuck restore would hold stop() forever
+
+
 async def test_a_task_resumes_from_the_positions_in_its_state_changelog(settings, unique_id):
     """Input positions commit with the state, not to the consumer group: a group offset
     moved back (by hand, or a late after-the-fact commit) makes nothing be decided twice.
