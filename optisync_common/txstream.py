@@ -532,6 +532,7 @@ class TransactionalStreamProcessor:
             group_id=None,
             enable_auto_commit=False,
             isolation_level="read_committed",
+            auto_offset_reset="earliest",  # a changelog that shrank is read again from its start
         )
         await reader.start()
         try:
