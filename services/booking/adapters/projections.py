@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -106,6 +106,60 @@ def store_of_key(topic: str, key: bytes | None) -> str | None:
     return text.rsplit(":", 1)[0] if local_topic_name(topic) == AVAILABILITY else text
 
 
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+class CoalescedInserts(Generic[Item, Result]):
+    """New bookings' documents from partitions applied concurrently, in one write.
+
+    `apply_batch` starts every partition's handler at once, and each that reaches an insert in
+    the same turn of the event loop joins the same `insert` call. FerretDB's cost is mostly
+    per write (one SQLite transaction): a document cost it 0.2 ms of CPU in writes of 4 and
+    0.08 ms in writes of 50, and at 500 bookings/s a 100 ms batch brings about 4 per partition.
+    """
+
+    def __init__(self, insert: Callable[[Sequence[Item]], Awaitable[list[Result]]]) -> None:
+        self._insert = insert
+        self._waiting: list[tuple[int, asyncio.Future[list[Result]]]] = []
+        self._items: list[Item] = []
+        self._writes: set[asyncio.Task[None]] = set()
+
+    async def __call__(self, items: Sequence[Item]) -> list[Result]:
+        loop = asyncio.get_running_loop()
+        if not self._waiting:  # runs after the handlers already scheduled have had their turn
+            loop.call_soon(self._write_waiting)
+        future: asyncio.Future[list[Result]] = loop.create_future()
+        self._waiting.append((len(items), future))
+        self._items.extend(items)
+        return await future
+
+    def _write_waiting(self) -> None:
+        waiting, items = self._waiting, self._items
+        self._waiting, self._items = [], []
+        write = asyncio.create_task(self._write(waiting, items))
+        self._writes.add(write)
+        write.add_done_callback(self._writes.discard)
+
+    async def _write(
+        self, waiting: list[tuple[int, asyncio.Future[list[Result]]]], items: list[Item]
+    ) -> None:
+        try:
+            results = await self._insert(items)
+        except BaseException as exc:  # each caller fails (and retries) as if it wrote alone
+            for _, future in waiting:
+                if not future.done():
+                    future.set_exception(exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        start = 0
+        for count, future in waiting:
+            if not future.done():  # a caller cancelled meanwhile (the projector stopping)
+                future.set_result(results[start : start + count])
+            start += count
+
+
 class RecordHandler:
     """Decode, apply, and hand whatever cannot be projected to `reject`."""
 
@@ -117,6 +171,7 @@ class RecordHandler:
         only_store: str | None = None,
     ) -> None:
         self.writer = writer
+        self._inserts = CoalescedInserts(writer.repo.insert_confirmed)
         self.service = service
         self.reject = reject
         self.only_store = only_store
@@ -168,7 +223,7 @@ class RecordHandler:
     async def _insert(self, run: list[tuple[Record, Envelope[EventPayload]]]) -> None:
         if not run:
             return
-        results = await self.writer.repo.insert_confirmed([envelope for _, envelope in run])
+        results = await self._inserts([envelope for _, envelope in run])
         for (record, envelope), result in zip(run, results, strict=True):
             await self._settled(record, envelope, result)
         run.clear()

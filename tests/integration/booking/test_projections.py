@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from aiokafka import TopicPartition
 
 from optisync_common.clock import SystemClock
 from optisync_common.kafka import make_consumer
@@ -26,6 +27,7 @@ from services.booking.adapters.projections import (
     ProjectionWriter,
     RecordHandler,
     Unprojectable,
+    apply_batch,
     rebuild,
 )
 from services.booking.adapters.replies import topic_partitions
@@ -210,6 +212,31 @@ class FetchedRecord:
     headers: Sequence[tuple[str, bytes]]
 
 
+def confirmed_event(store, booking_id: str, key: str) -> Envelope[EventPayload]:
+    start = store.at("09:00").astimezone(dt.UTC)
+    return new_envelope(
+        BookingConfirmed(
+            booking_id=booking_id, idempotency_key=key, channel="web", exam_type="std",
+            customer=Customer(customer_ref=f"c-{booking_id}", locale="en"),
+            optometrist_id="o1", slot_start=start, slot_end=start + dt.timedelta(minutes=30),
+            local_start=store.at("09:00").isoformat(), timezone=TZ,
+        ),
+        region="eu", store_id=store.store_id, correlation_id=booking_id,
+        occurred_at=dt.datetime.now(dt.UTC),
+    )  # fmt: skip
+
+
+def fetched(
+    events: Sequence[Envelope[Any]], partition: int, first_offset: int
+) -> list[FetchedRecord]:
+    records = []
+    for offset, envelope in enumerate(events, start=first_offset):
+        message = encode(envelope)
+        records.append(FetchedRecord(BOOKING_EVENTS, partition, offset, message.key,
+                                     message.value, list(message.headers)))  # fmt: skip
+    return records
+
+
 async def test_a_run_of_new_bookings_is_one_insert_and_each_keeps_its_own_outcome(
     store, views, resources
 ):
@@ -221,15 +248,7 @@ async def test_a_run_of_new_bookings_is_one_insert_and_each_keeps_its_own_outcom
     now = dt.datetime.now(dt.UTC)
 
     def confirmed(booking_id: str, key: str) -> Envelope[EventPayload]:
-        return new_envelope(
-            BookingConfirmed(
-                booking_id=booking_id, idempotency_key=key, channel="web", exam_type="std",
-                customer=Customer(customer_ref=f"c-{booking_id}", locale="en"),
-                optometrist_id="o1", slot_start=start, slot_end=start + dt.timedelta(minutes=30),
-                local_start=store.at("09:00").isoformat(), timezone=TZ,
-            ),
-            region="eu", store_id=sid, correlation_id=booking_id, occurred_at=now,
-        )  # fmt: skip
+        return confirmed_event(store, booking_id, key)
 
     a, b, c, d = (f"{n}-{sid}" for n in "abcd")
     first_a = confirmed(a, "k-a")
@@ -244,11 +263,7 @@ async def test_a_run_of_new_bookings_is_one_insert_and_each_keeps_its_own_outcom
     events: list[Envelope[Any]] = [
         first_a, confirmed(b, "k-b"), first_a, confirmed(c, "k-a"), cancel_b, confirmed(d, "k-d")
     ]  # fmt: skip
-    records = []
-    for offset, envelope in enumerate(events, start=100):
-        message = encode(envelope)
-        records.append(FetchedRecord(BOOKING_EVENTS, 0, offset, message.key, message.value,
-                                     list(message.headers)))  # fmt: skip
+    records = fetched(events, partition=0, first_offset=100)
     rejected: list[tuple[int, Exception]] = []
 
     async def reject(record: Any, error: Exception) -> None:
@@ -263,3 +278,47 @@ async def test_a_run_of_new_bookings_is_one_insert_and_each_keeps_its_own_outcom
     assert handler.applied == 4  # a, b, b's cancellation, d
     assert await handler(records) == (106, None)  # the whole run redelivered: nothing changes
     assert handler.applied == 4 and len(rejected) == 2
+
+
+async def test_partitions_applied_together_write_their_new_bookings_in_one_insert(
+    store, views, resources
+):
+    """Three partitions' runs of new bookings go to MongoDB in one write, and each partition
+    still gets its own outcomes: the one whose booking reuses a taken idempotency key has it
+    dead-lettered, the others commit past all their records."""
+    sid = store.store_id
+    repo = BookingRepository(resources.db)
+    writes: list[int] = []
+    insert_confirmed = repo.insert_confirmed
+
+    async def counted(envelopes: Sequence[Envelope[EventPayload]]) -> list[Any]:
+        writes.append(len(envelopes))
+        return await insert_confirmed(envelopes)
+
+    repo.insert_confirmed = counted  # type: ignore[method-assign]
+    rejected: list[tuple[int, int]] = []
+
+    async def reject(record: Any, error: Exception) -> None:
+        rejected.append((record.partition, record.offset))
+
+    handler = RecordHandler(ProjectionWriter(repo, views, SystemClock()), "test", reject)
+    batch = {
+        TopicPartition(BOOKING_EVENTS, p): fetched(
+            [confirmed_event(store, f"p{p}-{n}-{sid}", f"k-{p}-{n}") for n in range(2)]
+            + ([confirmed_event(store, f"dup-{sid}", "k-0-0")] if p == 1 else []),
+            partition=p, first_offset=10,
+        )
+        for p in range(3)
+    }  # fmt: skip
+    result = await apply_batch(batch, handler)  # type: ignore[arg-type]
+    assert writes == [7]
+    assert result.failed == []
+    assert result.commit == {
+        TopicPartition(BOOKING_EVENTS, 0): 12,
+        TopicPartition(BOOKING_EVENTS, 1): 13,
+        TopicPartition(BOOKING_EVENTS, 2): 12,
+    }
+    assert rejected == [(1, 12)]
+    ids = {doc["_id"] async for doc in repo.coll.find({"store_id": sid})}
+    assert ids == {f"p{p}-{n}-{sid}" for p in range(3) for n in range(2)}
+    assert handler.applied == 6
