@@ -66,6 +66,7 @@ from schemas.events.roster import (
 )
 from schemas.serde import decode, encode
 from services.booking.adapters.processor_state import (
+    DecodedState,
     booking_from_json,
     booking_to_json,
     config_from_json,
@@ -119,8 +120,10 @@ class AvailabilityProcessor:
         coalesce_views: bool = False,
         waitlist_offers: int = DEFAULT_OFFERS,
         waitlist_hold_s: int = DEFAULT_HOLD_S,
+        decoded: DecodedState | None = None,
     ) -> None:
         self.t = tables
+        self.decoded = decoded or DecodedState()
         self.waitlist = WaitlistDesk(self, waitlist_offers, waitlist_hold_s)
         self.region = region
         self.idempotency_ttl_s = idempotency_ttl_s
@@ -539,7 +542,7 @@ class AvailabilityProcessor:
     ) -> list[Envelope[Any]]:
         """Apply a roster change to the store's state, then re-home the bookings it strands."""
         store_id = env.store_id
-        cfg = self._config(store_id) or StoreConfig(store_id=store_id, timezone="UTC")
+        cfg = self._config(store_id, private=True) or StoreConfig(store_id, timezone="UTC")
         touched: list[Day] = []
         cause = RosterCause.SHIFT_CHANGED
         if isinstance(event, StoreRegistered):
@@ -672,16 +675,35 @@ class AvailabilityProcessor:
 
     # ----------------------------------------------------------------------- state access
 
-    def _config(self, store_id: str) -> StoreConfig | None:
+    def _config(self, store_id: str, private: bool = False) -> StoreConfig | None:
+        """The store's configuration: shared and read-only unless `private` (to change it)."""
         data = self.t.configs.get(store_id)
-        return config_from_json(data) if data is not None else None
+        if data is None:
+            return None
+        if private:
+            return config_from_json(data)
+        cfg = self.decoded.configs.get(store_id, data)
+        if cfg is None:
+            cfg = config_from_json(data)
+            self.decoded.configs.put(store_id, data, cfg)
+        return cfg
 
     def _day(self, cfg: StoreConfig, date: dt.date) -> Day:
-        data = self.t.days.get(f"{cfg.store_id}|{date.isoformat()}")
-        return day_from_json(data) if data is not None else Day(date)
+        """The stored day, the caller's own to change (and `_save_day`)."""
+        key = f"{cfg.store_id}|{date.isoformat()}"
+        data = self.t.days.get(key)
+        if data is None:
+            return Day(date)
+        day = self.decoded.days.get(key, data)
+        if day is None:
+            day = day_from_json(data)
+            self.decoded.days.put(key, data, day)
+        return day.copy()
 
     def _save_day(self, store_id: str, day: Day) -> None:
-        self.t.days[f"{store_id}|{day.date.isoformat()}"] = day_to_json(day)
+        key = f"{store_id}|{day.date.isoformat()}"
+        data = self.t.days[key] = day_to_json(day)
+        self.decoded.days.put(key, data, day.copy())
 
     def _booking(self, store_id: str, booking_id: str) -> Booking | None:
         data = self.t.bookings.get(booking_id)

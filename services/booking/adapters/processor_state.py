@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from collections import OrderedDict
+from typing import Any, Generic, TypeVar
 
 from services.booking.domain.model import (
     Booking,
@@ -16,6 +17,38 @@ from services.booking.domain.model import (
 )
 
 Json = dict[str, Any]
+Value = TypeVar("Value")
+
+
+class Decoded(Generic[Value]):
+    """Decoded table values, each valid while its table still holds the very JSON value it
+    came from: a changelog table's values are replaced on change, never mutated. Decoding a
+    busy store-day on every command cost about 5% of the processor's CPU."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._entries: OrderedDict[str, tuple[Json, Value]] = OrderedDict()
+        self._limit = limit
+
+    def get(self, key: str, data: Json) -> Value | None:
+        entry = self._entries.get(key)
+        if entry is None or entry[0] is not data:
+            return None
+        self._entries.move_to_end(key)
+        return entry[1]
+
+    def put(self, key: str, data: Json, value: Value) -> None:
+        self._entries[key] = (data, value)
+        self._entries.move_to_end(key)
+        if len(self._entries) > self._limit:
+            self._entries.popitem(last=False)
+
+
+class DecodedState:
+    """What one task's processor decoded, kept across its batches."""
+
+    def __init__(self) -> None:
+        self.configs: Decoded[StoreConfig] = Decoded()
+        self.days: Decoded[Day] = Decoded()
 
 
 def config_to_json(cfg: StoreConfig) -> Json:

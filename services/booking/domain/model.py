@@ -126,6 +126,16 @@ class Day:
     def load(self, optometrist_id: str) -> int:
         return len(self.busy.get(optometrist_id, ()))
 
+    def copy(self) -> Day:
+        """A day with containers of its own (shifts and busy entries are immutable)."""
+        return Day(
+            date=self.date,
+            shifts=dict(self.shifts),
+            busy={o: list(entries) for o, entries in self.busy.items()},
+            absences=dict(self.absences),
+            seq=self.seq,
+        )
+
 
 @dataclass
 class Booking:

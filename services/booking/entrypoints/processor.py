@@ -24,6 +24,7 @@ from optisync_common.txstream import Output, Tables, TransactionalStreamProcesso
 from schemas.registry import AVAILABILITY, BOOKING_COMMANDS, ROSTER_EVENTS, dlq_topic_for, topic
 from schemas.serde import DecodeError, decode, encode
 from services.booking.adapters.processor import AvailabilityProcessor, ProcessorTables
+from services.booking.adapters.processor_state import DecodedState
 from services.booking.settings import BookingSettings, get_settings
 
 log = get_logger(__name__)
@@ -38,6 +39,7 @@ class BatchDecider:
     def __init__(self, settings: BookingSettings, clock: Clock) -> None:
         self.settings = settings
         self.clock = clock
+        self._decoded: dict[int, DecodedState] = {}  # per task (partition)
 
     def __call__(
         self, partition: int, records: Sequence[ConsumerRecord[bytes, bytes]], tables: Tables
@@ -48,6 +50,7 @@ class BatchDecider:
             coalesce_views=True,
             waitlist_offers=self.settings.waitlist_offers,
             waitlist_hold_s=self.settings.waitlist_hold_s,
+            decoded=self._decoded.setdefault(partition, DecodedState()),
         )
         now = self.clock.now()
         processor.expire_idempotency(now)
