@@ -827,10 +827,11 @@ class AvailabilityProcessor:
         view: dict[str, ExamTypeSlots] = {}
         epoch = _epoch(now)
         day = with_offers_hidden(day, self.waitlist.holds(cfg.store_id, epoch), epoch)
+        windows = decisions.free_windows_by_optometrist(cfg, day)  # shared by the exam types
         for code, exam in sorted(cfg.exam_types.items()):
             if not exam.active:
                 continue
-            free = decisions.free_starts(cfg, day, code)
+            free = decisions.free_starts(cfg, day, code, windows)
             view[code] = ExamTypeSlots(
                 duration_minutes=exam.duration_minutes,
                 free_starts=[_hhmm(s, cfg.timezone) for s, _ in free],

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
@@ -345,8 +345,19 @@ def grid(cfg: StoreConfig, date: dt.date) -> tuple[int, ...]:
     return _grid(date, cfg.timezone, cfg.slot_minutes, hours)
 
 
-def free_starts(cfg: StoreConfig, day: Day, exam_code: str) -> list[tuple[int, int]]:
-    """(start, how many optometrists could take it) for every bookable start of the day."""
+def free_windows_by_optometrist(cfg: StoreConfig, day: Day) -> dict[str, list[Interval]]:
+    """Every optometrist's free windows of the day, for `free_starts` of several exam types."""
+    return {o: free_windows(cfg, day, o) for o in cfg.optometrists}
+
+
+def free_starts(
+    cfg: StoreConfig,
+    day: Day,
+    exam_code: str,
+    free: Mapping[str, list[Interval]] | None = None,
+) -> list[tuple[int, int]]:
+    """(start, how many optometrists could take it) for every bookable start of the day.
+    `free`: the day's `free_windows_by_optometrist`, when already computed."""
     exam = _exam(cfg, exam_code)
     if exam is None:
         return []
@@ -354,7 +365,7 @@ def free_starts(cfg: StoreConfig, day: Day, exam_code: str) -> list[tuple[int, i
     starts = grid(cfg, day.date)
     counts: Counter[int] = Counter()
     for optometrist in qualified(cfg, exam):
-        windows = free_windows(cfg, day, optometrist)
+        windows = free[optometrist] if free is not None else free_windows(cfg, day, optometrist)
         if not windows:
             continue
         w = 0
