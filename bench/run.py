@@ -65,6 +65,9 @@ PORT_OFFSET = 2000  # every port stays below the ephemeral range (32768+)
 TZ = "Asia/Shanghai"
 FIRST_DAY = dt.date(2031, 1, 6)
 OPTOMETRISTS = ("o1", "o2", "o3", "o4")
+SLOT_MINUTES = range(8 * 60, 20 * 60, 30)  # the starts `_slots` books, store-local
+WARM_UP_S, WARM_UP_RATE = 20, 300
+CLOSED_LOOP_CEILING = 2500  # bookings/s, above any closed-loop rate seen on these machines
 BOOKING_PATH = ("booking-api", "booking-processor", "booking-projector")
 
 
@@ -134,7 +137,7 @@ def _slots(stores: list[str], days: int) -> Iterator[tuple[str, str, str]]:
     """(store, optometrist, slot start) in an order that spreads load over stores."""
     for d in range(days):
         day = FIRST_DAY + dt.timedelta(days=d)
-        for minute in range(8 * 60, 20 * 60, 30):
+        for minute in SLOT_MINUTES:
             start = f"{day.isoformat()}T{minute // 60:02d}:{minute % 60:02d}:00+08:00"
             for opt in OPTOMETRISTS:
                 for store in stores:
@@ -286,7 +289,10 @@ def main(argv: list[str] | None = None) -> int:
         help="closed-loop clients for the max rate (enough that their count is not the limit)",
     )  # fmt: skip
     parser.add_argument("--stores", type=int, default=40)
-    parser.add_argument("--days", type=int, default=28)
+    parser.add_argument(
+        "--days", type=int, default=28,
+        help="days of shifts to seed (raised when the steps would book more slots than that)",
+    )  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="leave the bench platform running")
     parser.add_argument(
         "--keep-data", action="store_true",
@@ -301,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown := set(steps) - set(STEPS):
         parser.error(f"unknown steps {sorted(unknown)}; choose from {','.join(STEPS)}")
 
+    args.days = days_needed(args, steps)
     cfg = infra.InfraConfig.from_env("bench", port_offset=PORT_OFFSET)
     if not args.keep_data:
         stack.stop_services(cfg)
@@ -334,6 +341,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 STEPS = ("reads", "bookings", "processor")
+
+
+def days_needed(args: argparse.Namespace, steps: list[str]) -> int:
+    """Seeded days enough that no step runs out of free slots (each booking takes one; a
+    closed loop of 60 s used to exhaust the default 28 days)."""
+    seconds, stores, days = int(args.seconds), int(args.stores), int(args.days)
+    bookings = WARM_UP_S * WARM_UP_RATE
+    if "bookings" in steps:
+        bookings += seconds * (sum(int(r) for r in args.rates.split(",")) + CLOSED_LOOP_CEILING)
+    if "processor" in steps:
+        bookings += seconds * sum(int(r) for r in args.processor_rates.split(","))
+    per_day = len(SLOT_MINUTES) * len(OPTOMETRISTS) * stores
+    return max(days, -(-bookings // per_day))
 
 
 class Bench:
@@ -372,7 +392,7 @@ class Bench:
         _drain(self.urls["booking-processor"])
         _drain(self.urls["booking-projector"])
 
-    def warm_up(self, seconds: int = 20, rate: int = 300) -> None:
+    def warm_up(self, seconds: int = WARM_UP_S, rate: int = WARM_UP_RATE) -> None:
         """Bookings nobody measures: connection pools and caches fill, and the broker's JIT
         compiler settles (on two cores it otherwise takes a tenth of a core for a minute)."""
         self.warmed = True

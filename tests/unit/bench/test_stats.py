@@ -1,3 +1,6 @@
+import argparse
+
+from bench.run import OPTOMETRISTS, SLOT_MINUTES, days_needed
 from bench.stats import percentiles, steady_rate
 
 
@@ -16,3 +19,16 @@ def test_a_server_falling_behind_reads_below_the_offered_rate():
 
 def test_nearest_rank_percentiles():
     assert percentiles(range(1, 101), 0.5, 0.99) == [51.0, 100.0]
+
+
+def test_the_seeded_days_cover_every_booking_the_steps_can_make():
+    parser_defaults = {
+        "seconds": 10, "rates": "100,250,500,1000", "processor_rates": "100,500,1000,2000",
+        "stores": 40, "days": 28,
+    }  # fmt: skip
+    default = argparse.Namespace(**parser_defaults)
+    assert days_needed(default, ["reads", "bookings", "processor"]) == 28
+    long = argparse.Namespace(**{**parser_defaults, "seconds": 60})
+    days = days_needed(long, ["bookings"])
+    slots = len(SLOT_MINUTES) * len(OPTOMETRISTS) * 40 * days
+    assert slots >= 20 * 300 + 60 * (1850 + 2500) > slots - len(SLOT_MINUTES) * 4 * 40
