@@ -354,10 +354,10 @@ def free_starts(
     cfg: StoreConfig,
     day: Day,
     exam_code: str,
-    free: Mapping[str, list[Interval]] | None = None,
+    by_optometrist: Mapping[str, list[Interval]] | None = None,
 ) -> list[tuple[int, int]]:
     """(start, how many optometrists could take it) for every bookable start of the day.
-    `free`: the day's `free_windows_by_optometrist`, when already computed."""
+    `by_optometrist`: the day's `free_windows_by_optometrist`, when already computed."""
     exam = _exam(cfg, exam_code)
     if exam is None:
         return []
@@ -365,7 +365,11 @@ def free_starts(
     starts = grid(cfg, day.date)
     counts: Counter[int] = Counter()
     for optometrist in qualified(cfg, exam):
-        windows = free[optometrist] if free is not None else free_windows(cfg, day, optometrist)
+        windows = (
+            by_optometrist[optometrist]
+            if by_optometrist is not None
+            else free_windows(cfg, day, optometrist)
+        )
         if not windows:
             continue
         w = 0
