@@ -64,7 +64,7 @@ from schemas.events.roster import (
     StoreRegistered,
     TrainingScheduled,
 )
-from schemas.serde import decode, encode
+from schemas.serde import EncodedMessage, decode, encode
 from services.booking.adapters.processor_state import (
     DecodedState,
     booking_from_json,
@@ -132,6 +132,9 @@ class AvailabilityProcessor:
         # only want the latest view, and computing it is most of a decision's cost.
         self.coalesce_views = coalesce_views
         self._pending_views: dict[tuple[str, dt.date], tuple[Envelope[Any], dt.datetime]] = {}
+        # Outputs already encoded for an idempotency record, by identity (the envelope is kept
+        # so its id cannot be reused): publishing them reuses the bytes. Cleared with the views.
+        self._encoded: dict[int, tuple[Envelope[Any], EncodedMessage]] = {}
 
     # ----------------------------------------------------------------------- entry point
 
@@ -171,14 +174,23 @@ class AvailabilityProcessor:
         # Only the decision's own events are replayable; the availability view is
         # recomputed from current state on a replay.
         kept = [o for o in outputs if not isinstance(o.payload, StoreDayAvailability)]
+        for output in kept:
+            self._encoded[id(output)] = (output, encode(output))
         # Re-inserted at the end, so the table stays in write order for `expire_idempotency`.
         self.t.idem.pop(idem_key, None)
         self.t.idem[idem_key] = {
             "cmd": str(env.event_id),
             "at": _epoch(now),
-            "outputs": [encode(o).value.decode() for o in kept],
+            "outputs": [self._encoded[id(o)][1].value.decode() for o in kept],
         }
         return outputs
+
+    def encoded(self, output: Envelope[Any]) -> EncodedMessage:
+        """`encode(output)`, without encoding twice what an idempotency record already holds."""
+        known = self._encoded.pop(id(output), None)
+        if known is not None and known[0] is output:
+            return known[1]
+        return encode(output)
 
     def _repeat(
         self, env: Envelope[Any], cmd: BookingCommand, record: dict[str, Any], now: dt.datetime
@@ -688,8 +700,9 @@ class AvailabilityProcessor:
             self.decoded.configs.put(store_id, data, cfg)
         return cfg
 
-    def _day(self, cfg: StoreConfig, date: dt.date) -> Day:
-        """The stored day, the caller's own to change (and `_save_day`)."""
+    def _day(self, cfg: StoreConfig, date: dt.date, shared: bool = False) -> Day:
+        """The stored day, the caller's own to change (and `_save_day`); with `shared`, the
+        cached decode itself, which the caller only reads."""
         key = f"{cfg.store_id}|{date.isoformat()}"
         data = self.t.days.get(key)
         if data is None:
@@ -698,7 +711,7 @@ class AvailabilityProcessor:
         if day is None:
             day = day_from_json(data)
             self.decoded.days.put(key, data, day)
-        return day.copy()
+        return day if shared else day.copy()
 
     def _save_day(self, store_id: str, day: Day) -> None:
         key = f"{store_id}|{day.date.isoformat()}"
@@ -817,8 +830,9 @@ class AvailabilityProcessor:
         for (store_id, date), (env, now) in self._pending_views.items():
             cfg = self._config(store_id)
             if cfg is not None:
-                views.append(self._availability(env, cfg, self._day(cfg, date), now))
+                views.append(self._availability(env, cfg, self._day(cfg, date, shared=True), now))
         self._pending_views.clear()
+        self._encoded.clear()
         return views
 
     def _availability(

@@ -81,7 +81,7 @@ class BatchDecider:
             except Exception as exc:  # a bug must not stall the store's partition
                 log.exception("processor_failed", type=envelope.type)
                 return [self._dead_letter(record, exc)]
-        encoded = [encode(result) for result in results]
+        encoded = [processor.encoded(result) for result in results]
         return [Output(e.topic, e.key, e.value, list(e.headers)) for e in encoded]
 
     def _timed(self, processor: AvailabilityProcessor) -> list[Output]:
