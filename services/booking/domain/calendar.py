@@ -29,6 +29,7 @@ def local_instant(date: dt.date, minute_of_day: int, tz: str) -> int | None:
     return int(aware.timestamp())
 
 
+@lru_cache(maxsize=65536)  # every decision and view asks again for the same shifts and hours
 def local_interval(date: dt.date, start: str, end: str, tz: str) -> tuple[int, int] | None:
     """[start, end) of local wall times as UTC epoch seconds (elapsed time, so a shift
     across a DST change is an hour shorter or longer, as it really is)."""

@@ -7,10 +7,11 @@ the result of every earlier one: that, not locking, is why a slot is never given
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from itertools import accumulate
 
 from services.booking.domain.calendar import (
     local_instant,
@@ -129,10 +130,16 @@ def working_windows(cfg: StoreConfig, day: Day, optometrist_id: str) -> list[Int
 def free_windows(
     cfg: StoreConfig, day: Day, optometrist_id: str, ignore_booking: str | None = None
 ) -> list[Interval]:
+    return _free(working_windows(cfg, day, optometrist_id), day, optometrist_id, ignore_booking)
+
+
+def _free(
+    working: list[Interval], day: Day, optometrist_id: str, ignore_booking: str | None
+) -> list[Interval]:
     busy = [
         (b.start, b.end) for b in day.busy.get(optometrist_id, ()) if b.booking_id != ignore_booking
     ]
-    return _subtract(working_windows(cfg, day, optometrist_id), busy)
+    return _subtract(working, busy)
 
 
 def _contains(windows: Sequence[Interval], start: int, end: int) -> bool:
@@ -190,10 +197,11 @@ def candidates(
         pool = qualified(cfg, exam)
         if not pool:
             return Rejected(Reason.NO_SKILL, f"nobody at this store does {exam.code}")
-    on_shift = [o for o in pool if _contains(working_windows(cfg, day, o), start, end)]
+    working = {o: working_windows(cfg, day, o) for o in pool}
+    on_shift = [o for o in pool if _contains(working[o], start, end)]
     if not on_shift:
         return Rejected(Reason.NO_SHIFT, "no qualified optometrist works at that time")
-    free = [o for o in on_shift if _contains(free_windows(cfg, day, o, ignore_booking), start, end)]
+    free = [o for o in on_shift if _contains(_free(working[o], day, o, ignore_booking), start, end)]
     return sorted(free, key=lambda o: (day.load(o), o))
 
 
@@ -361,26 +369,32 @@ def free_starts(
     exam = _exam(cfg, exam_code)
     if exam is None:
         return []
-    duration = exam.duration_minutes * 60
     starts = grid(cfg, day.date)
-    counts: Counter[int] = Counter()
-    for optometrist in qualified(cfg, exam):
-        windows = (
-            by_optometrist[optometrist]
-            if by_optometrist is not None
-            else free_windows(cfg, day, optometrist)
-        )
-        if not windows:
-            continue
-        w = 0
-        for start in starts:
-            while w < len(windows) and windows[w][1] < start + duration:
-                w += 1
-            if w == len(windows):
-                break
-            if windows[w][0] <= start:
-                counts[start] += 1
-    return sorted(counts.items())
+    per_optometrist = (
+        by_optometrist[o] if by_optometrist is not None else free_windows(cfg, day, o)
+        for o in qualified(cfg, exam)
+    )
+    return starts_within(starts, per_optometrist, exam.duration_minutes * 60)
+
+
+def starts_within(
+    starts: Sequence[int], windows_per_party: Iterable[Sequence[Interval]], duration: int
+) -> list[tuple[int, int]]:
+    """(start, how many parties have a window holding [start, start+duration)) for the sorted
+    `starts`, where it is at least one; each party's windows sorted by start. Each window
+    marks the run of starts it holds (two binary searches), and one running sum over the
+    runs counts them: no loop over every start per party."""
+    edges = [0] * (len(starts) + 1)
+    for windows in windows_per_party:
+        counted_to = 0  # a party counts once per start, even if its windows overlap
+        for window_start, window_end in windows:
+            first = max(bisect_left(starts, window_start), counted_to)
+            end = bisect_right(starts, window_end - duration)
+            if first < end:
+                edges[first] += 1
+                edges[end] -= 1
+                counted_to = end
+    return [(start, n) for start, n in zip(starts, accumulate(edges), strict=False) if n]
 
 
 def alternatives(
