@@ -38,13 +38,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import random
 import time
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.partitioner import murmur2
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from prometheus_client import Counter, Histogram
 
@@ -133,6 +136,54 @@ Tables = Mapping[str, ChangelogTable]
 # and returns what to publish. It must not raise for one bad record (dead-letter it instead).
 # An empty batch is a punctuation: only time has passed.
 BatchHandler = Callable[[int, Sequence[ConsumerRecord[bytes, bytes]], Tables], list[Output]]
+
+
+def default_partition(key: bytes | None, partitions: Sequence[int]) -> int:
+    """Where `producer.send` would put a record without a partition: the Java client's
+    murmur2 of the key over the sorted partitions, or any partition for no key."""
+    if key is None:
+        return random.choice(partitions)
+    return partitions[_murmur2_index(key, len(partitions))]
+
+
+@lru_cache(maxsize=1 << 16)  # keys are mostly store ids, and murmur2 is pure Python here
+def _murmur2_index(key: bytes, count: int) -> int:
+    return int(murmur2(key) & 0x7FFFFFFF) % count
+
+
+def _destination(output: Output, partitions: Mapping[str, Sequence[int]]) -> TopicPartition:
+    if output.partition is not None:
+        return TopicPartition(output.topic, output.partition)
+    return TopicPartition(output.topic, default_partition(output.key, partitions[output.topic]))
+
+
+Record = tuple[TopicPartition, bytes | None, bytes | None, Headers]
+
+
+async def _send_batched(
+    producer: AIOKafkaProducer, records: Sequence[Record]
+) -> list[asyncio.Future[Any]]:
+    """Queue the records as one batch per partition, in order within each partition.
+
+    The same wire result as a `send` per record (the producer sends at most one batch per
+    partition in a request either way), without `send`'s per-record coroutine, metadata
+    check and delivery future, which cost more than the records' encoding.
+    """
+    batches: dict[TopicPartition, Any] = {}
+    futures = []
+    for tp, key, value, headers in records:
+        batch = batches.get(tp)
+        if batch is None:
+            batch = batches[tp] = producer.create_batch()
+        if batch.append(key=key, value=value, timestamp=None, headers=list(headers)) is None:
+            # Full: queue it (a second batch of a partition waits for the first to drain).
+            futures.append(await producer.send_batch(batch, tp.topic, partition=tp.partition))
+            batch = batches[tp] = producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=None, headers=list(headers)) is None:
+                raise ValueError(f"a record for {tp} is larger than a whole batch")
+    for tp, batch in batches.items():
+        futures.append(await producer.send_batch(batch, tp.topic, partition=tp.partition))
+    return futures
 
 
 @dataclass
@@ -360,33 +411,23 @@ class TransactionalStreamProcessor:
         producer = task.producer
         await producer.begin_transaction()
         try:
-            sends = [
-                await producer.send(
-                    o.topic, o.value, key=o.key, headers=list(o.headers), partition=o.partition
-                )
+            partitions = {
+                o.topic: sorted(await producer.partitions_for(o.topic))
                 for o in outputs
+                if o.partition is None
+            }
+            records: list[Record] = [
+                (_destination(o, partitions), o.key, o.value, o.headers) for o in outputs
             ]
+            state = TopicPartition(self.state_topic, task.partition)
             for name, table in task.tables.items():
                 for key, value in table.take_changes():
                     encoded = None if value is None else orjson.dumps(value)
-                    sends.append(
-                        await producer.send(
-                            self.state_topic,
-                            encoded,
-                            key=f"{name}/{key}".encode(),
-                            partition=task.partition,
-                        )
-                    )
+                    records.append((state, f"{name}/{key}".encode(), encoded, ()))
             for tp, offset in offsets.items():
-                sends.append(
-                    await producer.send(
-                        self.state_topic,
-                        orjson.dumps(offset),
-                        key=f"{POSITIONS}/{tp.topic}".encode(),
-                        partition=task.partition,
-                    )
-                )
-            await asyncio.gather(*sends)
+                position = f"{POSITIONS}/{tp.topic}".encode()
+                records.append((state, position, orjson.dumps(offset), ()))
+            await asyncio.gather(*await _send_batched(producer, records))
         except BaseException:
             with contextlib.suppress(Exception):
                 await producer.abort_transaction()

@@ -217,6 +217,48 @@ async def test_a_task_resumes_from_the_positions_in_its_state_changelog(settings
     assert sorted(await _read_committed(settings, sink, 15)) == sorted(f"v{i}" for i in range(15))
 
 
+async def test_outputs_keep_their_partition_and_order_across_full_batches(settings, unique_id):
+    """A transaction's outputs go out as one batch per partition. One partition's records
+    beyond a batch (512 KiB) take a second batch and stay in order; outputs without a
+    partition land where a plain `send` puts their key."""
+    source, sink, probe = (f"itest-tx-{name}-{unique_id}" for name in ("bin", "bout", "probe"))
+    await ensure_internal_topics(
+        settings.kafka_bootstrap, [(source, 1, {}), (sink, 4, {}), (probe, 4, {})]
+    )
+    filler = b"x" * 1024
+    keys = [f"store-{i}".encode() for i in range(20)]
+
+    def handler(
+        partition: int, records: Sequence[ConsumerRecord[bytes, bytes]], tables: Tables
+    ) -> list[Output]:
+        outputs = []
+        for _ in records:
+            outputs += [Output(sink, None, b"%04d:" % i + filler, partition=0) for i in range(700)]
+            outputs += [Output(sink, key, b"keyed:" + key) for key in keys]
+        return outputs
+
+    stream = TransactionalStreamProcessor(
+        bootstrap=settings.kafka_bootstrap, app_id=f"itest-tx-b-{unique_id}", inputs=[source],
+        tables=[], partitions=1, handler=handler,
+    )  # fmt: skip
+    await stream.start()
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        await _until(lambda: stream.ready)
+        await producer.send_and_wait(source, b"go", key=b"k")
+        expected = {key: (await producer.send_and_wait(probe, b"", key=key)).partition
+                    for key in keys}  # fmt: skip
+        seen = await _read_all_committed(settings, sink, 4, 700 + len(keys))
+    finally:
+        await producer.stop()
+        await stream.stop()
+    filled = [(partition, value[:4]) for partition, _, value in seen if b"keyed:" not in value]
+    assert filled == [(0, b"%04d" % i) for i in range(700)]  # all of them, in order
+    placed = {key: partition for partition, key, value in seen if value.startswith(b"keyed:")}
+    assert placed == expected
+
+
 @contextlib.asynccontextmanager
 async def _group_member(
     settings: ServiceSettings, group: str, tp: TopicPartition
@@ -278,3 +320,22 @@ async def _read_committed(settings: ServiceSettings, topic: str, expected: int) 
     finally:
         await consumer.stop()
     return values
+
+
+async def _read_all_committed(
+    settings: ServiceSettings, topic: str, partitions: int, expected: int
+) -> list[tuple[int, bytes | None, bytes]]:
+    """(partition, key, value) of every committed record, each partition in offset order."""
+    consumer = make_consumer(settings, group_id=None)
+    await consumer.start()
+    seen: list[tuple[int, bytes | None, bytes]] = []
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
+        await consumer.seek_to_beginning()
+        async with asyncio.timeout(60):
+            while len(seen) < expected:
+                batch = await consumer.getmany(timeout_ms=500)
+                seen += [(r.partition, r.key, r.value or b"") for rs in batch.values() for r in rs]
+    finally:
+        await consumer.stop()
+    return seen
