@@ -11,9 +11,10 @@ one run:
    a stalled server cannot hide its queue), then the max sustainable rate (closed loop), after
    an unmeasured warm-up; per step the mean time of each hop and the CPU each process spent
    per booking (the load generator included: it shares the cores);
-3. the availability processor alone at fixed rates (`bench.processor`).
+3. the availability processor alone at fixed rates (`bench.processor`);
+4. the processor's own CPU per decision, without Kafka (`bench.decisions`).
 
-`--steps reads,bookings,processor` picks sections (e.g. while tuning one).
+`--steps reads,bookings,processor,decisions` picks sections (e.g. while tuning one).
 
 Tables are printed and saved under bench/results/. Timings are this machine's: 2 cores shared by
 Kafka, Redis, FerretDB, every service and the load generator.
@@ -42,6 +43,7 @@ from typing import Any
 import orjson
 import uvloop
 
+from bench import decisions as decisions_bench
 from bench import processor as processor_bench
 from bench.httpload import HttpLoadClient, HttpLoadError
 from bench.platform import cpu_seconds, save_results, wipe_data
@@ -340,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-STEPS = ("reads", "bookings", "processor")
+STEPS = ("reads", "bookings", "processor", "decisions")
 
 
 def days_needed(args: argparse.Namespace, steps: list[str]) -> int:
@@ -514,6 +516,23 @@ class Bench:
             "settles where the cores run out, and batches grow only past that point."
         )  # fmt: skip
         return section, {"alone": alone}
+
+    def measure_decisions(self) -> tuple[str, dict[str, Any]]:
+        _progress("processor decisions without Kafka (CPU per command)")
+        rows = [decisions_bench.measure(batch) for batch in (1, 10)]
+        section = (
+            "## The processor's own work per decision (no Kafka, one process)\n\n"
+            + _table(
+                ["commands per batch", "commands", "confirmed", "CPU µs / command",
+                 "bytes out / command"],
+                [[r["batch"], r["commands"], r["confirmed"], r["cpu_us_per_command"],
+                  r["bytes_per_command"]] for r in rows],
+            )
+            + "\n\nDecode, decide, the store-day's availability view (once per batch), the "
+            "encoded outputs and changelog records: what a task does between fetching and "
+            "producing. The rest of the processor's CPU per booking is Kafka client work."
+        )  # fmt: skip
+        return section, {"decisions": rows}
 
     def _pids(self) -> dict[str, int | None]:
         pids = {name: proc.pid() for name, proc in _named_procs(self.cfg)}
