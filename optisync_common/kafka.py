@@ -26,7 +26,10 @@ def make_producer(settings: ServiceSettings, **overrides: Any) -> AIOKafkaProduc
         "client_id": f"{settings.service_name}-producer",
         "acks": "all",
         "enable_idempotence": True,
-        "linger_ms": 2,
+        # No linger: a request's command goes out at once. Under load, records that arrive
+        # while a request is in flight still share the next one. At 500 bookings/s the API's
+        # 2 ms linger was 2.5 ms of every booking's latency and saved no CPU (bench A/B).
+        "linger_ms": 0,
         "request_timeout_ms": 15000,
     }
     options.update(overrides)
