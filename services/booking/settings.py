@@ -29,13 +29,15 @@ class BookingSettings(ServiceSettings):
     projection_wait_s: float = Field(default=2.0, ge=0)
     # how long the consumers on a booking's path (processor commands, API replies, live
     # consoles) pause after a non-empty batch, gathering what arrives meanwhile: a few ms of
-    # latency instead of a fetch per record under load (`optisync_common.kafka.linger`). 1 ms,
-    # not 3: at 500 bookings/s p50 9 vs 14 ms and p99 42-47 vs 50-70 ms (3 same-window pairs),
-    # for 0.2-0.3 ms more CPU per booking and a max rate of ~1,900/s instead of ~2,000/s. The
+    # latency instead of a fetch per record under load (`optisync_common.kafka.linger`). Off
+    # by default now that commands go out without producer linger: at 500 bookings/s, 3 ms
+    # gave p50 14 ms and p99 50-70 ms against 9 and 42-47 with 1 ms (3 same-window pairs,
+    # 0.2-0.3 ms more CPU per booking), and 0 gave p99 43-59 ms against 69-79 with 1 ms for
+    # the same CPU (3 more pairs, in a slower spell of the host). The
     # projector, off the request's path, pauses `projector_fetch_linger_ms`: its bigger
     # batches (one insert_many each) left the request's path more of the two cores (20 -> 100:
     # projector + FerretDB CPU per booking at 500/s 0.73 -> 0.52 ms, p99 118 -> 89 ms)
-    hot_fetch_linger_ms: float = Field(default=1.0, ge=0, le=500)
+    hot_fetch_linger_ms: float = Field(default=0.0, ge=0, le=500)
     projector_fetch_linger_ms: float = Field(default=100.0, ge=0, le=1000)
     # how long command outcomes (GET /v1/commands/{id}) stay readable in Redis
     idempotency_ttl_s: int = 86400
