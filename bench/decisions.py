@@ -1,7 +1,7 @@
 """The availability processor's own work per command, without Kafka: decode, decide, the
 availability view, encoding the outputs and the changelog records, as one task's batch does.
 
-A bench store as `make bench` seeds it (4 optometrists, 08:00-20:00, 15-minute grid) takes
+The store `make bench` seeds (`bench.run.roster`: 4 optometrists, 08:00-20:00) takes
 two bookings per quarter hour until its days are full, in batches of `batch` commands; CPU
 time per command is what the rest of the booking path cannot hide (the processor is one
 Python process, deciding one task's batch at a time).
@@ -11,67 +11,39 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
 from aiokafka.structs import ConsumerRecord
 
+from bench.run import FIRST_DAY, TZ, roster
 from optisync_common.clock import FixedClock
 from optisync_common.txstream import ChangelogTable
 from schemas.envelope import Envelope, new_envelope
 from schemas.events.base import EventPayload
 from schemas.events.booking import Customer, RequestBooking
-from schemas.events.roster import (
-    ExamTypeDefined,
-    OptometristJoined,
-    ShiftPublished,
-    StoreRegistered,
-)
 from schemas.registry import BOOKING_COMMANDS
 from schemas.serde import H_EVENT_TYPE, encode
 from services.booking.adapters.processor import AvailabilityProcessor, ProcessorTables
+from services.booking.domain.calendar import zone
 from services.booking.entrypoints.processor import TABLES, BatchDecider
 from services.booking.settings import BookingSettings
 
 STORE = "bench-decisions"
-OPTOMETRISTS = ("o1", "o2", "o3", "o4")
 NOW = dt.datetime(2026, 12, 1, 6, 0, tzinfo=dt.UTC)
-FIRST_DAY = dt.date(2026, 12, 7)
 CONFIRMED = b"BookingConfirmed"
 
 
 def _envelope(payload: EventPayload, n: int) -> Envelope[Any]:
     return new_envelope(
-        payload, region="eu", store_id=STORE, correlation_id=f"c{n}", occurred_at=NOW
+        payload, region="cn", store_id=STORE, correlation_id=f"c{n}", occurred_at=NOW
     )
-
-
-def _roster(days: int) -> Iterator[EventPayload]:
-    hours = {d: [{"open": "08:00", "close": "20:00"}] for d in range(7)}
-    yield StoreRegistered(
-        store_id=STORE, name="Bench", region="eu", timezone="Europe/Berlin",
-        opening_hours=hours, slot_minutes=15,
-    )  # fmt: skip
-    yield ExamTypeDefined(
-        code="standard", name="Standard", duration_minutes=30, required_skill="general"
-    )
-    for o in OPTOMETRISTS:
-        yield OptometristJoined(
-            optometrist_id=o, name=o, skills=["general"], home_store_id=STORE, store_ids=[STORE]
-        )
-    for day in (FIRST_DAY + dt.timedelta(days=i) for i in range(days)):
-        for o in OPTOMETRISTS:
-            yield ShiftPublished(
-                shift_id=f"{o}-{day}", optometrist_id=o, store_id=STORE, date=day,
-                start="08:00", end="20:00",
-            )  # fmt: skip
 
 
 def _seeded_tables(days: int) -> dict[str, ChangelogTable]:
     plain = ProcessorTables({}, {}, {}, {}, {})
-    processor = AvailabilityProcessor(plain, region="eu")
-    for n, payload in enumerate(_roster(days)):
+    processor = AvailabilityProcessor(plain, region="cn")
+    for n, payload in enumerate(roster(STORE, days)):
         processor.handle(_envelope(payload, n), NOW)
     tables = {name: ChangelogTable() for name in TABLES}
     for name in TABLES:
@@ -83,9 +55,9 @@ def _seeded_tables(days: int) -> dict[str, ChangelogTable]:
 def _commands(days: int) -> list[ConsumerRecord[bytes, bytes]]:
     records: list[ConsumerRecord[bytes, bytes]] = []
     for day in (FIRST_DAY + dt.timedelta(days=i) for i in range(days)):
-        for quarter in range(46):  # 08:00 to 19:30 local (07:00 UTC in December)
-            start = dt.datetime.combine(day, dt.time(7, 0), dt.UTC)
-            start += dt.timedelta(minutes=15 * quarter)
+        opening = dt.datetime.combine(day, dt.time(8, 0), zone(TZ))
+        for quarter in range(46):  # 08:00 to 19:30 local: the last 30-minute exam ends at 20:00
+            start = (opening + dt.timedelta(minutes=15 * quarter)).astimezone(dt.UTC)
             for _ in range(2):
                 n = len(records)
                 command = RequestBooking(

@@ -43,7 +43,6 @@ from typing import Any
 import orjson
 import uvloop
 
-from bench import decisions as decisions_bench
 from bench import processor as processor_bench
 from bench.httpload import HttpLoadClient, HttpLoadError
 from bench.platform import cpu_seconds, save_results, wipe_data
@@ -518,8 +517,10 @@ class Bench:
         return section, {"alone": alone}
 
     def measure_decisions(self) -> tuple[str, dict[str, Any]]:
+        from bench import decisions  # it seeds this module's bench store (`roster`)
+
         _progress("processor decisions without Kafka (CPU per command)")
-        rows = [decisions_bench.measure(batch) for batch in (1, 10)]
+        rows = [decisions.measure(batch) for batch in (1, 10)]
         section = (
             "## The processor's own work per decision (no Kafka, one process)\n\n"
             + _table(
