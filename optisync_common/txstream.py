@@ -411,11 +411,8 @@ class TransactionalStreamProcessor:
         producer = task.producer
         await producer.begin_transaction()
         try:
-            partitions = {
-                o.topic: sorted(await producer.partitions_for(o.topic))
-                for o in outputs
-                if o.partition is None
-            }
+            keyed_topics = {o.topic for o in outputs if o.partition is None}
+            partitions = {t: sorted(await producer.partitions_for(t)) for t in keyed_topics}
             records: list[Record] = [
                 (_destination(o, partitions), o.key, o.value, o.headers) for o in outputs
             ]
