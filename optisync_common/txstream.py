@@ -9,28 +9,40 @@ The shape is Kafka Streams' exactly-once:
 * Inputs are co-partitioned topics; partition number `p` of every input belongs to one task
   with its own key-value tables (`ChangelogTable`), so a store's commands and roster events
   meet the same state.
-* Each batch of a task is one Kafka transaction on the task's own transactional producer
-  (`<app_id>-<p>`): the outputs, the table changes and the task's input positions commit
-  together or not at all. Changes and positions both go to the compacted
-  `<app_id>-state-changelog`, partition `p`, keyed `<table>/<key>` and `_positions/<topic>`.
-  (One producer per task, not per instance: aiokafka's offset commits carry no consumer
-  generation, so only the transactional id can fence a zombie that lost the task.)
+* Tasks form `task_groups` fixed groups (task `p` is in group `p % task_groups`), and the
+  consumer group's assignor (`task_group_assignor`) hands out whole groups, so one instance
+  owns all of a group's tasks. A group decides the batches of all its tasks together and
+  commits them in one Kafka transaction: the outputs, the table changes and the input
+  positions commit together or not at all. Changes and positions both go to the compacted
+  `<app_id>-state-changelog`, partition `p` of each task, keyed `<table>/<key>` and
+  `_positions/<topic>`.
+* One transaction per group rather than per task: a transaction's cost (three round trips,
+  a commit marker per partition, three writes to the transaction log) hardly depends on how
+  many records it carries, and with a transaction per task each carried about two commands
+  at 500 bookings/s.
+* A group's transactions run on its own transactional producers (`<app_id>-tg<G>-<g>-<k>`),
+  which the new owner of the group starts first: that fences the previous owner and aborts
+  its open transaction. (Per group, not per instance: aiokafka's offset commits carry no
+  consumer generation, so only the transactional id can fence a zombie that lost the group.)
+  The group takes turns between two producers: the next transaction of an id meets
+  CONCURRENT_TRANSACTIONS while the broker still writes the previous one's commit markers
+  (KAFKA-5477), so back to back on one id every transaction would wait out a retry.
 * Positions live in the state changelog, not in the consumer group, because a transaction
   that commits offsets to the group costs two more sequential round trips to the broker
   (AddOffsetsToTxn, TxnOffsetCommit) and one more commit marker, about 40% of its requests.
   The group's offsets are still committed every few seconds, after the fact, so that lag
   shows in the usual tools; a task resumes from them only where its changelog holds no
   position yet (data of versions that committed offsets in the transaction).
-* Tasks run as independent pipelines: while one waits for its commit, others decide, and a
-  task's next batch is whatever arrived meanwhile (batches grow with load, latency stays near
-  one commit when idle). A task with a long queue pauses its partitions (backpressure).
-* When a task is assigned, its producer starts first (which fences a previous owner and aborts
-  its open transaction), then its tables and positions are rebuilt from the changelogs (read
-  committed) and its inputs are sought to those positions, so state and input always match.
-  A failed transaction rebuilds the task the same way.
-* With `punctuate_s`, an idle task calls its handler with no records at least that often, so
-  time-driven decisions (an offer's hold lapsing) happen without new input; whatever that
-  call changes commits in a transaction like any batch.
+* Groups run as independent pipelines: while one waits for its commit, others decide, and a
+  group's next batch is whatever arrived meanwhile (batches grow with load, latency stays
+  near one commit when idle). A task with a long queue pauses its partitions (backpressure).
+* When a group is assigned, its producers start first, then its tasks' tables and positions
+  are rebuilt from the changelogs (read committed) and their inputs are sought to those
+  positions, so state and input always match. A failed transaction rebuilds the group the
+  same way.
+* With `punctuate_s`, a task that got no records for that long has its handler called with
+  none, so time-driven decisions (an offer's hold lapsing) happen without new input;
+  whatever that call changes commits in the group's next transaction.
 """
 
 from __future__ import annotations
@@ -40,13 +52,19 @@ import contextlib
 import heapq
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.cluster import ClusterMetadata
+from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
+from aiokafka.coordinator.protocol import (
+    ConsumerProtocolMemberAssignment,
+    ConsumerProtocolMemberMetadata,
+)
 from aiokafka.partitioner import murmur2
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from prometheus_client import Counter, Histogram
@@ -186,21 +204,37 @@ async def _send_batched(
     return futures
 
 
+PRODUCERS_PER_GROUP = 2  # taken in turns: see the module docstring
+
+
 @dataclass
 class _Task:
     partition: int
-    producer: AIOKafkaProducer
     tables: dict[str, ChangelogTable] = field(default_factory=dict)
     queue: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = field(default_factory=dict)
-    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
-    worker: asyncio.Task[None] | None = None
-    stopping: bool = False
-    recovering: bool = False  # records fetched before its seek must not reach the queue
     positions: dict[TopicPartition, int] = field(default_factory=dict)  # next input offsets
     paused: bool = False
+    handled_at: float = field(default_factory=time.monotonic)  # last handler call (punctuation)
 
     def queued(self) -> int:
         return sum(len(records) for records in self.queue.values())
+
+
+@dataclass
+class _Group:
+    index: int
+    producers: list[AIOKafkaProducer]
+    tasks: dict[int, _Task] = field(default_factory=dict)
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    worker: asyncio.Task[None] | None = None
+    stopping: bool = False
+    recovering: bool = True  # records fetched before its seek must not reach the queues
+    turn: int = 0
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        """The producer of the next transaction."""
+        return self.producers[self.turn % len(self.producers)]
 
 
 class TransactionalStreamProcessor:
@@ -217,7 +251,7 @@ class TransactionalStreamProcessor:
         session_timeout_ms: int = 10000,
         heartbeat_interval_ms: int = 2000,
         punctuate_s: float | None = None,
-        max_concurrent_transactions: int | None = None,
+        task_groups: int = 1,
         linger_s: float = 0.0,
         group_commit_interval_s: float = 5.0,
     ) -> None:
@@ -226,19 +260,21 @@ class TransactionalStreamProcessor:
         self.inputs = list(inputs)
         if POSITIONS in tables:
             raise ValueError(f"{POSITIONS!r} is the changelog's name for input positions")
+        if not 1 <= task_groups <= partitions:
+            raise ValueError(f"task_groups must be 1 to {partitions} (one per partition)")
         self.table_names = list(tables)
         self.partitions = partitions
         self.handler = handler
         self.max_batch = max_batch
         self.punctuate_s = punctuate_s
-        # Tasks waiting for a turn keep queueing, so under load batches grow instead of the
-        # number of (costly) transactions; when idle no task waits.
-        self._turns = asyncio.Semaphore(max_concurrent_transactions or 1_000_000)
+        # The most instances that share the work; each transaction carries a group's tasks.
+        self.task_groups = task_groups
         self._session_timeout_ms = session_timeout_ms
         self.linger_s = linger_s  # see optisync_common.kafka.linger
         self._heartbeat_interval_ms = heartbeat_interval_ms
         self._consumer: AIOKafkaConsumer | None = None
         self._tasks: dict[int, _Task] = {}
+        self._groups: dict[int, _Group] = {}
         self._fetch_task: asyncio.Task[None] | None = None
         self._group_commit_interval_s = group_commit_interval_s
         self._group_commits: asyncio.Task[None] | None = None
@@ -257,6 +293,13 @@ class TransactionalStreamProcessor:
         (before `state_topic`, which supersedes it), never written."""
         return f"{self.app_id}-{table}-changelog"
 
+    def group_of(self, partition: int) -> int:
+        return partition % self.task_groups
+
+    def transactional_id(self, group: int, producer: int) -> str:
+        # The group count is in the id: groups of another count are other sets of tasks.
+        return f"{self.app_id}-tg{self.task_groups}-{group}-{producer}"
+
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
@@ -274,6 +317,7 @@ class TransactionalStreamProcessor:
             isolation_level="read_committed",
             session_timeout_ms=self._session_timeout_ms,
             heartbeat_interval_ms=self._heartbeat_interval_ms,
+            partition_assignment_strategy=(task_group_assignor(self.task_groups),),
         )
         consumer.subscribe(self.inputs, listener=_Listener(self))
         await consumer.start()
@@ -288,7 +332,7 @@ class TransactionalStreamProcessor:
                 background.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await background
-        await self._drop_tasks(list(self._tasks))
+        await self._drop_groups(list(self._groups))
         if self._consumer is not None:
             await self._consumer.stop()
 
@@ -333,10 +377,11 @@ class TransactionalStreamProcessor:
                         self.consumer.seek(tp, records[0].offset)
                     refetch = True
                     continue
-                if task.stopping or task.recovering:
+                group = self._groups[self.group_of(tp.partition)]
+                if group.stopping or group.recovering:
                     continue  # a new owner, or the recovery's own seek, re-reads them
                 task.queue.setdefault(tp, []).extend(records)
-                task.wakeup.set()
+                group.wakeup.set()
                 if not task.paused and task.queued() >= 2 * self.max_batch:
                     self.consumer.pause(*self._partitions_of(task.partition))
                     task.paused = True
@@ -344,71 +389,67 @@ class TransactionalStreamProcessor:
                 await asyncio.sleep(0.05)
             await linger(batch, self.linger_s)
 
-    async def _work(self, task: _Task) -> None:
+    async def _work(self, group: _Group) -> None:
         try:
-            await self._work_loop(task)
+            while not group.stopping:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(group.wakeup.wait(), self.punctuate_s)
+                group.wakeup.clear()
+                await self._next_batch(group)
         except asyncio.CancelledError:
             raise
         except BaseException:
             # Unready from now on (the readiness probe restarts us): never a silent stall.
-            log.exception("stream_task_crashed", app=self.app_id, partition=task.partition)
+            log.exception("stream_group_crashed", app=self.app_id, group=group.index)
             self._crashed = True
             raise
 
-    async def _work_loop(self, task: _Task) -> None:
-        while not task.stopping:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(task.wakeup.wait(), self.punctuate_s)
-            task.wakeup.clear()
-            async with self._turns:
-                await self._next_batch(task)
-
-    async def _next_batch(self, task: _Task) -> None:
-        records, task.queue = task.queue, {}
-        if task.paused:
-            self.consumer.resume(*self._partitions_of(task.partition))
-            task.paused = False
-        if task.stopping:
+    async def _next_batch(self, group: _Group) -> None:
+        """Decide what each task of the group has queued (or punctuate a task that has had
+        nothing for `punctuate_s`), and commit it all in one transaction."""
+        started = time.perf_counter()
+        now = time.monotonic()
+        outputs: list[Output] = []
+        offsets: dict[TopicPartition, int] = {}
+        decided = 0
+        for task in list(group.tasks.values()):
+            records, task.queue = task.queue, {}
+            if task.paused:
+                self.consumer.resume(*self._partitions_of(task.partition))
+                task.paused = False
+            if group.stopping:
+                return
+            if records:
+                # Interleave the inputs by time, keeping each partition's own (offset) order.
+                ordered = list(heapq.merge(*records.values(), key=lambda r: r.timestamp))
+                outputs += self.handler(task.partition, ordered, task.tables)
+                offsets.update({tp: rs[-1].offset + 1 for tp, rs in records.items()})
+                decided += len(ordered)
+            elif self.punctuate_s is None or now - task.handled_at < self.punctuate_s:
+                continue
+            else:
+                outputs += self.handler(task.partition, [], task.tables)
+            task.handled_at = now
+        changed = any(t.changed for task in group.tasks.values() for t in task.tables.values())
+        if not (outputs or offsets or changed):
+            return  # a punctuation with nothing due: no transaction
+        try:
+            await self._transact(group, outputs, offsets)
+        except Exception:
+            log.exception("stream_transaction_failed", app=self.app_id, group=group.index)
+            await self._recover(group)
             return
-        if records:
-            await self._commit_batch(task, records)
-        elif self.punctuate_s is not None:
-            await self._punctuate(task)
+        if decided:
+            BATCH_RECORDS.labels(self.app_id).observe(decided)
+            TXN_SECONDS.labels(self.app_id).observe(time.perf_counter() - started)
 
     def _partitions_of(self, partition: int) -> list[TopicPartition]:
         return [tp for tp in self.consumer.assignment() if tp.partition == partition]
 
-    async def _commit_batch(
-        self, task: _Task, records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
-    ) -> None:
-        started = time.perf_counter()
-        # Interleave the inputs by time while keeping each partition's own (offset) order.
-        ordered = list(heapq.merge(*records.values(), key=lambda r: r.timestamp))
-        outputs = self.handler(task.partition, ordered, task.tables)
-        offsets = {tp: rs[-1].offset + 1 for tp, rs in records.items()}
-        try:
-            await self._transact(task, outputs, offsets)
-        except Exception:
-            log.exception("stream_transaction_failed", app=self.app_id, partition=task.partition)
-            await self._recover(task)
-            return
-        BATCH_RECORDS.labels(self.app_id).observe(len(ordered))
-        TXN_SECONDS.labels(self.app_id).observe(time.perf_counter() - started)
-
-    async def _punctuate(self, task: _Task) -> None:
-        outputs = self.handler(task.partition, [], task.tables)
-        if not outputs and not any(table.changed for table in task.tables.values()):
-            return  # nothing was due: no transaction
-        try:
-            await self._transact(task, outputs, {})
-        except Exception:
-            log.exception("stream_transaction_failed", app=self.app_id, partition=task.partition)
-            await self._recover(task)
-
     async def _transact(
-        self, task: _Task, outputs: list[Output], offsets: dict[TopicPartition, int]
+        self, group: _Group, outputs: list[Output], offsets: dict[TopicPartition, int]
     ) -> None:
-        producer = task.producer
+        producer = group.producer
         await producer.begin_transaction()
         try:
             keyed_topics = {o.topic for o in outputs if o.partition is None}
@@ -416,12 +457,14 @@ class TransactionalStreamProcessor:
             records: list[Record] = [
                 (_destination(o, partitions), o.key, o.value, o.headers) for o in outputs
             ]
-            state = TopicPartition(self.state_topic, task.partition)
-            for name, table in task.tables.items():
-                for key, value in table.take_changes():
-                    encoded = None if value is None else orjson.dumps(value)
-                    records.append((state, f"{name}/{key}".encode(), encoded, ()))
+            for task in group.tasks.values():
+                state = TopicPartition(self.state_topic, task.partition)
+                for name, table in task.tables.items():
+                    for key, value in table.take_changes():
+                        encoded = None if value is None else orjson.dumps(value)
+                        records.append((state, f"{name}/{key}".encode(), encoded, ()))
             for tp, offset in offsets.items():
+                state = TopicPartition(self.state_topic, tp.partition)
                 position = f"{POSITIONS}/{tp.topic}".encode()
                 records.append((state, position, orjson.dumps(offset), ()))
             await asyncio.gather(*await _send_batched(producer, records))
@@ -430,33 +473,39 @@ class TransactionalStreamProcessor:
                 await producer.abort_transaction()
             raise
         await producer.commit_transaction()
-        task.positions.update(offsets)
+        group.turn += 1
+        for tp, offset in offsets.items():
+            self._tasks[tp.partition].positions[tp] = offset
 
-    async def _recover(self, task: _Task) -> None:
-        """After a failed transaction: forget the task's uncommitted state and queue, and go
-        back to its committed input position with a fresh producer (which also fences)."""
-        task.recovering = True
-        task.queue.clear()
-        with contextlib.suppress(Exception):
-            await task.producer.stop()
-        task.producer = await self._start_producer(task.partition)
-        await self._restore([task.partition])
-        await self._seek_to_positions(task)
-        TASK_RESTORES.labels(self.app_id, "transaction_failed").inc()
+    async def _recover(self, group: _Group) -> None:
+        """After a failed transaction: forget the group's uncommitted state and queues, and
+        go back to its committed input positions with fresh producers (which also fence)."""
+        group.recovering = True
+        for task in group.tasks.values():
+            task.queue.clear()
+        for producer in group.producers:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+        group.producers = await self._start_producers(group.index)
+        await self._restore(list(group.tasks))
+        await self._seek_to_positions(group)
+        TASK_RESTORES.labels(self.app_id, "transaction_failed").inc(len(group.tasks))
 
-    async def _seek_to_positions(self, task: _Task) -> None:
-        """Go to the task's restored input positions and let fetched records in again."""
+    async def _seek_to_positions(self, group: _Group) -> None:
+        """Go to the tasks' restored input positions and let fetched records in again."""
         positions = {}
-        for tp in self._partitions_of(task.partition):
-            known = task.positions.get(tp)
-            # No position in the changelog: data of a version that committed offsets to the
-            # group in the transaction (or nothing read yet).
-            positions[tp] = known if known is not None else await self.consumer.committed(tp)
+        for task in group.tasks.values():
+            for tp in self._partitions_of(task.partition):
+                known = task.positions.get(tp)
+                # No position in the changelog: data of a version that committed offsets to
+                # the group in the transaction (or nothing read yet).
+                positions[tp] = known if known is not None else await self.consumer.committed(tp)
         # From the seeks to the end, no await: nothing fetched after a seek may be dropped.
         for tp, offset in positions.items():
             self.consumer.seek(tp, offset or 0)
-        task.queue.clear()
-        task.recovering = False
+        for task in group.tasks.values():
+            task.queue.clear()
+        group.recovering = False
 
     async def _commit_group_offsets(self) -> None:
         """The committed positions to the consumer group now and then: for lag in the usual
@@ -465,8 +514,9 @@ class TransactionalStreamProcessor:
             await asyncio.sleep(self._group_commit_interval_s)
             positions = {
                 tp: offset
-                for task in list(self._tasks.values())
-                if not task.recovering
+                for group in list(self._groups.values())
+                if not group.recovering
+                for task in group.tasks.values()
                 for tp, offset in task.positions.items()
             }
             if not positions:
@@ -478,59 +528,74 @@ class TransactionalStreamProcessor:
 
     # ------------------------------------------------------------------ task movement
 
-    async def _start_producer(self, partition: int) -> AIOKafkaProducer:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap,
-            client_id=f"{self.app_id}-producer-{partition}",
-            transactional_id=f"{self.app_id}-{partition}",
-            enable_idempotence=True,
-            acks="all",
-            # A transaction's records are all sent before this task yields, and none can go
-            # out before the AddPartitionsToTxn round trip anyway: lingering only split them
-            # over several produce requests (batches whose linger ran out a moment apart).
-            linger_ms=0,
-            # One batch per partition per transaction. aiokafka sends at most one batch per
-            # partition in a request and makes `send` wait while a full batch drains, so with
-            # the default 16 KiB a busy task's changelog records went out in a chain of
-            # round trips (a quarter of all produce requests at 500 bookings/s).
-            max_batch_size=512 * 1024,
-            request_timeout_ms=15000,
-            # The next transaction's first request often meets CONCURRENT_TRANSACTIONS while
-            # the broker still writes the previous commit markers (KAFKA-5477); the default
-            # 100 ms backoff would then be most of a decision's latency.
-            retry_backoff_ms=5,
-        )
-        await producer.start()  # init_transactions: fences the previous owner of this id
-        return producer
+    async def _start_producers(self, group: int) -> list[AIOKafkaProducer]:
+        producers = []
+        for k in range(PRODUCERS_PER_GROUP):
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap,
+                client_id=f"{self.app_id}-producer-{group}-{k}",
+                transactional_id=self.transactional_id(group, k),
+                enable_idempotence=True,
+                acks="all",
+                # A transaction's records are all sent before the group yields, and none can
+                # go out before the AddPartitionsToTxn round trip anyway: lingering only split
+                # them over several produce requests (batches whose linger ran out apart).
+                linger_ms=0,
+                # One batch per partition per transaction. aiokafka sends at most one batch
+                # per partition in a request and makes `send` wait while a full batch drains,
+                # so with the default 16 KiB a busy task's changelog records went out in a
+                # chain of round trips (a quarter of all produce requests at 500 bookings/s).
+                max_batch_size=512 * 1024,
+                request_timeout_ms=15000,
+                # Should a transaction's first request still meet CONCURRENT_TRANSACTIONS
+                # (KAFKA-5477), the default 100 ms backoff would be most of its latency.
+                retry_backoff_ms=5,
+            )
+            await producer.start()  # init_transactions: fences the previous owner of this id
+            producers.append(producer)
+        return producers
 
     async def _assign(self, partitions: set[int]) -> None:
-        new = sorted(partitions - set(self._tasks))
+        """Start a group for the assigned tasks that have none, whole groups only: a group
+        that gains a task is dropped and started again with all of its tasks."""
+        growing = {self.group_of(p) for p in partitions - set(self._tasks)}
+        await self._drop_groups(sorted(growing & set(self._groups)))
+        members: dict[int, list[int]] = {}
+        for p in sorted(partitions):
+            if self.group_of(p) in growing:
+                members.setdefault(self.group_of(p), []).append(p)
         # Tasks exist from here on; they queue what is fetched once sought to their restored
-        # positions, and start deciding then.
-        for p in new:
-            self._tasks[p] = _Task(p, await self._start_producer(p), recovering=True)
-        await self._restore(new)
-        for p in new:
-            task = self._tasks[p]
-            await self._seek_to_positions(task)
-            task.worker = asyncio.create_task(self._work(task), name=f"{self.app_id}-task-{p}")
-            task.wakeup.set()  # whatever was queued during the restore
+        # positions, and are decided from then on.
+        for g, tasks in members.items():
+            group = self._groups[g] = _Group(g, await self._start_producers(g))
+            for p in tasks:
+                group.tasks[p] = self._tasks[p] = _Task(p)
+        await self._restore([p for tasks in members.values() for p in tasks])
+        for g in members:
+            group = self._groups[g]
+            await self._seek_to_positions(group)
+            group.worker = asyncio.create_task(self._work(group), name=f"{self.app_id}-tg-{g}")
+            group.wakeup.set()  # whatever was queued during the restore
         self._assigned_once = True
         log.info("stream_tasks_assigned", app=self.app_id, partitions=sorted(self._tasks))
 
-    async def _drop_tasks(self, partitions: Sequence[int]) -> None:
-        """Let each task finish the batch in hand (its transaction commits or aborts), then stop."""
-        for p in partitions:
-            task = self._tasks.pop(p, None)
-            if task is None:
+    async def _drop_groups(self, groups: Sequence[int]) -> None:
+        """Let each group finish the batch in hand (its transaction commits or aborts), then
+        stop it."""
+        for g in groups:
+            group = self._groups.pop(g, None)
+            if group is None:
                 continue
-            task.stopping = True
-            task.wakeup.set()
-            if task.worker is not None:
+            group.stopping = True
+            group.wakeup.set()
+            if group.worker is not None:
                 with contextlib.suppress(Exception):
-                    await task.worker
-            with contextlib.suppress(Exception):
-                await task.producer.stop()
+                    await group.worker
+            for p in group.tasks:
+                self._tasks.pop(p, None)
+            for producer in group.producers:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
 
     async def _replay(
         self,
@@ -615,17 +680,64 @@ def _split_state_key(key: str) -> tuple[str, str]:
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Tasks move here. aiokafka may still hand out records while these run: `_fetch` re-reads
+    """Groups move here. aiokafka may still hand out records while these run: `_fetch` re-reads
     whatever arrives for a task that does not exist yet, and drops what is for a stopping one."""
 
     def __init__(self, owner: TransactionalStreamProcessor) -> None:
         self.owner = owner
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        kept = {tp.partition for tp in self.owner.consumer.assignment()} - {
+        owner = self.owner
+        kept = {tp.partition for tp in owner.consumer.assignment()} - {
             tp.partition for tp in revoked
         }
-        await self.owner._drop_tasks([p for p in list(self.owner._tasks) if p not in kept])
+        await owner._drop_groups(
+            [g for g, group in list(owner._groups.items()) if set(group.tasks) - kept]
+        )
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         await self.owner._assign({tp.partition for tp in assigned})
+
+
+@lru_cache
+def task_group_assignor(groups: int) -> type[AbstractPartitionAssignor]:
+    """The consumer group's assignor: partition `p` of every input goes to the owner of task
+    group `p % groups`, and the groups go round the members (sorted by id).
+
+    Its protocol name carries the group count, so an instance started with another count
+    cannot join (INCONSISTENT_GROUP_PROTOCOL) and share tasks under other transactional ids.
+    """
+
+    class TaskGroupAssignor(AbstractPartitionAssignor):  # type: ignore[misc]
+        name = f"optisync-task-groups-{groups}"
+        version = 0
+
+        @classmethod
+        def assign(
+            cls,
+            cluster: ClusterMetadata,
+            members: Mapping[str, ConsumerProtocolMemberMetadata],
+        ) -> dict[str, ConsumerProtocolMemberAssignment]:
+            owners = sorted(members)
+            assigned: dict[str, dict[str, list[int]]] = {m: {} for m in owners}
+            # Every member runs the same code, so subscribes to the same inputs.
+            topics = {topic for metadata in members.values() for topic in metadata.subscription}
+            for topic in sorted(topics):
+                for p in sorted(cluster.partitions_for_topic(topic) or ()):
+                    owner = owners[(p % groups) % len(owners)]
+                    if topic in members[owner].subscription:
+                        assigned[owner].setdefault(topic, []).append(p)
+            return {
+                m: ConsumerProtocolMemberAssignment(cls.version, sorted(topics.items()), b"")
+                for m, topics in assigned.items()
+            }
+
+        @classmethod
+        def metadata(cls, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:
+            return ConsumerProtocolMemberMetadata(cls.version, list(topics), b"")
+
+        @classmethod
+        def on_assignment(cls, assignment: ConsumerProtocolMemberAssignment) -> None:
+            pass
+
+    return TaskGroupAssignor

@@ -46,12 +46,9 @@ class BookingSettings(ServiceSettings):
     waitlist_hold_s: int = Field(default=600, ge=1)
     # how often an idle processor task checks for lapsed holds (the expiry's precision)
     processor_tick_s: float = Field(default=1.0, gt=0)
-    # at most this many of a processor's tasks commit at once (0: no limit); under load the
-    # others keep queueing, so batches grow instead of the number of transactions. On 2 cores
-    # (`python -m bench.run --steps bookings,processor`, same window): 4 waits less for a turn
-    # than 2 (p50 at 500/s 26-35 ms vs 36-52, p99 98-122 vs 117-156) at about the same max
-    # rate; 8 did worse on both, as did no limit and 8 ms of linger before
-    processor_concurrent_transactions: int = Field(default=4, ge=0)
+    # the processor's tasks commit in this many groups, one transaction per group at a time
+    # (`optisync_common.txstream`): the most processor instances that share the work
+    processor_task_groups: int = Field(default=1, ge=1, le=12)
 
 
 @lru_cache

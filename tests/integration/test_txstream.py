@@ -44,15 +44,15 @@ async def test_a_failed_transaction_is_redone_once_from_committed_state(settings
     failures = 0
     transact = stream._transact
 
-    async def fail_the_second_commit(task, outputs, offsets):
+    async def fail_the_second_commit(group, outputs, offsets):
         nonlocal failures
         if stream_commits[0] == 1 and failures == 0:
             failures += 1
-            await task.producer.begin_transaction()
+            await group.producer.begin_transaction()
             for o in outputs:  # sent, then abandoned: a reader must never see these
-                await task.producer.send(o.topic, o.value, key=o.key)
+                await group.producer.send(o.topic, o.value, key=o.key)
             raise RuntimeError("injected: the commit did not happen")
-        await transact(task, outputs, offsets)
+        await transact(group, outputs, offsets)
         stream_commits[0] += 1
 
     stream_commits = [0]
@@ -259,6 +259,63 @@ async def test_outputs_keep_their_partition_and_order_across_full_batches(settin
     assert placed == expected
 
 
+async def test_instances_share_whole_task_groups_and_hand_them_over_once(settings, unique_id):
+    """Two instances split the task groups (all of a group's partitions on one instance), and
+    groups that move while inputs keep coming are decided exactly once: the new owner's
+    producers fence the old owner, and the tasks resume from their committed state."""
+    source, sink = f"itest-tx-tg-in-{unique_id}", f"itest-tx-tg-out-{unique_id}"
+    await ensure_internal_topics(settings.kafka_bootstrap, [(source, 6, {}), (sink, 6, {})])
+    everything = set(range(6))
+
+    def instance() -> TransactionalStreamProcessor:
+        return TransactionalStreamProcessor(
+            bootstrap=settings.kafka_bootstrap, app_id=f"itest-tx-tg-{unique_id}",
+            inputs=[source], tables=["counts"], partitions=6, handler=counting(sink),
+            task_groups=3, session_timeout_ms=6000, heartbeat_interval_ms=500,
+        )  # fmt: skip
+
+    def whole_groups(tasks: set[int]) -> bool:
+        return tasks == {p for p in everything if p % 3 in {t % 3 for t in tasks}}
+
+    producer = make_producer(settings)
+    await producer.start()
+    sent = 0
+
+    async def send(count: int) -> None:
+        nonlocal sent
+        for _ in range(count):
+            await producer.send_and_wait(source, f"v{sent}".encode(), key=f"k{sent % 16}".encode())
+            sent += 1
+
+    first, second = instance(), instance()
+    try:
+        await first.start()
+        await _until(lambda: first.ready and set(first._tasks) == everything)
+        await send(100)
+        await second.start()
+        await send(100)  # while the group rebalances
+        await _until(lambda: second.ready and bool(second._tasks) and bool(first._tasks))
+        shares = [set(first._tasks), set(second._tasks)]
+        assert shares[0] | shares[1] == everything and not shares[0] & shares[1]
+        assert all(whole_groups(share) for share in shares)  # (round robin would split them)
+        await send(100)
+        await first.stop()  # its group moves to the second instance
+        await send(100)
+        await _until(lambda: set(second._tasks) == everything)
+        await _until(lambda: _total(second) == sent)
+    finally:
+        await producer.stop()
+        await first.stop()
+        await second.stop()
+    outputs = await _read_all_committed(settings, sink, 6, sent)
+    assert sorted(value for _, _, value in outputs) == sorted(f"v{i}".encode() for i in range(sent))
+
+
+def _total(stream: TransactionalStreamProcessor) -> int:
+    tables = [stream.tables(p) for p in range(6)]
+    return sum(sum(t["counts"].values()) for t in tables if t is not None)
+
+
 @contextlib.asynccontextmanager
 async def _group_member(
     settings: ServiceSettings, group: str, tp: TopicPartition
@@ -336,6 +393,8 @@ async def _read_all_committed(
             while len(seen) < expected:
                 batch = await consumer.getmany(timeout_ms=500)
                 seen += [(r.partition, r.key, r.value or b"") for rs in batch.values() for r in rs]
+        extra = await consumer.getmany(timeout_ms=1500)  # nothing more may follow
+        seen += [(r.partition, r.key, r.value or b"") for rs in extra.values() for r in rs]
     finally:
         await consumer.stop()
     return seen

@@ -119,7 +119,7 @@ def build_app(settings: BookingSettings, clock: Clock | None = None) -> FastAPI:
         # A crashed processor's partitions move to a live one after this long.
         session_timeout_ms=10000,
         punctuate_s=settings.processor_tick_s,
-        max_concurrent_transactions=settings.processor_concurrent_transactions or None,
+        task_groups=settings.processor_task_groups,
         linger_s=settings.hot_fetch_linger_ms / 1000,
     )
 
