@@ -438,15 +438,18 @@ class Bench:
     def measure_bookings(self) -> tuple[str, dict[str, Any]]:
         rates = [int(r) for r in self.args.rates.split(",")]
         seconds, api = self.args.seconds, self.api
+        processor = self.urls["booking-processor"]
         self.warm_up()
         steps: list[dict[str, Any]] = []
         for rate in rates:
             _progress(f"bookings open loop at {rate}/s for {seconds}s")
             before, cpu = _hops(api), self._cpu()
+            transactions, started = _transactions(processor), time.perf_counter()
             # uvloop: the load generator shares the two cores with what it measures.
             tag = f"{self.run_id}-s{len(steps)}-r{rate}"
             step = uvloop.run(_open_loop(api, rate, seconds, self.slots, tag))
             step["hops_mean_ms"] = _hop_means(before, _hops(api))
+            step.update(_transaction_rates(transactions, _transactions(processor), started))
             step["cpu_ms_per_booking"] = self._cpu_per(cpu, step["requests"])
             steps.append(step)
             _drain(self.urls["booking-projector"])  # the next step starts with empty queues
@@ -472,10 +475,11 @@ class Bench:
             "## Where a booking's time goes (mean ms per hop, from the API's metrics)\n\n"
             "produce: API send until the broker acked (acks=all); decide: request to the "
             "processor producing its decision; deliver: processor commit + the API's "
-            "read-committed fetch; render: decision to HTTP answer\n\n" + _table(
-                ["offered /s", *HOPS],
-                [[b["target_rps"], *(b["hops_mean_ms"].get(h, "-") for h in HOPS)]
-                 for b in steps],
+            "read-committed fetch; render: decision to HTTP answer; the processor's "
+            "transactions during the step, and the commands each carried\n\n" + _table(
+                ["offered /s", *HOPS, "transactions /s", "commands / transaction"],
+                [[b["target_rps"], *(b["hops_mean_ms"].get(h, "-") for h in HOPS),
+                  b["transactions_per_s"], b["records_per_transaction"]] for b in steps],
             ),
             "## Where the two cores go (CPU ms per booking, per process)\n\n"
             "the load generator is this benchmark's own process\n\n" + _table(
