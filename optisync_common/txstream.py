@@ -35,7 +35,11 @@ The shape is Kafka Streams' exactly-once:
   position yet (data of versions that committed offsets in the transaction).
 * Groups run as independent pipelines: while one waits for its commit, others decide, and a
   group's next batch is whatever arrived meanwhile (batches grow with load, latency stays
-  near one commit when idle). A task with a long queue pauses its partitions (backpressure).
+  near one commit when idle), up to `max_batch` records: a backlog is worked off in
+  transactions of bounded length, each starting at the next task. A task with a long queue
+  pauses its partitions (backpressure). The price of sharing transactions: a long batch of
+  one task (a roster change that moves many bookings) delays its group's other tasks by as
+  much.
 * When a group is assigned, its producers start first, then its tasks' tables and positions
   are rebuilt from the changelogs (read committed) and their inputs are sought to those
   positions, so state and input always match. A failed transaction rebuilds the group the
@@ -176,6 +180,7 @@ def _destination(output: Output, partitions: Mapping[str, Sequence[int]]) -> Top
 
 
 Record = tuple[TopicPartition, bytes | None, bytes | None, Headers]
+Records = list[ConsumerRecord[bytes, bytes]]
 
 
 async def _send_batched(
@@ -405,31 +410,30 @@ class TransactionalStreamProcessor:
             raise
 
     async def _next_batch(self, group: _Group) -> None:
-        """Decide what each task of the group has queued (or punctuate a task that has had
-        nothing for `punctuate_s`), and commit it all in one transaction."""
+        """Decide what the group's tasks have queued, up to `max_batch` records (or punctuate
+        a task that has had nothing for `punctuate_s`), and commit it in one transaction."""
         started = time.perf_counter()
         now = time.monotonic()
         outputs: list[Output] = []
         offsets: dict[TopicPartition, int] = {}
-        decided = 0
+        taken = self._take(group)
         for task in list(group.tasks.values()):
-            records, task.queue = task.queue, {}
-            if task.paused:
+            if task.paused and task.queued() < self.max_batch:
                 self.consumer.resume(*self._partitions_of(task.partition))
                 task.paused = False
             if group.stopping:
                 return
-            if records:
+            if records := taken.get(task.partition):
                 # Interleave the inputs by time, keeping each partition's own (offset) order.
                 ordered = list(heapq.merge(*records.values(), key=lambda r: r.timestamp))
                 outputs += self.handler(task.partition, ordered, task.tables)
                 offsets.update({tp: rs[-1].offset + 1 for tp, rs in records.items()})
-                decided += len(ordered)
             elif self.punctuate_s is None or now - task.handled_at < self.punctuate_s:
                 continue
             else:
                 outputs += self.handler(task.partition, [], task.tables)
             task.handled_at = now
+        decided = sum(len(rs) for records in taken.values() for rs in records.values())
         changed = any(t.changed for task in group.tasks.values() for t in task.tables.values())
         if not (outputs or offsets or changed):
             return  # a punctuation with nothing due: no transaction
@@ -442,6 +446,28 @@ class TransactionalStreamProcessor:
         if decided:
             BATCH_RECORDS.labels(self.app_id).observe(decided)
             TXN_SECONDS.labels(self.app_id).observe(time.perf_counter() - started)
+
+    def _take(self, group: _Group) -> dict[int, dict[TopicPartition, Records]]:
+        """Up to `max_batch` queued records, oldest first per input partition, starting at
+        the next task each time; the rest stays queued for the next transaction, so one
+        transaction's decisions stay short even with a long backlog."""
+        budget = self.max_batch
+        taken: dict[int, dict[TopicPartition, Records]] = {}
+        tasks = list(group.tasks.values())
+        start = group.turn % len(tasks) if tasks else 0
+        for task in tasks[start:] + tasks[:start]:
+            for tp, records in list(task.queue.items()):
+                if budget == 0:
+                    break
+                taken.setdefault(task.partition, {})[tp] = records[:budget]
+                if len(records) > budget:
+                    task.queue[tp] = records[budget:]
+                else:
+                    del task.queue[tp]
+                budget -= len(taken[task.partition][tp])
+        if any(task.queue for task in tasks):
+            group.wakeup.set()  # the next transaction takes the rest
+        return taken
 
     def _partitions_of(self, partition: int) -> list[TopicPartition]:
         return [tp for tp in self.consumer.assignment() if tp.partition == partition]

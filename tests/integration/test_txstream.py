@@ -316,6 +316,56 @@ def _total(stream: TransactionalStreamProcessor) -> int:
     return sum(sum(t["counts"].values()) for t in tables if t is not None)
 
 
+async def test_a_backlog_is_decided_max_batch_records_per_transaction(settings, unique_id):
+    """A long backlog is taken `max_batch` records at a time across the group's tasks, so one
+    transaction's decisions stay short; each record is decided once, in order per key."""
+    source, sink = f"itest-tx-cap-in-{unique_id}", f"itest-tx-cap-out-{unique_id}"
+    await ensure_internal_topics(settings.kafka_bootstrap, [(source, 3, {}), (sink, 3, {})])
+    backlog, cap = 900, 100
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        for i in range(backlog):
+            producer_key = f"k{i % 7}".encode()
+            await producer.send(source, f"{i}".encode(), key=producer_key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    count = counting(sink)
+    per_transaction, since_last = [], [0]
+
+    def handler(
+        partition: int, records: Sequence[ConsumerRecord[bytes, bytes]], tables: Tables
+    ) -> list[Output]:
+        since_last[0] += len(records)
+        return count(partition, records, tables)
+
+    stream = TransactionalStreamProcessor(
+        bootstrap=settings.kafka_bootstrap, app_id=f"itest-tx-cap-{unique_id}", inputs=[source],
+        tables=["counts"], partitions=3, handler=handler, max_batch=cap,
+    )  # fmt: skip
+    transact = stream._transact
+
+    async def counted(group, outputs, offsets):
+        per_transaction.append(since_last[0])
+        since_last[0] = 0
+        await transact(group, outputs, offsets)
+
+    stream._transact = counted  # type: ignore[method-assign]
+    await stream.start()
+    try:
+        await _until(lambda: sum(per_transaction) == backlog)
+    finally:
+        await stream.stop()
+    assert max(per_transaction) <= cap < backlog
+    outputs = await _read_all_committed(settings, sink, 3, backlog)
+    by_key: dict[bytes | None, list[int]] = {}
+    for _, key, value in outputs:
+        by_key.setdefault(key, []).append(int(value))
+    assert sorted(i for values in by_key.values() for i in values) == list(range(backlog))
+    assert all(values == sorted(values) for values in by_key.values())
+
+
 @contextlib.asynccontextmanager
 async def _group_member(
     settings: ServiceSettings, group: str, tp: TopicPartition
