@@ -24,9 +24,11 @@ The shape is Kafka Streams' exactly-once:
   which the new owner of the group starts first: that fences the previous owner and aborts
   its open transaction. (Per group, not per instance: aiokafka's offset commits carry no
   consumer generation, so only the transactional id can fence a zombie that lost the group.)
-  The group takes turns between two producers: the next transaction of an id meets
-  CONCURRENT_TRANSACTIONS while the broker still writes the previous one's commit markers
-  (KAFKA-5477), so back to back on one id every transaction would wait out a retry.
+  The group takes turns between two producers, so its next transaction is decided and
+  produced while the previous one commits (it commits only after that one, and is aborted
+  with it if that commit fails: it was decided on its state). One id could not do that, and
+  even back to back its next transaction would meet CONCURRENT_TRANSACTIONS while the broker
+  still writes the previous one's commit markers (KAFKA-5477) and wait out a retry.
 * Positions live in the state changelog, not in the consumer group, because a transaction
   that commits offsets to the group costs two more sequential round trips to the broker
   (AddOffsetsToTxn, TxnOffsetCommit) and one more commit marker, about 40% of its requests.
@@ -235,6 +237,7 @@ class _Group:
     stopping: bool = False
     recovering: bool = True  # records fetched before its seek must not reach the queues
     turn: int = 0
+    committing: asyncio.Task[None] | None = None  # the previous transaction's commit
 
     @property
     def producer(self) -> AIOKafkaProducer:
@@ -401,6 +404,7 @@ class TransactionalStreamProcessor:
                     await asyncio.wait_for(group.wakeup.wait(), self.punctuate_s)
                 group.wakeup.clear()
                 await self._next_batch(group)
+            await self._settle(group)  # the transaction in hand commits (or aborts) first
         except asyncio.CancelledError:
             raise
         except BaseException:
@@ -412,6 +416,10 @@ class TransactionalStreamProcessor:
     async def _next_batch(self, group: _Group) -> None:
         """Decide what the group's tasks have queued, up to `max_batch` records (or punctuate
         a task that has had nothing for `punctuate_s`), and commit it in one transaction."""
+        failed = group.committing is not None and group.committing.done()
+        if failed and not await self._settle(group):  # the previous commit failed meanwhile
+            await self._recover(group)
+            return
         started = time.perf_counter()
         now = time.monotonic()
         outputs: list[Output] = []
@@ -437,15 +445,37 @@ class TransactionalStreamProcessor:
         changed = any(t.changed for task in group.tasks.values() for t in task.tables.values())
         if not (outputs or offsets or changed):
             return  # a punctuation with nothing due: no transaction
+        producer = group.producer
         try:
-            await self._transact(group, outputs, offsets)
+            await self._produce(group, producer, outputs, offsets)
         except Exception:
             log.exception("stream_transaction_failed", app=self.app_id, group=group.index)
+            await self._settle(group)
             await self._recover(group)
             return
-        if decided:
-            BATCH_RECORDS.labels(self.app_id).observe(decided)
-            TXN_SECONDS.labels(self.app_id).observe(time.perf_counter() - started)
+        # This transaction was decided on the previous one's state: it commits only after it.
+        if not await self._settle(group):
+            with contextlib.suppress(Exception):
+                await producer.abort_transaction()
+            await self._recover(group)
+            return
+        group.turn += 1  # the next transaction goes on the other producer meanwhile
+        group.committing = asyncio.create_task(
+            self._commit(group, producer, offsets, started, decided),
+            name=f"{self.app_id}-tg-{group.index}-commit",
+        )
+
+    async def _settle(self, group: _Group) -> bool:
+        """Wait for the commit in flight, if any: False if it failed."""
+        commit, group.committing = group.committing, None
+        if commit is None:
+            return True
+        try:
+            await commit
+        except Exception:
+            log.exception("stream_transaction_failed", app=self.app_id, group=group.index)
+            return False
+        return True
 
     def _take(self, group: _Group) -> dict[int, dict[TopicPartition, Records]]:
         """Up to `max_batch` queued records, oldest first per input partition, starting at
@@ -472,10 +502,15 @@ class TransactionalStreamProcessor:
     def _partitions_of(self, partition: int) -> list[TopicPartition]:
         return [tp for tp in self.consumer.assignment() if tp.partition == partition]
 
-    async def _transact(
-        self, group: _Group, outputs: list[Output], offsets: dict[TopicPartition, int]
+    async def _produce(
+        self,
+        group: _Group,
+        producer: AIOKafkaProducer,
+        outputs: list[Output],
+        offsets: dict[TopicPartition, int],
     ) -> None:
-        producer = group.producer
+        """Open a transaction with the outputs, every task's table changes and the input
+        positions, all sent and acknowledged; aborted if any of that fails."""
         await producer.begin_transaction()
         try:
             keyed_topics = {o.topic for o in outputs if o.partition is None}
@@ -498,10 +533,25 @@ class TransactionalStreamProcessor:
             with contextlib.suppress(Exception):
                 await producer.abort_transaction()
             raise
-        await producer.commit_transaction()
-        group.turn += 1
+
+    async def _commit(
+        self,
+        group: _Group,
+        producer: AIOKafkaProducer,
+        offsets: dict[TopicPartition, int],
+        started: float,
+        decided: int,
+    ) -> None:
+        try:
+            await producer.commit_transaction()
+        except BaseException:
+            group.wakeup.set()  # the worker recovers the group
+            raise
         for tp, offset in offsets.items():
             self._tasks[tp.partition].positions[tp] = offset
+        if decided:
+            BATCH_RECORDS.labels(self.app_id).observe(decided)
+            TXN_SECONDS.labels(self.app_id).observe(time.perf_counter() - started)
 
     async def _recover(self, group: _Group) -> None:
         """After a failed transaction: forget the group's uncommitted state and queues, and

@@ -42,21 +42,21 @@ async def test_a_failed_transaction_is_redone_once_from_committed_state(settings
         tables=["counts"], partitions=1, handler=counting(sink),
     )  # fmt: skip
     failures = 0
-    transact = stream._transact
+    produce = stream._produce
 
-    async def fail_the_second_commit(group, outputs, offsets):
+    async def fail_the_second_transaction(group, producer, outputs, offsets):
         nonlocal failures
         if stream_commits[0] == 1 and failures == 0:
             failures += 1
-            await group.producer.begin_transaction()
+            await producer.begin_transaction()
             for o in outputs:  # sent, then abandoned: a reader must never see these
-                await group.producer.send(o.topic, o.value, key=o.key)
-            raise RuntimeError("injected: the commit did not happen")
-        await transact(group, outputs, offsets)
+                await producer.send(o.topic, o.value, key=o.key)
+            raise RuntimeError("injected: the transaction failed")
+        await produce(group, producer, outputs, offsets)
         stream_commits[0] += 1
 
     stream_commits = [0]
-    stream._transact = fail_the_second_commit  # type: ignore[method-assign]
+    stream._produce = fail_the_second_transaction  # type: ignore[method-assign]
     await stream.start()
     producer = make_producer(settings)
     await producer.start()
@@ -87,6 +87,54 @@ async def test_a_failed_transaction_is_redone_once_from_committed_state(settings
         assert _counts(again) == counts
     finally:
         await again.stop()
+
+
+async def test_a_failed_commit_undoes_the_transaction_decided_after_it(settings, unique_id):
+    """The next transaction is produced while the previous one commits; when that commit
+    fails, the next one (decided on its state) is aborted too, and both are redone once."""
+    source, sink = f"itest-tx-cf-in-{unique_id}", f"itest-tx-cf-out-{unique_id}"
+    await ensure_internal_topics(settings.kafka_bootstrap, [(source, 1, {}), (sink, 1, {})])
+    stream = TransactionalStreamProcessor(
+        bootstrap=settings.kafka_bootstrap, app_id=f"itest-tx-cf-{unique_id}", inputs=[source],
+        tables=["counts"], partitions=1, handler=counting(sink),
+    )  # fmt: skip
+    commit, produce, commits, produced, overlapped = (
+        stream._commit, stream._produce, [0], [0], []
+    )  # fmt: skip
+
+    async def counted(*args):
+        await produce(*args)
+        produced[0] += 1
+
+    async def fail_the_third_commit(group, producer, *args):
+        commits[0] += 1
+        if commits[0] == 3:
+            before = produced[0]
+            await asyncio.sleep(0.3)  # the next transaction is produced meanwhile
+            overlapped.append(produced[0] - before)
+            await producer.abort_transaction()
+            raise RuntimeError("injected: the commit failed")
+        await commit(group, producer, *args)
+
+    stream._produce = counted  # type: ignore[method-assign]
+    stream._commit = fail_the_third_commit  # type: ignore[method-assign]
+    await stream.start()
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        await _until(lambda: stream.ready)
+        for i in range(INPUTS):
+            await producer.send_and_wait(source, f"v{i}".encode(), key=f"k{i % 3}".encode())
+            await asyncio.sleep(0.02)
+        seen = await _read_committed(settings, sink, INPUTS)
+        await _until(lambda: sum(_counts(stream).values()) == INPUTS)
+        counts = _counts(stream)
+    finally:
+        await producer.stop()
+        await stream.stop()
+    assert overlapped == [1]  # one transaction decided on the failed one's state
+    assert sorted(seen) == sorted(f"v{i}" for i in range(INPUTS))  # each once, none aborted
+    assert counts == {"k0": 10, "k1": 10, "k2": 10}
 
 
 async def test_state_written_by_the_per_table_changelogs_is_still_restored(settings, unique_id):
@@ -344,14 +392,14 @@ async def test_a_backlog_is_decided_max_batch_records_per_transaction(settings, 
         bootstrap=settings.kafka_bootstrap, app_id=f"itest-tx-cap-{unique_id}", inputs=[source],
         tables=["counts"], partitions=3, handler=handler, max_batch=cap,
     )  # fmt: skip
-    transact = stream._transact
+    produce = stream._produce
 
-    async def counted(group, outputs, offsets):
+    async def counted(group, producer, outputs, offsets):
         per_transaction.append(since_last[0])
         since_last[0] = 0
-        await transact(group, outputs, offsets)
+        await produce(group, producer, outputs, offsets)
 
-    stream._transact = counted  # type: ignore[method-assign]
+    stream._produce = counted  # type: ignore[method-assign]
     await stream.start()
     try:
         await _until(lambda: sum(per_transaction) == backlog)
