@@ -416,8 +416,8 @@ class TransactionalStreamProcessor:
     async def _next_batch(self, group: _Group) -> None:
         """Decide what the group's tasks have queued, up to `max_batch` records (or punctuate
         a task that has had nothing for `punctuate_s`), and commit it in one transaction."""
-        failed = group.committing is not None and group.committing.done()
-        if failed and not await self._settle(group):  # the previous commit failed meanwhile
+        committed = group.committing is not None and group.committing.done()
+        if committed and not await self._settle(group):  # that commit failed meanwhile
             await self._recover(group)
             return
         started = time.perf_counter()

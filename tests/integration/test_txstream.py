@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
@@ -35,12 +35,7 @@ def counting(output_topic: str):
 
 
 async def test_a_failed_transaction_is_redone_once_from_committed_state(settings, unique_id):
-    source, sink = f"itest-tx-in-{unique_id}", f"itest-tx-out-{unique_id}"
-    await ensure_internal_topics(settings.kafka_bootstrap, [(source, 1, {}), (sink, 1, {})])
-    stream = TransactionalStreamProcessor(
-        bootstrap=settings.kafka_bootstrap, app_id=f"itest-tx-{unique_id}", inputs=[source],
-        tables=["counts"], partitions=1, handler=counting(sink),
-    )  # fmt: skip
+    stream, source, sink = await _counting_stream(settings, f"itest-tx-{unique_id}")
     failures = 0
     produce = stream._produce
 
@@ -57,30 +52,18 @@ async def test_a_failed_transaction_is_redone_once_from_committed_state(settings
 
     stream_commits = [0]
     stream._produce = fail_the_second_transaction  # type: ignore[method-assign]
-    await stream.start()
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        await _until(lambda: stream.ready)
-        for i in range(INPUTS):
-            await producer.send_and_wait(source, f"v{i}".encode(), key=f"k{i % 3}".encode())
-            if i == 5:  # the first transaction commits before the rest arrive
-                await _until(lambda: stream_commits[0] == 1)
-        seen = await _read_committed(settings, sink, INPUTS)
-        await _until(lambda: sum(_counts(stream).values()) == INPUTS)
-        counts = _counts(stream)
-    finally:
-        await producer.stop()
-        await stream.stop()
+
+    async def after(i: int) -> None:
+        if i == 5:  # the first transaction commits before the rest arrive
+            await _until(lambda: stream_commits[0] == 1)
+
+    seen, counts = await _feed_and_count(settings, stream, source, sink, after)
     assert failures == 1
     assert sorted(seen) == sorted(f"v{i}" for i in range(INPUTS))  # each once, none aborted
     assert counts == {"k0": 10, "k1": 10, "k2": 10}
 
     # A fresh instance restores the same table from the changelog.
-    again = TransactionalStreamProcessor(
-        bootstrap=settings.kafka_bootstrap, app_id=f"itest-tx-{unique_id}", inputs=[source],
-        tables=["counts"], partitions=1, handler=counting(sink),
-    )  # fmt: skip
+    again, _, _ = await _counting_stream(settings, f"itest-tx-{unique_id}")
     await again.start()
     try:
         await _until(lambda: again.ready)
@@ -92,12 +75,7 @@ async def test_a_failed_transaction_is_redone_once_from_committed_state(settings
 async def test_a_failed_commit_undoes_the_transaction_decided_after_it(settings, unique_id):
     """The next transaction is produced while the previous one commits; when that commit
     fails, the next one (decided on its state) is aborted too, and both are redone once."""
-    source, sink = f"itest-tx-cf-in-{unique_id}", f"itest-tx-cf-out-{unique_id}"
-    await ensure_internal_topics(settings.kafka_bootstrap, [(source, 1, {}), (sink, 1, {})])
-    stream = TransactionalStreamProcessor(
-        bootstrap=settings.kafka_bootstrap, app_id=f"itest-tx-cf-{unique_id}", inputs=[source],
-        tables=["counts"], partitions=1, handler=counting(sink),
-    )  # fmt: skip
+    stream, source, sink = await _counting_stream(settings, f"itest-tx-cf-{unique_id}")
     commit, produce, commits, produced, overlapped = (
         stream._commit, stream._produce, [0], [0], []
     )  # fmt: skip
@@ -118,20 +96,11 @@ async def test_a_failed_commit_undoes_the_transaction_decided_after_it(settings,
 
     stream._produce = counted  # type: ignore[method-assign]
     stream._commit = fail_the_third_commit  # type: ignore[method-assign]
-    await stream.start()
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        await _until(lambda: stream.ready)
-        for i in range(INPUTS):
-            await producer.send_and_wait(source, f"v{i}".encode(), key=f"k{i % 3}".encode())
-            await asyncio.sleep(0.02)
-        seen = await _read_committed(settings, sink, INPUTS)
-        await _until(lambda: sum(_counts(stream).values()) == INPUTS)
-        counts = _counts(stream)
-    finally:
-        await producer.stop()
-        await stream.stop()
+
+    async def after(i: int) -> None:
+        await asyncio.sleep(0.02)
+
+    seen, counts = await _feed_and_count(settings, stream, source, sink, after)
     assert overlapped == [1]  # one transaction decided on the failed one's state
     assert sorted(seen) == sorted(f"v{i}" for i in range(INPUTS))  # each once, none aborted
     assert counts == {"k0": 10, "k1": 10, "k2": 10}
@@ -412,6 +381,44 @@ async def test_a_backlog_is_decided_max_batch_records_per_transaction(settings, 
         by_key.setdefault(key, []).append(int(value))
     assert sorted(i for values in by_key.values() for i in values) == list(range(backlog))
     assert all(values == sorted(values) for values in by_key.values())
+
+
+async def _counting_stream(
+    settings: ServiceSettings, app_id: str
+) -> tuple[TransactionalStreamProcessor, str, str]:
+    """A one-partition counting stream (not started), its input and its output topic."""
+    source, sink = f"{app_id}-in", f"{app_id}-out"
+    await ensure_internal_topics(settings.kafka_bootstrap, [(source, 1, {}), (sink, 1, {})])
+    stream = TransactionalStreamProcessor(
+        bootstrap=settings.kafka_bootstrap, app_id=app_id, inputs=[source],
+        tables=["counts"], partitions=1, handler=counting(sink),
+    )  # fmt: skip
+    return stream, source, sink
+
+
+async def _feed_and_count(
+    settings: ServiceSettings,
+    stream: TransactionalStreamProcessor,
+    source: str,
+    sink: str,
+    after: Callable[[int], Awaitable[None]],
+) -> tuple[list[str], dict[str, int]]:
+    """Run the counting stream over INPUTS inputs (keys k0-k2; `after(i)` once input i is
+    in): what it published (read committed) and its counts table."""
+    await stream.start()
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        await _until(lambda: stream.ready)
+        for i in range(INPUTS):
+            await producer.send_and_wait(source, f"v{i}".encode(), key=f"k{i % 3}".encode())
+            await after(i)
+        seen = await _read_committed(settings, sink, INPUTS)
+        await _until(lambda: sum(_counts(stream).values()) == INPUTS)
+        return seen, _counts(stream)
+    finally:
+        await producer.stop()
+        await stream.stop()
 
 
 @contextlib.asynccontextmanager
