@@ -46,7 +46,7 @@ class BookingSettings(ServiceSettings):
     waitlist_hold_s: int = Field(default=600, ge=1)
     # how often an idle processor task checks for lapsed holds (the expiry's precision)
     processor_tick_s: float = Field(default=1.0, gt=0)
-    # the processor's tasks commit in this many groups, one transaction per group at a time
+    # the processor's tasks commit in this many groups, each in its own transactions
     # (`optisync_common.txstream`): the most processor instances that share the work
     processor_task_groups: int = Field(default=1, ge=1, le=12)
 
