@@ -581,6 +581,9 @@ class TransactionalStreamProcessor:
             self.consumer.seek(tp, offset or 0)
         for task in group.tasks.values():
             task.queue.clear()
+            if task.paused:  # nothing queued now: a paused task would never be woken
+                self.consumer.resume(*self._partitions_of(task.partition))
+                task.paused = False
         group.recovering = False
 
     async def _commit_group_offsets(self) -> None:
