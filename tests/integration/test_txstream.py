@@ -106,6 +106,47 @@ async def test_a_failed_commit_undoes_the_transaction_decided_after_it(settings,
     assert counts == {"k0": 10, "k1": 10, "k2": 10}
 
 
+async def test_a_paused_task_recovers_from_a_failed_commit(settings, unique_id):
+    """Backpressure and recovery together: a task whose long queue paused its partition
+    loses that queue to a failed commit, and every record is still decided exactly once."""
+    source, sink = f"itest-tx-pz-in-{unique_id}", f"itest-tx-pz-out-{unique_id}"
+    await ensure_internal_topics(settings.kafka_bootstrap, [(source, 1, {}), (sink, 1, {})])
+    backlog = 200
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        for i in range(backlog):
+            await producer.send(source, f"v{i}".encode(), key=b"k")
+        await producer.flush()
+    finally:
+        await producer.stop()
+    stream = TransactionalStreamProcessor(
+        bootstrap=settings.kafka_bootstrap, app_id=f"itest-tx-pz-{unique_id}", inputs=[source],
+        tables=["counts"], partitions=1, handler=counting(sink), max_batch=10,
+    )  # fmt: skip
+    commit = stream._commit
+    paused_at_failure: list[bool] = []
+
+    async def fail_once_paused(group, producer, *args):
+        if not paused_at_failure and any(t.paused for t in group.tasks.values()):
+            paused_at_failure.append(True)
+            await asyncio.sleep(0.5)  # found failed by the next round, not during one
+            await producer.abort_transaction()
+            raise RuntimeError("injected: the commit failed")
+        await commit(group, producer, *args)
+
+    stream._commit = fail_once_paused  # type: ignore[method-assign]
+    await stream.start()
+    try:
+        await _until(lambda: _counts(stream) == {"k": backlog})
+    finally:
+        await stream.stop()
+    assert paused_at_failure == [True]
+    assert sorted(await _read_committed(settings, sink, backlog)) == sorted(
+        f"v{i}" for i in range(backlog)
+    )
+
+
 async def test_state_written_by_the_per_table_changelogs_is_still_restored(settings, unique_id):
     """Tables used to have a changelog topic each, and input offsets went to the consumer
     group: a processor started on such data restores both, and what the shared state
