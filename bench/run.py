@@ -514,9 +514,9 @@ class Bench:
                 [[a["target_rps"], a["decided_rps"], a["p50_ms"], a["p95_ms"], a["p99_ms"],
                   a["max_ms"], a["undecided"], a["transactions_per_s"],
                   a["records_per_transaction"], a["outcomes"]] for a in alone],
-            ) + "\n\nEach task group (BOOKING_PROCESSOR_TASK_GROUPS) commits whatever its "
-            "tasks received during its previous transaction, so batches grow with the load "
-            "and the transaction rate with the commit time."
+            ) + "\n\nEach task group (BOOKING_PROCESSOR_TASK_GROUPS) decides what its tasks "
+            "received while its previous transaction committed (at most 500 commands), so "
+            "batches grow with the load and the transaction rate follows the commit time."
         )  # fmt: skip
         return section, {"alone": alone}
 
