@@ -29,6 +29,11 @@ The shape is Kafka Streams' exactly-once:
   with it if that commit fails: it was decided on its state). One id could not do that, and
   even back to back its next transaction would meet CONCURRENT_TRANSACTIONS while the broker
   still writes the previous one's commit markers (KAFKA-5477) and wait out a retry.
+* Each task's changelog also records which family of ids last committed to it
+  (`_layout/ids`, the group count). A new owner of another group count fences that family's
+  ids for its tasks (`_fence_stale_layouts`): a transaction that a crashed instance of the
+  old count left open would otherwise hold read-committed readers of its partitions until the
+  broker's transaction timeout.
 * Positions live in the state changelog, not in the consumer group, because a transaction
   that commits offsets to the group costs two more sequential round trips to the broker
   (AddOffsetsToTxn, TxnOffsetCommit) and one more commit marker, about 40% of its requests.
@@ -99,6 +104,7 @@ TASK_RESTORES = Counter(
 
 Headers = Sequence[tuple[str, bytes]]
 POSITIONS = "_positions"  # the state changelog's "table" of a task's input positions
+LAYOUT = "_layout"  # ... and of which transactional ids write the task (`_fence_stale_layouts`)
 
 
 @dataclass(frozen=True)
@@ -221,6 +227,8 @@ class _Task:
     queue: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = field(default_factory=dict)
     positions: dict[TopicPartition, int] = field(default_factory=dict)  # next input offsets
     paused: bool = False
+    layout: str | None = None  # the last committed writer's `TransactionalStreamProcessor.layout`
+    restored_state: bool = False  # its changelog held anything
     handled_at: float = field(default_factory=time.monotonic)  # last handler call (punctuation)
 
     def queued(self) -> int:
@@ -266,8 +274,8 @@ class TransactionalStreamProcessor:
         self.bootstrap = bootstrap
         self.app_id = app_id
         self.inputs = list(inputs)
-        if POSITIONS in tables:
-            raise ValueError(f"{POSITIONS!r} is the changelog's name for input positions")
+        if {POSITIONS, LAYOUT} & set(tables):
+            raise ValueError(f"{POSITIONS!r} and {LAYOUT!r} are the changelog's own names")
         if not 1 <= task_groups <= partitions:
             raise ValueError(f"task_groups must be 1 to {partitions} (one per partition)")
         self.table_names = list(tables)
@@ -304,9 +312,14 @@ class TransactionalStreamProcessor:
     def group_of(self, partition: int) -> int:
         return partition % self.task_groups
 
+    @property
+    def layout(self) -> str:
+        """Which family of transactional ids writes the tasks (the group count)."""
+        return f"tg{self.task_groups}"
+
     def transactional_id(self, group: int, producer: int) -> str:
         # The group count is in the id: groups of another count are other sets of tasks.
-        return f"{self.app_id}-tg{self.task_groups}-{group}-{producer}"
+        return f"{self.app_id}-{self.layout}-{group}-{producer}"
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -520,6 +533,9 @@ class TransactionalStreamProcessor:
             ]
             for task in group.tasks.values():
                 state = TopicPartition(self.state_topic, task.partition)
+                if task.layout != self.layout:  # a recovery re-reads it should this abort
+                    records.append((state, f"{LAYOUT}/ids".encode(), orjson.dumps(self.layout), ()))
+                    task.layout = self.layout
                 for name, table in task.tables.items():
                     for key, value in table.take_changes():
                         encoded = None if value is None else orjson.dumps(value)
@@ -649,7 +665,9 @@ class TransactionalStreamProcessor:
             group = self._groups[g] = _Group(g, await self._start_producers(g))
             for p in tasks:
                 group.tasks[p] = self._tasks[p] = _Task(p)
-        await self._restore([p for tasks in members.values() for p in tasks])
+        assigned = [p for tasks in members.values() for p in tasks]
+        await self._restore(assigned)
+        await self._fence_stale_layouts([self._tasks[p] for p in assigned])
         for g in members:
             group = self._groups[g]
             await self._seek_to_positions(group)
@@ -657,6 +675,37 @@ class TransactionalStreamProcessor:
             group.wakeup.set()  # whatever was queued during the restore
         self._assigned_once = True
         log.info("stream_tasks_assigned", app=self.app_id, partitions=sorted(self._tasks))
+
+    async def _fence_stale_layouts(self, tasks: Sequence[_Task]) -> None:
+        """Abort what a crashed instance of another group count (or of the per-task ids of
+        earlier versions) left open on these tasks' partitions. Its ids are not ours, so
+        starting our producers fenced nothing of it, and until the broker's transaction
+        timeout (60 s) read-committed readers of those partitions, the API's replies among
+        them, would wait behind it."""
+        stale = sorted(
+            {
+                stale_id
+                for task in tasks
+                for stale_id in stale_transactional_ids(
+                    self.app_id, task.partition, task.layout, task.restored_state, self.layout
+                )
+            }
+        )
+        if not stale:
+            return
+        log.warning("stream_fencing_other_layout", app=self.app_id, transactional_ids=stale)
+        await asyncio.gather(*(self._fence(transactional_id) for transactional_id in stale))
+
+    async def _fence(self, transactional_id: str) -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            client_id=f"{self.app_id}-fence",
+            transactional_id=transactional_id,
+            enable_idempotence=True,
+            acks="all",
+        )
+        await producer.start()  # InitProducerId: bumps the id's epoch, aborting its transaction
+        await producer.stop()
 
     async def _drop_groups(self, groups: Sequence[int]) -> None:
         """Let each group finish the batch in hand (its transaction commits or aborts), then
@@ -698,11 +747,14 @@ class TransactionalStreamProcessor:
                 ends[tp] = min(ends[tp], (await reader.end_offsets([tp]))[tp])
             for tp, records in batch.items():
                 task = self._tasks[tp.partition]
+                task.restored_state = True
                 for r in records:
                     name, key = table_and_key(tp.topic, r.key.decode() if r.key else "")
                     value = None if r.value is None else orjson.loads(r.value)
                     if name == POSITIONS and value is not None:
                         task.positions[TopicPartition(key, tp.partition)] = value
+                    elif name == LAYOUT:
+                        task.layout = value
                     elif name in task.tables:
                         task.tables[name].restore(key, value)
                 count += len(records)
@@ -716,6 +768,7 @@ class TransactionalStreamProcessor:
         for p in partitions:
             self._tasks[p].tables = {name: ChangelogTable() for name in self.table_names}
             self._tasks[p].positions = {}
+            self._tasks[p].layout, self._tasks[p].restored_state = None, False
         reader = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             client_id=f"{self.app_id}-restore",
@@ -751,6 +804,23 @@ class TransactionalStreamProcessor:
             records=count,
             seconds=round(time.perf_counter() - started, 3),
         )
+
+
+def stale_transactional_ids(
+    app_id: str, partition: int, layout: str | None, restored_state: bool, current: str
+) -> list[str]:
+    """The ids that may hold a transaction open on a task's partitions, other than the
+    current layout's: those of the layout that last committed to the task (`tg<count>`:
+    one group's producers), or, for state without a layout record (written before the
+    record existed), the per-task id of the versions before task groups."""
+    if layout == current or (layout is None and not restored_state):
+        return []
+    if layout is None:
+        return [f"{app_id}-{partition}"]
+    if not (isinstance(layout, str) and layout.startswith("tg") and layout[2:].isdigit()):
+        return []  # not a layout this code wrote (the value comes from the changelog)
+    groups = int(layout[2:])
+    return [f"{app_id}-{layout}-{partition % groups}-{k}" for k in range(PRODUCERS_PER_GROUP)]
 
 
 def _split_state_key(key: str) -> tuple[str, str]:

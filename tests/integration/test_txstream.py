@@ -6,15 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from optisync_common.kafka import make_consumer, make_producer
 from optisync_common.settings import ServiceSettings
 from optisync_common.topics import ensure_internal_topics
-from optisync_common.txstream import Output, Tables, TransactionalStreamProcessor
+from optisync_common.txstream import (
+    Output,
+    Tables,
+    TransactionalStreamProcessor,
+    default_partition,
+)
 
 INPUTS = 30
 
@@ -422,6 +428,62 @@ async def test_a_backlog_is_decided_max_batch_records_per_transaction(settings, 
         by_key.setdefault(key, []).append(int(value))
     assert sorted(i for values in by_key.values() for i in values) == list(range(backlog))
     assert all(values == sorted(values) for values in by_key.values())
+
+
+async def test_a_new_group_count_aborts_what_the_old_one_left_open(settings, unique_id):
+    """An instance of another group count crashed mid-transaction. Its transactional ids are
+    not the new owner's, so starting the new producers fences nothing of it: the new owner
+    fences the ids of the layout its restored state names, and read-committed readers of
+    those partitions need not wait for the broker's transaction timeout (60 s)."""
+    app_id = f"itest-tx-lay-{unique_id}"
+    source, sink = f"{app_id}-in", f"{app_id}-out"
+    await ensure_internal_topics(settings.kafka_bootstrap, [(source, 2, {}), (sink, 2, {})])
+    keys = [next(f"k{n}".encode() for n in itertools.count() if default_partition(
+        f"k{n}".encode(), [0, 1]) == p) for p in (0, 1)]  # fmt: skip
+
+    def stream(groups: int) -> TransactionalStreamProcessor:
+        return TransactionalStreamProcessor(
+            bootstrap=settings.kafka_bootstrap, app_id=app_id, inputs=[source],
+            tables=["counts"], partitions=2, handler=counting(sink), task_groups=groups,
+        )  # fmt: skip
+
+    async def feed(stream: TransactionalStreamProcessor, first: int, count: int) -> None:
+        producer = make_producer(settings)
+        await producer.start()
+        try:
+            await _until(lambda: stream.ready)
+            for i in range(first, first + count):
+                await producer.send_and_wait(source, f"v{i}".encode(), key=keys[i % 2])
+        finally:
+            await producer.stop()
+
+    old = stream(2)
+    await old.start()
+    try:
+        await feed(old, 0, 6)
+        await _until(lambda: _total(old) == 6)
+    finally:
+        await old.stop()
+    crashed = AIOKafkaProducer(  # group 1 of the old layout dies inside a transaction
+        bootstrap_servers=settings.kafka_bootstrap,
+        transactional_id=old.transactional_id(1, 0),
+        enable_idempotence=True,
+    )
+    await crashed.start()
+    await crashed.begin_transaction()
+    await crashed.send_and_wait(sink, b"never", key=keys[1], partition=1)
+    new = stream(1)
+    await new.start()
+    try:
+        await feed(new, 6, 6)
+        async with asyncio.timeout(20):  # the broker alone would abort it after 60 s
+            seen = await _read_all_committed(settings, sink, 2, 12)
+    finally:
+        await new.stop()
+        with contextlib.suppress(Exception):
+            await crashed.stop()
+    assert sorted(value for _, _, value in seen) == sorted(f"v{i}".encode() for i in range(12))
+    assert {value for partition, _, value in seen if partition == 1} >= {b"v7", b"v9", b"v11"}
 
 
 async def _counting_stream(
