@@ -464,14 +464,8 @@ async def test_a_new_group_count_aborts_what_the_old_one_left_open(settings, uni
         await _until(lambda: _total(old) == 6)
     finally:
         await old.stop()
-    crashed = AIOKafkaProducer(  # group 1 of the old layout dies inside a transaction
-        bootstrap_servers=settings.kafka_bootstrap,
-        transactional_id=old.transactional_id(1, 0),
-        enable_idempotence=True,
-    )
-    await crashed.start()
-    await crashed.begin_transaction()
-    await crashed.send_and_wait(sink, b"never", key=keys[1], partition=1)
+    # Group 1 of the old layout dies inside a transaction.
+    crashed = await _abandoned_transaction(settings, old.transactional_id(1, 0), sink, 1)
     new = stream(1)
     await new.start()
     try:
@@ -484,6 +478,59 @@ async def test_a_new_group_count_aborts_what_the_old_one_left_open(settings, uni
             await crashed.stop()
     assert sorted(value for _, _, value in seen) == sorted(f"v{i}".encode() for i in range(12))
     assert {value for partition, _, value in seen if partition == 1} >= {b"v7", b"v9", b"v11"}
+
+
+async def test_state_from_before_task_groups_fences_the_per_task_id(settings, unique_id):
+    """State without a layout record was written by the versions before task groups, whose
+    transactional id was the task's own (`<app>-<partition>`): the new owner aborts what a
+    crashed one of those left open."""
+    app_id = f"itest-tx-leg-{unique_id}"
+    stream, source, sink = await _counting_stream(settings, app_id)
+    await ensure_internal_topics(
+        settings.kafka_bootstrap, [(stream.state_topic, 1, {"cleanup.policy": "compact"})]
+    )
+    legacy = _transactional_producer(settings, f"{app_id}-0")
+    await legacy.start()
+    try:
+        await legacy.begin_transaction()
+        position = f"_positions/{source}".encode()  # its state: nothing read yet
+        await legacy.send_and_wait(stream.state_topic, b"0", key=position, partition=0)
+        await legacy.commit_transaction()
+    finally:
+        await legacy.stop()
+    crashed = await _abandoned_transaction(settings, f"{app_id}-0", sink, 0)
+    try:
+        async with asyncio.timeout(30):  # the broker alone would abort it after 60 s
+            seen, counts = await _feed_and_count(settings, stream, source, sink, _no_wait)
+    finally:
+        with contextlib.suppress(Exception):
+            await crashed.stop()
+    assert sorted(seen) == sorted(f"v{i}" for i in range(INPUTS))
+    assert counts == {"k0": 10, "k1": 10, "k2": 10}
+
+
+async def _no_wait(i: int) -> None:
+    return None
+
+
+async def _abandoned_transaction(
+    settings: ServiceSettings, transactional_id: str, topic: str, partition: int
+) -> AIOKafkaProducer:
+    """A producer that died inside a transaction: its record is neither committed nor
+    aborted, so read-committed readers of the partition wait behind it."""
+    producer = _transactional_producer(settings, transactional_id)
+    await producer.start()
+    await producer.begin_transaction()
+    await producer.send_and_wait(topic, b"never", key=b"crashed", partition=partition)
+    return producer
+
+
+def _transactional_producer(settings: ServiceSettings, transactional_id: str) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        transactional_id=transactional_id,
+        enable_idempotence=True,
+    )
 
 
 async def _counting_stream(
