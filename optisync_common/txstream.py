@@ -704,8 +704,10 @@ class TransactionalStreamProcessor:
             enable_idempotence=True,
             acks="all",
         )
-        await producer.start()  # InitProducerId: bumps the id's epoch, aborting its transaction
-        await producer.stop()
+        try:
+            await producer.start()  # InitProducerId: bumps the epoch, aborting its transaction
+        finally:
+            await producer.stop()  # also when the start failed: no client left behind
 
     async def _drop_groups(self, groups: Sequence[int]) -> None:
         """Let each group finish the batch in hand (its transaction commits or aborts), then
