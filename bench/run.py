@@ -44,6 +44,7 @@ import orjson
 import uvloop
 
 from bench import processor as processor_bench
+from bench.hostspeed import SLOW, HostSpeedProbe, fast_phase_us
 from bench.httpload import HttpLoadClient, HttpLoadError
 from bench.platform import cpu_seconds, save_results, wipe_data
 from bench.stats import percentiles, steady_rate
@@ -441,13 +442,16 @@ class Bench:
         processor = self.urls["booking-processor"]
         self.warm_up()
         steps: list[dict[str, Any]] = []
+        probes: list[HostSpeedProbe] = []
         for rate in rates:
             _progress(f"bookings open loop at {rate}/s for {seconds}s")
             before, cpu = _hops(api), self._cpu()
             transactions, started = _transactions(processor), time.perf_counter()
             # uvloop: the load generator shares the two cores with what it measures.
             tag = f"{self.run_id}-s{len(steps)}-r{rate}"
-            step = uvloop.run(_open_loop(api, rate, seconds, self.slots, tag))
+            with HostSpeedProbe() as probe:
+                step = uvloop.run(_open_loop(api, rate, seconds, self.slots, tag))
+            probes.append(probe)
             step["hops_mean_ms"] = _hop_means(before, _hops(api))
             step.update(_transaction_rates(transactions, _transactions(processor), started))
             step["cpu_ms_per_booking"] = self._cpu_per(cpu, step["requests"])
@@ -456,22 +460,31 @@ class Bench:
         clients = self.args.clients
         _progress(f"bookings closed loop, {clients} concurrent clients (max sustainable rate)")
         cpu = self._cpu()
-        saturated = uvloop.run(
-            _closed_loop(api, clients, seconds, self.slots, f"{self.run_id}-max")
-        )
+        with HostSpeedProbe() as probe:
+            saturated = uvloop.run(
+                _closed_loop(api, clients, seconds, self.slots, f"{self.run_id}-max")
+            )
+        probes.append(probe)
         saturated["cpu_ms_per_booking"] = self._cpu_per(cpu, saturated["requests"])
+        fast_us = fast_phase_us([s for p in probes for s in p.samples] or [0.0])
+        for step, probe in zip([*steps, saturated], probes, strict=True):
+            step["host_speed"] = probe.summary(fast_us)
         _drain(self.urls["booking-processor"])
         rows = [*steps, {**saturated, "target_rps": f"max ({clients} clients)"}]
         section = "\n\n".join([
             "## Booking decisions end to end (HTTP > Kafka > processor > Kafka > HTTP)\n\n"
             + _table(
                 ["offered /s", "achieved /s", "steady /s", "p50 ms", "p95 ms", "p99 ms",
-                 "statuses"],
+                 "statuses", "host slow %"],
                 [[b["target_rps"], b["achieved_rps"], b.get("steady_rps", "-"), b["p50_ms"],
-                  b["p95_ms"], b["p99_ms"], b["statuses"]] for b in rows],
+                  b["p95_ms"], b["p99_ms"], b["statuses"],
+                  round(100 * b["host_speed"]["slow_share"])] for b in rows],
             ) + "\n\nachieved: all answers / time to the last one; steady: answers per second "
             "from the step's first second to its end (the last answers' latency not counted "
-            "as lost rate)\n\ntargets: >= 1,000 bookings/s sustained; p99 <= 50 ms at 500/s",
+            "as lost rate); host slow %: share of the step the cores ran in the hypervisor's "
+            f"slow phase (a fixed piece of work >= {SLOW}x its fast {fast_us:.0f} µs of CPU; "
+            "`bench.hostspeed`)\n\ntargets: >= 1,000 bookings/s sustained; p99 <= 50 ms at "
+            "500/s",
             "## Where a booking's time goes (mean ms per hop, from the API's metrics)\n\n"
             "produce: API send until the broker acked (acks=all); decide: request to the "
             "processor producing its decision; deliver: processor commit + the API's "

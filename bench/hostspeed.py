@@ -1,0 +1,97 @@
+"""How fast the machine's cores were while a step ran: a fixed piece of work, timed in CPU time.
+
+On this project's VMs the same work flips between two speeds at random, idle or busy, each vCPU
+on its own (0.9 vs 1.55 ms for the loop below, a few times a minute): the hypervisor's doing,
+shown nowhere else (steal stays 0). Run-queue waits do not count in a thread's CPU time, so
+our own load barely moves the figure; a step measured through more slow phases reads a worse
+p99 for the same code. `make bench` reports, per step, the share of samples in a slow phase.
+
+`python -m bench.hostspeed [interval_s]` prints one sample (µs of CPU for the work) per
+interval until stopped; `HostSpeedProbe` runs it beside a step at the lowest priority.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+
+SLOW = 1.3  # a sample this many times the fast phases' time is in a slow phase
+
+
+def fixed_work() -> int:
+    total = 0
+    for i in range(20_000):
+        total += i * i % 7
+    return total
+
+
+def sample_us() -> float:
+    started = time.thread_time_ns()
+    fixed_work()
+    return (time.thread_time_ns() - started) / 1000
+
+
+def fast_phase_us(samples: Sequence[float]) -> float:
+    """The work's time when the host is fast: the fastest decile (slow phases are the
+    minority, and nothing makes the work faster than the core allows)."""
+    ordered = sorted(samples)
+    return ordered[len(ordered) // 10]
+
+
+def slow_share(samples: Sequence[float], fast_us: float) -> float:
+    """Share of samples that ran in a slow phase, 0..1."""
+    return sum(1 for s in samples if s >= SLOW * fast_us) / len(samples) if samples else 0.0
+
+
+@dataclass
+class HostSpeedProbe:
+    """Samples the host's speed in a separate process (nice 19: it takes about 0.4% of one
+    core and only runs when nothing else wants it) while the `with` block runs."""
+
+    interval_s: float = 0.25
+    samples: list[float] = field(default_factory=list)
+    _proc: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> HostSpeedProbe:
+        self._proc = subprocess.Popen(
+            ["nice", "-n", "19", sys.executable, "-m", "bench.hostspeed", str(self.interval_s)],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._proc is not None
+        self._proc.terminate()
+        out, _ = self._proc.communicate(timeout=10)
+        self.samples = [float(line) for line in out.split()]
+
+    def summary(self, fast_us: float) -> dict[str, float]:
+        return {
+            "median_us": round(statistics.median(self.samples), 1) if self.samples else 0.0,
+            "slow_share": round(slow_share(self.samples, fast_us), 3),
+            "samples": len(self.samples),
+        }
+
+
+def main() -> None:
+    interval = float(sys.argv[1]) if len(sys.argv) > 1 else 0.25
+    try:
+        while True:
+            print(round(sample_us(), 1), flush=True)
+            time.sleep(interval)
+    except (KeyboardInterrupt, BrokenPipeError):
+        pass
+
+
+if __name__ == "__main__":
+    main()
