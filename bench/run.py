@@ -241,13 +241,18 @@ async def _closed_loop(
 
     async def one_client() -> None:
         while time.perf_counter() < stop:
+            # A server failing fast books nothing and outruns the seeded supply: end early.
+            if (slot := next(slots, None)) is None:
+                return
             began = time.perf_counter()
-            statuses[await _post(client, next(slots), f"{tag}-{next(counter)}")] += 1
+            statuses[await _post(client, slot, f"{tag}-{next(counter)}")] += 1
             latencies.append((time.perf_counter() - began) * 1000)
 
     await asyncio.gather(*(one_client() for _ in range(concurrency)))
     elapsed = time.perf_counter() - start
     await client.close()
+    if elapsed < seconds:
+        _progress(f"the closed loop ran out of seeded slots after {elapsed:.1f}s: {statuses}")
     return _summary(None, latencies, statuses, elapsed)
 
 

@@ -1,6 +1,7 @@
 import argparse
+import asyncio
 
-from bench.run import OPTOMETRISTS, SLOT_MINUTES, days_needed
+from bench.run import OPTOMETRISTS, SLOT_MINUTES, _closed_loop, days_needed
 from bench.stats import percentiles, steady_rate
 
 
@@ -32,3 +33,12 @@ def test_the_seeded_days_cover_every_booking_the_steps_can_make():
     days = days_needed(long, ["bookings"])
     slots = len(SLOT_MINUTES) * len(OPTOMETRISTS) * 40 * days
     assert slots >= 20 * 300 + 60 * (1850 + 2500) > slots - len(SLOT_MINUTES) * 4 * 40
+
+
+def test_a_closed_loop_against_a_dead_server_ends_when_the_seeded_slots_run_out():
+    # Connection refused at once: without a bound the clients would outrun the supply and
+    # crash the whole run with StopIteration (as a killed stack once did).
+    slots = iter([("store", "opt", "2030-01-07T09:00:00+08:00")] * 40)
+    step = asyncio.run(_closed_loop("http://127.0.0.1:9", 4, 30, slots, "dead"))
+    assert step["statuses"] == {0: 40}
+    assert step["requests"] == 40
