@@ -1,7 +1,7 @@
 """How fast the machine's cores were while a step ran: a fixed piece of work, timed in CPU time.
 
 On this project's VMs the same work flips between two speeds at random, idle or busy, each vCPU
-on its own (0.9 vs 1.55 ms for the loop below, a few times a minute): the hypervisor's doing,
+on its own (0.9 vs 1.55 ms for the loop below, flipping within seconds): the hypervisor's doing,
 shown nowhere else (steal stays 0). Run-queue waits do not count in a thread's CPU time, so
 our own load barely moves the figure; a step measured through more slow phases reads a worse
 p99 for the same code. `make bench` reports, per step, the share of samples in a slow phase.
