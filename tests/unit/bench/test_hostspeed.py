@@ -14,8 +14,8 @@ def test_the_fast_phase_is_the_fastest_decile_and_slow_samples_are_counted_again
 
 def test_the_probe_samples_the_fixed_work_while_the_block_runs():
     with HostSpeedProbe(interval_s=0.05) as probe:
-        time.sleep(1.0)
-    assert len(probe.samples) >= 3  # the interpreter's start takes part of the second
+        time.sleep(2.0)
+    assert len(probe.samples) >= 3  # a busy machine may take a second to start the probe
     assert all(s > 0 for s in probe.samples)
     summary = probe.summary(fast_phase_us(probe.samples))
     assert summary["samples"] == len(probe.samples)
