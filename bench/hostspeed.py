@@ -55,7 +55,7 @@ class HostSpeedProbe:
 
     interval_s: float = 0.25
     samples: list[float] = field(default_factory=list)
-    _proc: subprocess.Popen[str] | None = None
+    _proc: subprocess.Popen[str] | None = field(default=None, init=False, repr=False)
 
     def __enter__(self) -> HostSpeedProbe:
         self._proc = subprocess.Popen(
