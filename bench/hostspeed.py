@@ -38,9 +38,9 @@ def sample_us() -> float:
 
 def fast_phase_us(samples: Sequence[float]) -> float:
     """The work's time when the host is fast: the fastest decile (slow phases are the
-    minority, and nothing makes the work faster than the core allows)."""
+    minority, and nothing makes the work faster than the core allows); 0 without samples."""
     ordered = sorted(samples)
-    return ordered[len(ordered) // 10]
+    return ordered[len(ordered) // 10] if ordered else 0.0
 
 
 def slow_share(samples: Sequence[float], fast_us: float) -> float:

@@ -471,7 +471,7 @@ class Bench:
             )
         probes.append(probe)
         saturated["cpu_ms_per_booking"] = self._cpu_per(cpu, saturated["requests"])
-        fast_us = fast_phase_us([s for p in probes for s in p.samples] or [0.0])
+        fast_us = fast_phase_us([s for p in probes for s in p.samples])
         for step, probe in zip([*steps, saturated], probes, strict=True):
             step["host_speed"] = probe.summary(fast_us)
         _drain(self.urls["booking-processor"])

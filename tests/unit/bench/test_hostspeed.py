@@ -10,6 +10,7 @@ def test_the_fast_phase_is_the_fastest_decile_and_slow_samples_are_counted_again
     assert slow_share(samples, fast) == 0.3
     assert slow_share([1000.0, 1100.0], fast) == 0.0  # within 1.3x: noise, not a phase
     assert slow_share([], fast) == 0.0
+    assert fast_phase_us([]) == 0.0  # a probe that never ran: no reference, no slow share
 
 
 def test_the_probe_samples_the_fixed_work_while_the_block_runs():
