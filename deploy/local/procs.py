@@ -62,9 +62,9 @@ class ManagedProcess:
         The group stays in our session on purpose. A session of its own would be a scheduling
         group of its own wherever the kernel's autogroups are on (the default): the cores
         would then be shared out per session, Kafka's dozens of threads getting what one
-        Python service gets, and a nice value would count only within its own session. Per
-        thread, `make bench` measured the p99 at 500 bookings/s at 55-72 ms instead of
-        75-102 (three pairs in one window; README, "Scheduling").
+        Python service gets, and a nice value would count only within its own session.
+        Shared per thread, the p99 at 500 bookings/s was 55-72 ms instead of 75-102 (three
+        rounds of `bench.run` in one window; README, Benchmarks, "Scheduling on one box").
         """
         self.home.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as log:
