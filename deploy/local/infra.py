@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from deploy.local.procs import OFF_PATH_NICE, ManagedProcess, wait_until
+from deploy.local.procs import ManagedProcess, wait_until
 
 if TYPE_CHECKING:
     from optisync_common.settings import ServiceSettings
@@ -388,8 +388,7 @@ def start_ferretdb(cfg: InfraConfig) -> str:
             str(binary),
             f"--listen-addr=127.0.0.1:{cfg.mongo_port}",
             f"--data-dir={proc.home / 'data'}",
-        ],
-        nice=OFF_PATH_NICE,
+        ]
     )
     wait_until(lambda: mongo_healthy(url), timeout=30, what="ferretdb", proc=proc)
     return url

@@ -16,11 +16,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-# The booking projector and FerretDB are off the booking path (a decision never waits for a
-# document), so they run at this niceness: when the cores are short, bookings go first and the
-# projections catch up after. Document reads (FerretDB) wait too then, by design.
-OFF_PATH_NICE = 10
-
 
 @dataclass(frozen=True)
 class ManagedProcess:
@@ -53,11 +48,8 @@ class ManagedProcess:
         *,
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
-        nice: int = 0,
     ) -> int:
-        """Start `argv` in a process group of its own (`stop()` signals the whole tree), at
-        `nice` above our own niceness (for work off the booking path: it yields the cores to
-        the bookings when they are short, and catches up when they are not).
+        """Start `argv` in a process group of its own (`stop()` signals the whole tree).
 
         The group stays in our session on purpose. A session of its own would be a scheduling
         group of its own wherever the kernel's autogroups are on (the default): the cores
@@ -69,7 +61,7 @@ class ManagedProcess:
         self.home.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as log:
             proc = subprocess.Popen(
-                [*(["nice", "-n", str(nice)] if nice else []), *argv],
+                list(argv),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

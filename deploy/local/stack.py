@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.local import infra
-from deploy.local.procs import OFF_PATH_NICE, ManagedProcess, wait_until
+from deploy.local.procs import ManagedProcess, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,7 +30,6 @@ class ServiceProcess:
     port: int
     args: tuple[str, ...] = ()
     has_docs: bool = True
-    nice: int = 0  # off the booking path: see `ManagedProcess.start`
 
     @property
     def port_env(self) -> str:
@@ -50,7 +49,7 @@ SERVICES: tuple[ServiceProcess, ...] = (
     ),
     ServiceProcess(
         "booking-projector", "services.booking.entrypoints.projector", "BOOKING_PROJECTOR_",
-        8202, has_docs=False, nice=OFF_PATH_NICE,
+        8202, has_docs=False,
     ),
     ServiceProcess("notify-api", "services.notify.entrypoints.http", "NOTIFY_", 8003),
     ServiceProcess(
@@ -107,7 +106,7 @@ def start_services(
             svc.port_env: str(svc.port + port_offset),
         }
         print(f"[stack] starting {svc.name} on {url}", flush=True)
-        proc.start([sys.executable, "-m", svc.module, *svc.args], env=env, cwd=REPO, nice=svc.nice)
+        proc.start([sys.executable, "-m", svc.module, *svc.args], env=env, cwd=REPO)
         started.append((svc, proc))
     for svc, proc in started:
         url = svc.url(port_offset)
