@@ -448,9 +448,10 @@ class Bench:
         self.warm_up()
         steps: list[dict[str, Any]] = []
         probes: list[HostSpeedProbe] = []
+        projector = self.urls["booking-projector"]
         for rate in rates:
             _progress(f"bookings open loop at {rate}/s for {seconds}s")
-            before, cpu = _hops(api), self._cpu()
+            before, cpu, ages = _hops(api), self._cpu(), _batch_ages(projector)
             transactions, started = _transactions(processor), time.perf_counter()
             # uvloop: the load generator shares the two cores with what it measures.
             tag = f"{self.run_id}-s{len(steps)}-r{rate}"
@@ -460,17 +461,19 @@ class Bench:
             step["hops_mean_ms"] = _hop_means(before, _hops(api))
             step.update(_transaction_rates(transactions, _transactions(processor), started))
             step["cpu_ms_per_booking"] = self._cpu_per(cpu, step["requests"])
+            step["projection_age"] = _age_summary(ages, _batch_ages(projector))
             steps.append(step)
             _drain(self.urls["booking-projector"])  # the next step starts with empty queues
         clients = self.args.clients
         _progress(f"bookings closed loop, {clients} concurrent clients (max sustainable rate)")
-        cpu = self._cpu()
+        cpu, ages = self._cpu(), _batch_ages(projector)
         with HostSpeedProbe() as probe:
             saturated = uvloop.run(
                 _closed_loop(api, clients, seconds, self.slots, f"{self.run_id}-max")
             )
         probes.append(probe)
         saturated["cpu_ms_per_booking"] = self._cpu_per(cpu, saturated["requests"])
+        saturated["projection_age"] = _age_summary(ages, _batch_ages(projector))
         fast_us = fast_phase_us([s for p in probes for s in p.samples])
         for step, probe in zip([*steps, saturated], probes, strict=True):
             step["host_speed"] = probe.summary(fast_us)
@@ -504,6 +507,18 @@ class Bench:
                 ["offered /s", *CPU_PROCESSES, "total"],
                 [[b["target_rps"], *(b["cpu_ms_per_booking"].get(p, "-") for p in CPU_PROCESSES),
                   b["cpu_ms_per_booking"].get("total", "-")] for b in rows],
+            ),
+            "## How far behind the projections were (age of each batch's oldest record when "
+            "the projector took it)\n\n"
+            "documents: booking documents in MongoDB; views: availability in Redis; mean, and "
+            "the bucket bound every batch of the step stayed under (the projector yields the "
+            "CPU while its batches are under 1 s old, and takes its share back over 2 s)\n\n"
+            + _table(
+                ["offered /s", *(f"{name} {stat}" for name in PROJECTIONS.values()
+                                 for stat in ("mean ms", "all <= s"))],
+                [[b["target_rps"], *(b["projection_age"].get(group, {}).get(stat, "-")
+                                     for group in PROJECTIONS for stat in ("mean_ms", "max_le_s"))]
+                 for b in rows],
             ),
         ])  # fmt: skip
         return section, {"open_loop": steps, "max": saturated}
@@ -620,6 +635,45 @@ def _transaction_rates(
         "transactions_per_s": round(transactions / (time.perf_counter() - started), 1),
         "records_per_transaction": round(records / transactions, 1) if transactions else None,
     }
+
+
+PROJECTIONS = {"booking-projector": "documents", "booking-projector-views": "views"}
+BATCH_AGE = "optisync_projection_batch_age_seconds"
+
+
+def _batch_ages(projector: str) -> dict[str, dict[str, float]]:
+    """Per projector group, its batch-age histogram: `sum`, `count` and each bucket `le`."""
+    ages: dict[str, dict[str, float]] = {}
+    for line in _metrics(projector):
+        if not line.startswith(BATCH_AGE):
+            continue
+        name, _, value = line.rpartition(" ")
+        kind = name.split("{", 1)[0].removeprefix(BATCH_AGE + "_")
+        if kind not in ("bucket", "sum", "count"):
+            continue  # `_created`
+        group = name.split('group="', 1)[1].split('"', 1)[0]
+        if kind == "bucket":
+            kind = name.split('le="', 1)[1].split('"', 1)[0]
+        ages.setdefault(group, {})[kind] = float(value)
+    return ages
+
+
+def _age_summary(
+    before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]
+) -> dict[str, dict[str, float | str]]:
+    """Per group, the step's mean batch age and the smallest bucket bound all batches met."""
+    summary: dict[str, dict[str, float | str]] = {}
+    for group, totals in after.items():
+        start = before.get(group, {})
+        count = totals.get("count", 0.0) - start.get("count", 0.0)
+        if count <= 0:
+            continue
+        mean_ms = (totals.get("sum", 0.0) - start.get("sum", 0.0)) / count * 1000
+        bounds = sorted((le for le in totals if le not in ("sum", "count")), key=float)
+        # the smallest bucket holding all of the step's batches ("+Inf" at the latest)
+        max_le = next(le for le in bounds if totals[le] - start.get(le, 0.0) >= count)
+        summary[group] = {"mean_ms": round(mean_ms, 1), "max_le_s": max_le}
+    return summary
 
 
 HOPS = ("produce", "decide", "deliver", "render")

@@ -39,6 +39,11 @@ class BookingSettings(ServiceSettings):
     # projector + FerretDB CPU per booking at 500/s 0.73 -> 0.52 ms, p99 118 -> 89 ms)
     hot_fetch_linger_ms: float = Field(default=0.0, ge=0, le=500)
     projector_fetch_linger_ms: float = Field(default=100.0, ge=0, le=1000)
+    # the projector's nice value while its batches are fresh (`optisync_common.priority`):
+    # where it shares cores with the booking path, its wake-ups then wait for the requests'
+    # instead of the other way round; it takes its full share back when it falls behind.
+    # 0: never yield. Only where the process may raise its priority back (CAP_SYS_NICE).
+    projector_yield_nice: int = Field(default=10, ge=0, le=19)
     # how long command outcomes (GET /v1/commands/{id}) stay readable in Redis
     idempotency_ttl_s: int = 86400
     # waitlist: a freed slot is offered to this many entries, held for them this long

@@ -15,6 +15,7 @@ retries it with backoff instead of skipping it.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -22,12 +23,14 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client import Histogram
 
 from optisync_common.clock import Clock, SystemClock
 from optisync_common.dlq import dead_letter
 from optisync_common.kafka import consume_forever, linger, make_admin, make_consumer
 from optisync_common.logging import get_logger
 from optisync_common.metrics import count_consumed
+from optisync_common.priority import Yielding
 from optisync_common.resources import NotReady, Resources, open_resources
 from optisync_common.settings import ServiceSettings
 from schemas.envelope import Envelope
@@ -68,9 +71,18 @@ class Record(Protocol):
     key: bytes | None
     value: bytes | None
     headers: Sequence[tuple[str, bytes]]
+    timestamp: int  # ms since the epoch
 
 
 Batch = dict[TopicPartition, list[Record]]
+
+# How far behind the projections are: how old each batch's oldest record is when it arrives.
+BATCH_AGE = Histogram(
+    "optisync_projection_batch_age_seconds",
+    "Age of the oldest record of each projected batch (write to projection start)",
+    ["group"],
+    buckets=(0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 300),
+)
 RejectHook = Callable[[Record, Exception], Awaitable[None]]
 
 
@@ -264,6 +276,12 @@ async def apply_batch(batch: Batch, handle: PartitionHandler) -> BatchResult:
     return result
 
 
+def oldest_age_s(batch: Batch, now: dt.datetime) -> float:
+    """How long before `now` the batch's oldest record was written: how far behind we are."""
+    oldest_ms = min(records[0].timestamp for records in batch.values() if records)
+    return now.timestamp() - oldest_ms / 1000
+
+
 async def projected_partitions(settings: ServiceSettings) -> list[TopicPartition]:
     """Every partition of every topic the projector reads (mirrored copies included)."""
     pattern = re.compile(TOPIC_PATTERN)
@@ -294,9 +312,11 @@ class Projector:
         auto_offset_reset: str = "earliest",
         clock: Clock | None = None,
         linger_s: float = 0.0,
+        yielding: Yielding | None = None,
     ) -> None:
         self.settings = settings
         self.linger_s = linger_s  # see optisync_common.kafka.linger
+        self.yielding = yielding  # the process's CPU priority, told how fresh each batch is
         self.group_id = group_id
         self.pattern = pattern
         self.auto_offset_reset = auto_offset_reset
@@ -368,6 +388,10 @@ class Projector:
                 self._assigned.set()
             if not batch:
                 continue
+            age = oldest_age_s(batch, self.clock.now())
+            BATCH_AGE.labels(self.group_id).observe(age)
+            if self.yielding is not None:
+                self.yielding.observe(self.group_id, age)
             result = await apply_batch(batch, self._handler)
             self.positions.update(result.commit)
             if result.commit:
@@ -409,13 +433,17 @@ class Projector:
         log.warning("projection_dead_lettered", topic=record.topic, dlq=dlq, error=str(error))
 
 
-def projectors(settings: ServiceSettings, linger_s: float = 0.0) -> list[Projector]:
+def projectors(
+    settings: ServiceSettings, linger_s: float = 0.0, yielding: Yielding | None = None
+) -> list[Projector]:
     """Booking documents (MongoDB) and views (Redis: availability, store catalogs), each with
-    its own consumer group, so a slow document store never delays what availability shows."""
+    its own consumer group, so a slow document store never delays what availability shows.
+    Both tell `yielding` how fresh their batches are: the process yields while both keep up."""
     return [
-        Projector(settings, group_id=GROUP_ID, pattern=DOCUMENTS_PATTERN, linger_s=linger_s),
-        Projector(settings, group_id=VIEWS_GROUP_ID, pattern=VIEWS_PATTERN, linger_s=linger_s),
-    ]
+        Projector(settings, group_id=group_id, pattern=pattern, linger_s=linger_s,
+                  yielding=yielding)
+        for group_id, pattern in ((GROUP_ID, DOCUMENTS_PATTERN), (VIEWS_GROUP_ID, VIEWS_PATTERN))
+    ]  # fmt: skip
 
 
 @dataclass

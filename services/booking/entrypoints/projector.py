@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from optisync_common.http import create_app, serve
 from optisync_common.logging import configure_logging
+from optisync_common.priority import Yielding
 from optisync_common.resources import Resources
 from services.booking.adapters.projections import Projector, projectors, rebuild
 from services.booking.settings import BookingSettings, get_settings
@@ -24,7 +25,11 @@ def build_app(settings: BookingSettings, projector: Projector | None = None) -> 
     running = (
         [projector]
         if projector is not None
-        else projectors(settings, settings.projector_fetch_linger_ms / 1000)
+        else projectors(
+            settings,
+            settings.projector_fetch_linger_ms / 1000,
+            Yielding(settings.projector_yield_nice),
+        )
     )
 
     async def start(app: FastAPI, resources: Resources) -> None:

@@ -210,6 +210,7 @@ class FetchedRecord:
     key: bytes | None
     value: bytes | None
     headers: Sequence[tuple[str, bytes]]
+    timestamp: int = 0
 
 
 def confirmed_event(store, booking_id: str, key: str) -> Envelope[EventPayload]:
