@@ -1,11 +1,12 @@
 """CPU priority for work off the request path: yield the cores while keeping up.
 
-A projection (booking documents, availability views) is applied after the decision it shows,
-so while it keeps up it can wait a few milliseconds for a core without anybody noticing; a
-request on the booking path cannot. On a box where both share the cores (the local platform),
-the projector's wake-ups otherwise queue in front of the requests'. So a process running
-such work drops to a lower priority (`nice`) while the records it applies are fresh, and
-takes its full share again as soon as they get old: it can never fall behind for good.
+A projection (booking documents, availability views) is applied after the decision it shows, so
+while it keeps up it can wait for a core at the price of a little freshness; a request on the
+booking path cannot wait without its customer waiting too. On a box where both share the cores
+(the local platform), the projector's wake-ups otherwise queue in front of the requests'. So a
+process running such work drops to a lower priority (`nice`) while the records it applies are
+fresh, and takes its full share again as soon as they get old: it can never fall behind for
+good.
 
 Taking the share back means raising the priority, which Linux allows only with CAP_SYS_NICE or
 a RLIMIT_NICE that reaches the old value. Without either, a process never lowers it at all

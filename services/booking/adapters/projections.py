@@ -75,6 +75,7 @@ class Record(Protocol):
 
 
 Batch = dict[TopicPartition, list[Record]]
+RejectHook = Callable[[Record, Exception], Awaitable[None]]
 
 # How far behind the projections are: how old each batch's oldest record is when it arrives.
 BATCH_AGE = Histogram(
@@ -83,7 +84,6 @@ BATCH_AGE = Histogram(
     ["group"],
     buckets=(0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 300),
 )
-RejectHook = Callable[[Record, Exception], Awaitable[None]]
 
 
 class ProjectionWriter:
