@@ -617,14 +617,28 @@ def _consumed(processor: str) -> float:
     )
 
 
+def _histogram(url: str, name: str, label: str) -> dict[str, dict[str, float]]:
+    """A histogram from a service's /metrics, per value of `label`: its `sum`, `count` and
+    cumulative count per bucket bound (`le`)."""
+    series: dict[str, dict[str, float]] = {}
+    for line in _metrics(url):
+        if not line.startswith(name + "_"):
+            continue
+        sample, _, value = line.rpartition(" ")
+        kind = sample.split("{", 1)[0].removeprefix(name + "_")
+        if kind not in ("bucket", "sum", "count"):
+            continue  # `_created`
+        key = sample.split(f'{label}="', 1)[1].split('"', 1)[0]
+        if kind == "bucket":
+            kind = sample.split('le="', 1)[1].split('"', 1)[0]
+        series.setdefault(key, {})[kind] = float(value)
+    return series
+
+
 def _transactions(processor: str) -> tuple[float, float]:
     """(transactions, input records in them) the processor's tasks have committed so far."""
-    totals = {"count": 0.0, "sum": 0.0}
-    for line in _metrics(processor):
-        for part in totals:
-            if line.startswith(f"optisync_stream_batch_records_{part}{{"):
-                totals[part] += float(line.rsplit(" ", 1)[1])
-    return totals["count"], totals["sum"]
+    apps = _histogram(processor, "optisync_stream_batch_records", "app").values()
+    return sum(a.get("count", 0.0) for a in apps), sum(a.get("sum", 0.0) for a in apps)
 
 
 def _transaction_rates(
@@ -638,24 +652,11 @@ def _transaction_rates(
 
 
 PROJECTIONS = {"booking-projector": "documents", "booking-projector-views": "views"}
-BATCH_AGE = "optisync_projection_batch_age_seconds"
 
 
 def _batch_ages(projector: str) -> dict[str, dict[str, float]]:
-    """Per projector group, its batch-age histogram: `sum`, `count` and each bucket `le`."""
-    ages: dict[str, dict[str, float]] = {}
-    for line in _metrics(projector):
-        if not line.startswith(BATCH_AGE):
-            continue
-        name, _, value = line.rpartition(" ")
-        kind = name.split("{", 1)[0].removeprefix(BATCH_AGE + "_")
-        if kind not in ("bucket", "sum", "count"):
-            continue  # `_created`
-        group = name.split('group="', 1)[1].split('"', 1)[0]
-        if kind == "bucket":
-            kind = name.split('le="', 1)[1].split('"', 1)[0]
-        ages.setdefault(group, {})[kind] = float(value)
-    return ages
+    """Per projector group, its batch-age histogram."""
+    return _histogram(projector, "optisync_projection_batch_age_seconds", "group")
 
 
 def _age_summary(
@@ -681,13 +682,8 @@ HOPS = ("produce", "decide", "deliver", "render")
 
 def _hops(api: str) -> dict[str, tuple[float, float]]:
     """(sum seconds, count) per hop of the API's command-hop histogram."""
-    totals: dict[str, list[float]] = {}
-    for line in _metrics(api):
-        for suffix, index in (("_sum{", 0), ("_count{", 1)):
-            if line.startswith("optisync_booking_command_hop_seconds" + suffix):
-                hop = line.split('hop="', 1)[1].split('"', 1)[0]
-                totals.setdefault(hop, [0.0, 0.0])[index] = float(line.rsplit(" ", 1)[1])
-    return {hop: (total, count) for hop, (total, count) in totals.items()}
+    hops = _histogram(api, "optisync_booking_command_hop_seconds", "hop")
+    return {hop: (h.get("sum", 0.0), h.get("count", 0.0)) for hop, h in hops.items()}
 
 
 def _hop_means(
