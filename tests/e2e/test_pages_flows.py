@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import icalendar
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, Route, expect
 
 from schemas.events.base import Channel, EventPayload
 from schemas.events.messages import MessageRouted, StaffRole
@@ -345,6 +345,32 @@ async def test_the_nearest_store_comes_first_when_the_browser_shares_its_locatio
     await page.fill("#store-search", store_id)
     await expect(page.locator(".store-option")).to_have_count(1)
     await context.close()
+
+
+async def test_a_late_answer_for_the_first_day_shown_never_replaces_the_chosen_days_times(
+    browser: Browser, store: dict[str, Any]
+) -> None:
+    """The page asks for today's times, then the customer picks another day: when today's
+    answer comes last, the chosen day's times must stay (a busy box once showed today's)."""
+    api, store_id = store["api"], store["store_id"]
+    page = await _new_page(browser)
+
+    async def answer_today_late(route: Route) -> None:
+        if f"date={DAY.isoformat()}" not in route.request.url:
+            await asyncio.sleep(1.5)
+        await route.continue_()
+
+    await page.route("**/availability?*", answer_today_late)
+    async with page.expect_response(
+        lambda r: "/availability?" in r.url and f"date={DAY.isoformat()}" not in r.url,
+        timeout=TIMEOUT_MS,
+    ):
+        await _choose_slot(page, api, store_id, "16:30")  # today's answer still on its way
+    await page.wait_for_timeout(500)  # the page has handled the late answer
+    await expect(
+        page.locator(f'#slots .slot[data-start^="{DAY.isoformat()}T16:30"]')
+    ).to_have_class("slot selected")
+    await page.context.close()
 
 
 async def test_bad_input_on_the_pages_gets_a_clear_message_never_a_server_error(

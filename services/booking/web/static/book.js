@@ -66,7 +66,10 @@ function chooseExam(exam, button) {
   loadSlots();
 }
 
+const slotsTurn = latestOnly();
+
 async function loadSlots() {
+  const latest = slotsTurn();
   const box = $("slots");
   const day = $("day").value;
   state.slot = null;
@@ -79,6 +82,7 @@ async function loadSlots() {
   box.replaceChildren(el("p", { class: "muted" }, t("loading")));
   const params = new URLSearchParams({ date: day, exam_type: state.exam.code });
   const res = await api("GET", `/v1/stores/${encodeURIComponent(state.store.store_id)}/availability?${params}`);
+  if (!latest()) return; // a newer choice asked again meanwhile
   if (!res.ok) { box.replaceChildren(el("p", { class: "notice error" }, problemText(res.body))); return; }
   const now = Date.now();
   const slots = res.body.slots.filter((s) => s.free_count > 0 && Date.parse(s.start_utc) > now);

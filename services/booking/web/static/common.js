@@ -129,6 +129,14 @@ async function api(method, url, body, key) {
   return { ok: resp.ok, status: resp.status, body: data || {} };
 }
 
+// For a request made again before its answer came (the day changed twice quickly): each call
+// of the returned function starts a turn and returns a check that is true while it is the
+// latest, so an older answer that arrives last does not replace a newer one.
+function latestOnly() {
+  let turn = 0;
+  return () => { const mine = ++turn; return () => mine === turn; };
+}
+
 function newKey() {
   return (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random()).replace(/-/g, "");
 }

@@ -88,11 +88,15 @@ function upsert(b, fresh) {
   renderTimeline();
 }
 
+const slotsTurn = latestOnly();
+
 async function loadSlots() {
+  const latest = slotsTurn();
   const box = $("slots");
   if (!state.exam) return;
   const params = new URLSearchParams({ date: day(), exam_type: state.exam });
   const res = await api("GET", `/v1/stores/${sid}/availability?${params}`);
+  if (!latest()) return; // a newer choice asked again meanwhile
   if (!res.ok) { box.replaceChildren(el("p", { class: "muted" }, problemText(res.body))); return; }
   const now = Date.now();
   const slots = res.body.slots.filter((s) => s.free_count > 0 && Date.parse(s.start_utc) > now);

@@ -29,7 +29,10 @@ async function refresh() {
   if (res.ok) { booking = res.body; render(); }
 }
 
+const slotsTurn = latestOnly();
+
 async function loadSlots() {
+  const latest = slotsTurn();
   const box = $("slots");
   const day = $("day").value;
   if (!day) return;
@@ -39,6 +42,7 @@ async function loadSlots() {
   }
   const params = new URLSearchParams({ date: day, exam_type: booking.exam_type });
   const res = await api("GET", `/v1/stores/${encodeURIComponent(booking.store_id)}/availability?${params}`);
+  if (!latest()) return; // a newer choice asked again meanwhile
   if (!res.ok) { box.replaceChildren(el("p", { class: "notice error" }, problemText(res.body))); return; }
   const now = Date.now();
   const slots = res.body.slots.filter((s) => s.free_count > 0 && Date.parse(s.start_utc) > now);
