@@ -12,9 +12,11 @@ one run:
    an unmeasured warm-up; per step the mean time of each hop and the CPU each process spent
    per booking (the load generator included: it shares the cores);
 3. the availability processor alone at fixed rates (`bench.processor`);
-4. the processor's own CPU per decision, without Kafka (`bench.decisions`).
+4. the processor's own CPU per decision, without Kafka (`bench.decisions`);
+5. the processor restarted on the state the steps before left: from its local RocksDB copy,
+   then with the copy wiped (the whole changelog replayed).
 
-`--steps reads,bookings,processor,decisions` picks sections (e.g. while tuning one).
+`--steps reads,bookings,processor,decisions,restart` picks sections (e.g. while tuning one).
 
 Tables are printed and saved under bench/results/. Timings are this machine's: 2 cores shared by
 Kafka, Redis, FerretDB, every service and the load generator.
@@ -61,6 +63,7 @@ from schemas.events.roster import (
     ShiftPublished,
     StoreRegistered,
 )
+from services.booking.entrypoints.processor import APP_ID as PROCESSOR_APP_ID
 
 REPO = Path(__file__).resolve().parents[1]
 PORT_OFFSET = 2000  # every port stays below the ephemeral range (32768+)
@@ -71,6 +74,7 @@ SLOT_MINUTES = range(8 * 60, 20 * 60, 30)  # the starts `_slots` books, store-lo
 WARM_UP_S, WARM_UP_RATE = 20, 300
 CLOSED_LOOP_CEILING = 2500  # bookings/s, above any closed-loop rate seen on these machines
 BOOKING_PATH = ("booking-api", "booking-processor", "booking-projector")
+PROCESSOR = "booking-processor"
 
 
 def _progress(msg: str) -> None:
@@ -347,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-STEPS = ("reads", "bookings", "processor", "decisions")
+STEPS = ("reads", "bookings", "processor", "decisions", "restart")
 
 
 def days_needed(args: argparse.Namespace, steps: list[str]) -> int:
@@ -572,6 +576,44 @@ class Bench:
         )  # fmt: skip
         return section, {"decisions": rows}
 
+    def measure_restart(self) -> tuple[str, dict[str, Any]]:
+        processor = self.urls["booking-processor"]
+        if not self.warmed:
+            self.warm_up()  # some state to restore
+        rows = []
+        for how, wipe in (("local copy, then the changelog after it", False),
+                          ("the changelog alone (local copy wiped)", True)):  # fmt: skip
+            _progress(f"processor restart from {how}")
+            _drain(processor)
+            ManagedProcess(PROCESSOR, self.cfg.run_dir / "services" / PROCESSOR).stop()
+            if wipe:
+                shutil.rmtree(self.cfg.run_dir / "state" / PROCESSOR_APP_ID, ignore_errors=True)
+            started = time.perf_counter()
+            stack.start_services(
+                self.cfg, self.endpoints, port_offset=PORT_OFFSET, only=[PROCESSOR]
+            )
+            ready_s = time.perf_counter() - started
+            restored = _restored_records(processor)
+            rows.append({
+                "from": how, "ready_s": round(ready_s, 2),
+                "restore_s": round(_histogram(processor, "optisync_stream_restore_seconds",
+                                              "app")[PROCESSOR_APP_ID]["sum"], 2),
+                "local_records": int(restored.get("local", 0)),
+                "changelog_records": int(restored.get("changelog", 0)),
+                "next_booking": _book_once(self.api, next(self.slots), f"{self.run_id}-rs{wipe}"),
+            })  # fmt: skip
+        section = (
+            "## Processor restart (the state every step before left)\n\n" + _table(
+                ["restored from", "start to ready s", "restore s", "records from the copy",
+                 "records from the changelog", "next booking"],
+                [[r["from"], r["ready_s"], r["restore_s"], r["local_records"],
+                  r["changelog_records"], r["next_booking"]] for r in rows],
+            ) + "\n\nstart to ready: process start to /readyz (interpreter, consumer group join "
+            "and restore); restore: the tables' rebuild alone; next booking: the HTTP status of "
+            "a booking made right after (201: decided on the restored state)"
+        )  # fmt: skip
+        return section, {"restarts": rows}
+
     def _pids(self) -> dict[str, int | None]:
         pids = {name: proc.pid() for name, proc in _named_procs(self.cfg)}
         pids["load generator"] = os.getpid()
@@ -633,6 +675,28 @@ def _histogram(url: str, name: str, label: str) -> dict[str, dict[str, float]]:
             kind = sample.split('le="', 1)[1].split('"', 1)[0]
         series.setdefault(key, {})[kind] = float(value)
     return series
+
+
+def _restored_records(processor: str) -> dict[str, float]:
+    """Records the processor's restores applied so far, per source (local, changelog)."""
+    counts: dict[str, float] = {}
+    for line in _metrics(processor):
+        if line.startswith("optisync_stream_restored_records_total{"):
+            sample, _, value = line.rpartition(" ")
+            source = sample.split('source="', 1)[1].split('"', 1)[0]
+            counts[source] = counts.get(source, 0.0) + float(value)
+    return counts
+
+
+def _book_once(api: str, slot: tuple[str, str, str], key: str) -> int:
+    async def book() -> int:
+        client = HttpLoadClient(api)
+        try:
+            return await _post(client, slot, key)
+        finally:
+            await client.close()
+
+    return asyncio.run(book())
 
 
 def _transactions(processor: str) -> tuple[float, float]:

@@ -54,6 +54,10 @@ The shape is Kafka Streams' exactly-once:
 * With `punctuate_s`, a task that got no records for that long has its handler called with
   none, so time-driven decisions (an offer's hold lapsing) happen without new input;
   whatever that call changes commits in the group's next transaction.
+* With `state_dir` (and rocksdict installed), each committed transaction's changelog records
+  also go to a local RocksDB copy with a checkpoint (`optisync_common.localstate`), so a
+  restart or a failed transaction loads the copy and replays only the changelog after the
+  checkpoint instead of all of it. The tables themselves stay in memory for the decisions.
 """
 
 from __future__ import annotations
@@ -66,10 +70,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.cluster import ClusterMetadata
 from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
 from aiokafka.coordinator.protocol import (
@@ -81,6 +87,7 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from prometheus_client import Counter, Histogram
 
 from optisync_common.kafka import linger
+from optisync_common.localstate import TOMBSTONE_RETENTION_MS, Checkpoint, LocalState
 from optisync_common.logging import get_logger
 from optisync_common.topics import ensure_internal_topics
 
@@ -101,8 +108,24 @@ TXN_SECONDS = Histogram(
 TASK_RESTORES = Counter(
     "optisync_stream_task_restores_total", "Tasks rebuilt from their changelogs", ["app", "why"]
 )
+RESTORE_SECONDS = Histogram(
+    "optisync_stream_restore_seconds",
+    "Time to rebuild assigned tasks' tables (local copy, then the changelog after it)",
+    ["app"],
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60, 120),
+)
+RESTORED_RECORDS = Counter(
+    "optisync_stream_restored_records_total",
+    "Records a restore applied, from the changelog topic or the local copy",
+    ["app", "source"],
+)
 
 Headers = Sequence[tuple[str, bytes]]
+# Compacted; tombstones kept as long as local copies' checkpoints assume (`localstate`).
+STATE_TOPIC_CONFIG = {
+    "cleanup.policy": "compact",
+    "delete.retention.ms": str(TOMBSTONE_RETENTION_MS),
+}
 POSITIONS = "_positions"  # the state changelog's "table" of a task's input positions
 LAYOUT = "_layout"  # ... and of which transactional ids write the task (`_fence_stale_layouts`)
 
@@ -189,16 +212,27 @@ def _destination(output: Output, partitions: Mapping[str, Sequence[int]]) -> Top
 
 Record = tuple[TopicPartition, bytes | None, bytes | None, Headers]
 Records = list[ConsumerRecord[bytes, bytes]]
+StateRecord = tuple[bytes, bytes | None]  # a state changelog record: key, value or tombstone
+
+
+@dataclass
+class _StateWrites:
+    """A transaction's records to one task's state changelog partition, kept for the local
+    copy until the transaction commits."""
+
+    records: list[StateRecord] = field(default_factory=list)
+    resume_at: int | None = None  # the lowest base offset they were written at
 
 
 async def _send_batched(
     producer: AIOKafkaProducer, records: Sequence[Record]
-) -> list[asyncio.Future[Any]]:
+) -> list[tuple[TopicPartition, asyncio.Future[Any]]]:
     """Queue the records as one batch per partition, in order within each partition.
 
     The same wire result as a `send` per record (the producer sends at most one batch per
     partition in a request either way), without `send`'s per-record coroutine, metadata
-    check and delivery future, which cost more than the records' encoding.
+    check and delivery future, which cost more than the records' encoding. Each batch's
+    future gives its base offset.
     """
     batches: dict[TopicPartition, Any] = {}
     futures = []
@@ -208,12 +242,12 @@ async def _send_batched(
             batch = batches[tp] = producer.create_batch()
         if batch.append(key=key, value=value, timestamp=None, headers=list(headers)) is None:
             # Full: queue it (a second batch of a partition waits for the first to drain).
-            futures.append(await producer.send_batch(batch, tp.topic, partition=tp.partition))
+            futures.append((tp, await producer.send_batch(batch, tp.topic, partition=tp.partition)))
             batch = batches[tp] = producer.create_batch()
             if batch.append(key=key, value=value, timestamp=None, headers=list(headers)) is None:
                 raise ValueError(f"a record for {tp} is larger than a whole batch")
     for tp, batch in batches.items():
-        futures.append(await producer.send_batch(batch, tp.topic, partition=tp.partition))
+        futures.append((tp, await producer.send_batch(batch, tp.topic, partition=tp.partition)))
     return futures
 
 
@@ -233,6 +267,12 @@ class _Task:
 
     def queued(self) -> int:
         return sum(len(records) for records in self.queue.values())
+
+    def reset(self, tables: Iterable[str]) -> None:
+        """Empty tables and no restored state: before a restore."""
+        self.tables = {name: ChangelogTable() for name in tables}
+        self.positions = {}
+        self.layout, self.restored_state = None, False
 
 
 @dataclass
@@ -270,6 +310,7 @@ class TransactionalStreamProcessor:
         task_groups: int = 1,
         linger_s: float = 0.0,
         group_commit_interval_s: float = 5.0,
+        state_dir: Path | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.app_id = app_id
@@ -296,6 +337,9 @@ class TransactionalStreamProcessor:
         self._group_commits: asyncio.Task[None] | None = None
         self._assigned_once = False
         self._crashed = False
+        self._state_dir = state_dir
+        self._local: LocalState | None = None  # opened in start()
+        self._cluster_id = ""  # which cluster the local copy's checkpoints belong to
 
     @property
     def state_topic(self) -> str:
@@ -326,8 +370,11 @@ class TransactionalStreamProcessor:
     async def start(self) -> None:
         await ensure_internal_topics(
             self.bootstrap,
-            [(self.state_topic, self.partitions, {"cleanup.policy": "compact"})],
+            [(self.state_topic, self.partitions, STATE_TOPIC_CONFIG)],
         )
+        if self._state_dir is not None:
+            self._local = LocalState.open(self._state_dir / self.app_id)
+            self._cluster_id = await _cluster_id(self.bootstrap) if self._local else ""
         # aiokafka clients bind to the running loop, so they are made here, not in __init__.
         self._consumer = consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
@@ -356,6 +403,9 @@ class TransactionalStreamProcessor:
         await self._drop_groups(list(self._groups))
         if self._consumer is not None:
             await self._consumer.stop()
+        if self._local is not None:
+            self._local.close()
+            self._local = None
 
     @property
     def consumer(self) -> AIOKafkaConsumer:
@@ -460,7 +510,7 @@ class TransactionalStreamProcessor:
             return  # a punctuation with nothing due: no transaction
         producer = group.producer
         try:
-            await self._produce(group, producer, outputs, offsets)
+            writes = await self._produce(group, producer, outputs, offsets)
         except Exception:
             log.exception("stream_transaction_failed", app=self.app_id, group=group.index)
             await self._settle(group)
@@ -474,7 +524,7 @@ class TransactionalStreamProcessor:
             return
         group.turn += 1  # the next transaction goes on the other producer meanwhile
         group.committing = asyncio.create_task(
-            self._commit(group, producer, offsets, started, decided),
+            self._commit(group, producer, offsets, started, decided, writes),
             name=f"{self.app_id}-tg-{group.index}-commit",
         )
 
@@ -521,9 +571,10 @@ class TransactionalStreamProcessor:
         producer: AIOKafkaProducer,
         outputs: list[Output],
         offsets: dict[TopicPartition, int],
-    ) -> None:
+    ) -> dict[int, _StateWrites]:
         """Open a transaction with the outputs, every task's table changes and the input
-        positions, all sent and acknowledged; aborted if any of that fails."""
+        positions, all sent and acknowledged; aborted if any of that fails. Returns the state
+        records per task, for the local copy once the transaction commits."""
         await producer.begin_transaction()
         try:
             keyed_topics = {o.topic for o in outputs if o.partition is None}
@@ -531,24 +582,35 @@ class TransactionalStreamProcessor:
             records: list[Record] = [
                 (_destination(o, partitions), o.key, o.value, o.headers) for o in outputs
             ]
+            writes: dict[int, _StateWrites] = {}
+
+            def state(partition: int, key: str, value: bytes | None) -> None:
+                tp = TopicPartition(self.state_topic, partition)
+                records.append((tp, key.encode(), value, ()))
+                writes.setdefault(partition, _StateWrites()).records.append((key.encode(), value))
+
             for task in group.tasks.values():
-                state = TopicPartition(self.state_topic, task.partition)
                 if task.layout != self.layout:  # a recovery re-reads it should this abort
-                    records.append((state, f"{LAYOUT}/ids".encode(), orjson.dumps(self.layout), ()))
+                    state(task.partition, f"{LAYOUT}/ids", orjson.dumps(self.layout))
                     task.layout = self.layout
                 for name, table in task.tables.items():
                     for key, value in table.take_changes():
                         encoded = None if value is None else orjson.dumps(value)
-                        records.append((state, f"{name}/{key}".encode(), encoded, ()))
+                        state(task.partition, f"{name}/{key}", encoded)
             for tp, offset in offsets.items():
-                state = TopicPartition(self.state_topic, tp.partition)
-                position = f"{POSITIONS}/{tp.topic}".encode()
-                records.append((state, position, orjson.dumps(offset), ()))
-            await asyncio.gather(*await _send_batched(producer, records))
+                state(tp.partition, f"{POSITIONS}/{tp.topic}", orjson.dumps(offset))
+            sent = await _send_batched(producer, records)
+            written = await asyncio.gather(*(future for _, future in sent))
         except BaseException:
             with contextlib.suppress(Exception):
                 await producer.abort_transaction()
             raise
+        for (tp, _), metadata in zip(sent, written, strict=True):
+            if tp.topic == self.state_topic:
+                batch = writes[tp.partition]
+                if batch.resume_at is None or metadata.offset < batch.resume_at:
+                    batch.resume_at = metadata.offset
+        return writes
 
     async def _commit(
         self,
@@ -557,6 +619,7 @@ class TransactionalStreamProcessor:
         offsets: dict[TopicPartition, int],
         started: float,
         decided: int,
+        writes: Mapping[int, _StateWrites] | None = None,
     ) -> None:
         try:
             await producer.commit_transaction()
@@ -565,9 +628,34 @@ class TransactionalStreamProcessor:
             raise
         for tp, offset in offsets.items():
             self._tasks[tp.partition].positions[tp] = offset
+        self._save_committed(writes or {})
         if decided:
             BATCH_RECORDS.labels(self.app_id).observe(decided)
             TXN_SECONDS.labels(self.app_id).observe(time.perf_counter() - started)
+
+    def _save_committed(self, writes: Mapping[int, _StateWrites]) -> None:
+        """A committed transaction's state records into the local copy: only after the commit,
+        so the copy is never ahead of the changelog."""
+        self._save_local(
+            {p: (w.records, w.resume_at) for p, w in writes.items() if w.resume_at is not None}
+        )
+
+    def _save_local(
+        self, saves: Mapping[int, tuple[Iterable[StateRecord], int]], replace: bool = False
+    ) -> None:
+        if self._local is None:
+            return
+        now = time.time()
+        try:
+            for partition, (records, resume_at) in saves.items():
+                checkpoint = Checkpoint(self._cluster_id, self.state_topic, resume_at, now)
+                self._local.save(partition, records, checkpoint, replace=replace)
+        except Exception:
+            # A later save would move a checkpoint past the records this one missed: stop
+            # writing the copy. What it holds stays right up to its checkpoints.
+            log.exception("local_state_save_failed", app=self.app_id)
+            self._local.close()
+            self._local = None
 
     async def _recover(self, group: _Group) -> None:
         """After a failed transaction: forget the group's uncommitted state and queues, and
@@ -732,15 +820,23 @@ class TransactionalStreamProcessor:
         reader: AIOKafkaConsumer,
         tps: list[TopicPartition],
         table_and_key: Callable[[str, str], tuple[str, str]],
-    ) -> int:
-        """Apply changelog partitions to their tasks' tables, to their current end."""
+        resume: Mapping[TopicPartition, int] | None = None,
+        replayed: dict[int, list[StateRecord]] | None = None,
+    ) -> dict[TopicPartition, int]:
+        """Apply changelog partitions to their tasks' tables, from the beginning (or `resume`)
+        to their current end; the records applied go to `replayed` too. Returns where each
+        partition's replay ended."""
         if not tps:
-            return 0
+            return {}
+        resume = resume or {}
         reader.assign(tps)
-        await reader.seek_to_beginning(*tps)
+        if fresh := [tp for tp in tps if tp not in resume]:
+            await reader.seek_to_beginning(*fresh)
+        for tp, offset in resume.items():
+            reader.seek(tp, offset)
         ends = await reader.end_offsets(tps)
         count = 0
-        pending = {tp for tp in tps if ends[tp] > 0}
+        pending = {tp for tp in tps if await reader.position(tp) < ends[tp]}
         while pending:
             batch = await reader.getmany(*pending, timeout_ms=200, max_records=5000)
             for tp in pending - batch.keys():
@@ -752,25 +848,52 @@ class TransactionalStreamProcessor:
                 task.restored_state = True
                 for r in records:
                     name, key = table_and_key(tp.topic, r.key.decode() if r.key else "")
-                    value = None if r.value is None else orjson.loads(r.value)
-                    if name == POSITIONS and value is not None:
-                        task.positions[TopicPartition(key, tp.partition)] = value
-                    elif name == LAYOUT:
-                        task.layout = value
-                    elif name in task.tables:
-                        task.tables[name].restore(key, value)
+                    _apply(task, name, key, None if r.value is None else orjson.loads(r.value))
+                if replayed is not None:
+                    replayed.setdefault(tp.partition, []).extend(
+                        (r.key or b"", r.value) for r in records
+                    )
                 count += len(records)
             pending = {tp for tp in pending if await reader.position(tp) < ends[tp]}
-        return count
+        RESTORED_RECORDS.labels(self.app_id, "changelog").inc(count)
+        return {tp: await reader.position(tp) for tp in tps}
+
+    async def _load_local(
+        self, reader: AIOKafkaConsumer, tps: list[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        """Load the tasks whose local copy may stand in for their changelog so far; returns
+        the offsets their replays resume from."""
+        if self._local is None:
+            return {}
+        firsts, ends = await reader.beginning_offsets(tps), await reader.end_offsets(tps)
+        resume, now, count = {}, time.time(), 0
+        for tp in tps:
+            checkpoint = self._local.checkpoint(tp.partition)
+            if checkpoint is None or not checkpoint.usable(
+                self._cluster_id, tp.topic, firsts[tp], ends[tp], now
+            ):
+                continue
+            task, loaded = self._tasks[tp.partition], 0
+            try:
+                for key, value in self._local.records(tp.partition):
+                    _apply(task, *_split_state_key(key.decode()), orjson.loads(value))
+                    task.restored_state = True
+                    loaded += 1
+            except Exception:  # an unreadable copy: this task replays its whole changelog
+                log.exception("local_state_unreadable", app=self.app_id, partition=tp.partition)
+                task.reset(self.table_names)
+                continue
+            count += loaded
+            resume[tp] = checkpoint.offset
+        RESTORED_RECORDS.labels(self.app_id, "local").inc(count)
+        return resume
 
     async def _restore(self, partitions: Sequence[int]) -> None:
         if not partitions:
             return
         started = time.perf_counter()
         for p in partitions:
-            self._tasks[p].tables = {name: ChangelogTable() for name in self.table_names}
-            self._tasks[p].positions = {}
-            self._tasks[p].layout, self._tasks[p].restored_state = None, False
+            self._tasks[p].reset(self.table_names)
         reader = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             client_id=f"{self.app_id}-restore",
@@ -781,6 +904,9 @@ class TransactionalStreamProcessor:
         )
         await reader.start()
         try:
+            state = [TopicPartition(self.state_topic, p) for p in partitions]
+            resume = await self._load_local(reader, state)
+            full = [tp.partition for tp in state if tp not in resume]
             existing = await reader.topics()
             legacy = {
                 self.changelog_topic(t): t
@@ -788,24 +914,67 @@ class TransactionalStreamProcessor:
                 if self.changelog_topic(t) in existing
             }
             # The old per-table changelogs first, then what superseded them.
-            count = await self._replay(
-                reader, [TopicPartition(t, p) for t in legacy for p in partitions],
+            await self._replay(
+                reader, [TopicPartition(t, p) for t in legacy for p in full],
                 lambda topic, key: (legacy[topic], key),
             )  # fmt: skip
-            count += await self._replay(
-                reader, [TopicPartition(self.state_topic, p) for p in partitions],
-                lambda topic, key: _split_state_key(key),
-            )  # fmt: skip
+            replayed: dict[int, list[StateRecord]] = {}
+            ended = await self._replay(
+                reader, state, lambda topic, key: _split_state_key(key), resume, replayed
+            )
         finally:
             await reader.stop()
+        # The copy catches up: what the replay added where it resumed, everything elsewhere.
+        self._save_local(
+            {tp.partition: (replayed.get(tp.partition, []), ended[tp]) for tp in resume}
+        )
+        self._save_local(
+            {
+                p: (_materialized(self._tasks[p]), ended[TopicPartition(self.state_topic, p)])
+                for p in full
+            },
+            replace=True,
+        )
         TASK_RESTORES.labels(self.app_id, "assigned").inc(len(partitions))
+        seconds = time.perf_counter() - started
+        RESTORE_SECONDS.labels(self.app_id).observe(seconds)
         log.info(
             "stream_tasks_restored",
             app=self.app_id,
             partitions=list(partitions),
-            records=count,
-            seconds=round(time.perf_counter() - started, 3),
+            from_local_copy=sorted(tp.partition for tp in resume),
+            seconds=round(seconds, 3),
         )
+
+
+def _apply(task: _Task, name: str, key: str, value: Any | None) -> None:
+    """One changelog record (None: a tombstone) into a task's tables, positions or layout."""
+    if name == POSITIONS and value is not None:
+        task.positions[TopicPartition(key, task.partition)] = value
+    elif name == LAYOUT:
+        task.layout = value
+    elif name in task.tables:
+        task.tables[name].restore(key, value)
+
+
+def _materialized(task: _Task) -> Iterator[StateRecord]:
+    """A task's state as the changelog records that rebuild it."""
+    for name, table in task.tables.items():
+        for key, value in table.items():
+            yield f"{name}/{key}".encode(), orjson.dumps(value)
+    for tp, offset in task.positions.items():
+        yield f"{POSITIONS}/{tp.topic}".encode(), orjson.dumps(offset)
+    if task.layout is not None:
+        yield f"{LAYOUT}/ids".encode(), orjson.dumps(task.layout)
+
+
+async def _cluster_id(bootstrap: str) -> str:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="optisync-stream-admin")
+    await admin.start()
+    try:
+        return str((await admin.describe_cluster())["cluster_id"])
+    finally:
+        await admin.close()
 
 
 def stale_transactional_ids(

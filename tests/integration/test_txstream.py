@@ -8,11 +8,16 @@ import asyncio
 import contextlib
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
+from prometheus_client import REGISTRY
 
 from optisync_common.kafka import make_consumer, make_producer
+from optisync_common.localstate import LocalState
 from optisync_common.settings import ServiceSettings
 from optisync_common.topics import ensure_internal_topics
 from optisync_common.txstream import (
@@ -40,8 +45,12 @@ def counting(output_topic: str):
     return handler
 
 
-async def test_a_failed_transaction_is_redone_once_from_committed_state(settings, unique_id):
-    stream, source, sink = await _counting_stream(settings, f"itest-tx-{unique_id}")
+@pytest.mark.parametrize("local_copy", [False, True], ids=["changelog", "local-copy"])
+async def test_a_failed_transaction_is_redone_once_from_committed_state(
+    settings, unique_id, tmp_path, local_copy
+):
+    state_dir = tmp_path if local_copy else None
+    stream, source, sink = await _counting_stream(settings, f"itest-tx-{unique_id}", state_dir)
     failures = 0
     produce = stream._produce
 
@@ -53,8 +62,9 @@ async def test_a_failed_transaction_is_redone_once_from_committed_state(settings
             for o in outputs:  # sent, then abandoned: a reader must never see these
                 await producer.send(o.topic, o.value, key=o.key)
             raise RuntimeError("injected: the transaction failed")
-        await produce(group, producer, outputs, offsets)
+        writes = await produce(group, producer, outputs, offsets)
         stream_commits[0] += 1
+        return writes
 
     stream_commits = [0]
     stream._produce = fail_the_second_transaction  # type: ignore[method-assign]
@@ -68,14 +78,58 @@ async def test_a_failed_transaction_is_redone_once_from_committed_state(settings
     assert sorted(seen) == sorted(f"v{i}" for i in range(INPUTS))  # each once, none aborted
     assert counts == {"k0": 10, "k1": 10, "k2": 10}
 
-    # A fresh instance restores the same table from the changelog.
-    again, _, _ = await _counting_stream(settings, f"itest-tx-{unique_id}")
+    # A fresh instance restores the same table (from the changelog, or the local copy).
+    again, _, _ = await _counting_stream(settings, f"itest-tx-{unique_id}", state_dir)
     await again.start()
     try:
         await _until(lambda: again.ready)
         assert _counts(again) == counts
     finally:
         await again.stop()
+
+
+async def test_a_restart_loads_the_local_copy_and_replays_only_what_it_lacks(
+    settings, unique_id, tmp_path
+):
+    """With a state dir, a restarted instance takes its tables from the local RocksDB copy
+    and reads only the changelog's tail; a copy left behind by another instance's work
+    catches up from its checkpoint, so the counts are the changelog's, never the copy's."""
+    app_id = f"itest-tx-local-{unique_id}"
+    first, source, sink = await _counting_stream(settings, app_id, tmp_path)
+    _, counts = await _feed_and_count(settings, first, source, sink, _no_wait)
+    assert counts == {"k0": 10, "k1": 10, "k2": 10}
+
+    again, _, _ = await _counting_stream(settings, app_id, tmp_path)
+    loaded = await _restored_counts(again)
+    assert loaded.counts == counts
+    assert loaded.local == 5  # three counts, the input position and the writers' layout
+    assert loaded.changelog <= 4  # at most the last transaction's records, read again
+
+    # Another instance, without a local copy, goes on counting; ours falls behind.
+    elsewhere, _, _ = await _counting_stream(settings, app_id)
+    await _feed_and_count(settings, elsewhere, source, sink, _no_wait, first=INPUTS)
+    behind, _, _ = await _counting_stream(settings, app_id, tmp_path)
+    caught_up = await _restored_counts(behind)
+    assert caught_up.counts == {"k0": 20, "k1": 20, "k2": 20}
+    assert caught_up.local == 5 and caught_up.changelog > 0
+
+
+async def test_an_unreadable_local_copy_falls_back_to_the_changelog(settings, unique_id, tmp_path):
+    app_id = f"itest-tx-bad-{unique_id}"
+    first, source, sink = await _counting_stream(settings, app_id, tmp_path)
+    _, counts = await _feed_and_count(settings, first, source, sink, _no_wait)
+    copy = LocalState.open(tmp_path / app_id)
+    assert copy is not None
+    checkpoint = copy.checkpoint(0)
+    assert checkpoint is not None
+    copy.save(0, [(b"counts/k0", b"{not json")], checkpoint)
+    copy.close()
+
+    again, _, _ = await _counting_stream(settings, app_id, tmp_path)
+    restored = await _restored_counts(again)
+    assert restored.counts == counts == {"k0": 10, "k1": 10, "k2": 10}
+    assert restored.local == 0
+    assert restored.changelog > 10  # the whole changelog: its tail alone is a few records
 
 
 async def test_a_failed_commit_undoes_the_transaction_decided_after_it(settings, unique_id):
@@ -534,14 +588,14 @@ def _transactional_producer(settings: ServiceSettings, transactional_id: str) ->
 
 
 async def _counting_stream(
-    settings: ServiceSettings, app_id: str
+    settings: ServiceSettings, app_id: str, state_dir: Path | None = None
 ) -> tuple[TransactionalStreamProcessor, str, str]:
     """A one-partition counting stream (not started), its input and its output topic."""
     source, sink = f"{app_id}-in", f"{app_id}-out"
     await ensure_internal_topics(settings.kafka_bootstrap, [(source, 1, {}), (sink, 1, {})])
     stream = TransactionalStreamProcessor(
         bootstrap=settings.kafka_bootstrap, app_id=app_id, inputs=[source],
-        tables=["counts"], partitions=1, handler=counting(sink),
+        tables=["counts"], partitions=1, handler=counting(sink), state_dir=state_dir,
     )  # fmt: skip
     return stream, source, sink
 
@@ -552,6 +606,7 @@ async def _feed_and_count(
     source: str,
     sink: str,
     after: Callable[[int], Awaitable[None]],
+    first: int = 0,
 ) -> tuple[list[str], dict[str, int]]:
     """Run the counting stream over INPUTS inputs (keys k0-k2; `after(i)` once input i is
     in): what it published (read committed) and its counts table."""
@@ -560,11 +615,11 @@ async def _feed_and_count(
     await producer.start()
     try:
         await _until(lambda: stream.ready)
-        for i in range(INPUTS):
+        for i in range(first, first + INPUTS):
             await producer.send_and_wait(source, f"v{i}".encode(), key=f"k{i % 3}".encode())
             await after(i)
-        seen = await _read_committed(settings, sink, INPUTS)
-        await _until(lambda: sum(_counts(stream).values()) == INPUTS)
+        seen = await _read_committed(settings, sink, first + INPUTS)
+        await _until(lambda: sum(_counts(stream).values()) == first + INPUTS)
         return seen, _counts(stream)
     finally:
         await producer.stop()
@@ -601,6 +656,33 @@ async def _until_group_offset(
                 return
             await asyncio.sleep(0.2)
     raise AssertionError(f"the group's offset never reached {offset}")
+
+
+@dataclass(frozen=True)
+class _Restored:
+    counts: dict[str, int]
+    local: float  # records the restore took from the local copy
+    changelog: float  # ... and from the changelog topic
+
+
+async def _restored_counts(stream: TransactionalStreamProcessor) -> _Restored:
+    """Start the stream, take what its restore loaded, and stop it."""
+
+    def restored(source: str) -> float:
+        sample = REGISTRY.get_sample_value(
+            "optisync_stream_restored_records_total", {"app": stream.app_id, "source": source}
+        )
+        return sample or 0.0
+
+    before = restored("local"), restored("changelog")
+    await stream.start()
+    try:
+        await _until(lambda: stream.ready)
+        return _Restored(
+            _counts(stream), restored("local") - before[0], restored("changelog") - before[1]
+        )
+    finally:
+        await stream.stop()
 
 
 def _counts(stream: TransactionalStreamProcessor) -> dict[str, int]:
