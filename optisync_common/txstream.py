@@ -54,10 +54,12 @@ The shape is Kafka Streams' exactly-once:
 * With `punctuate_s`, a task that got no records for that long has its handler called with
   none, so time-driven decisions (an offer's hold lapsing) happen without new input;
   whatever that call changes commits in the group's next transaction.
-* With `state_dir` (and rocksdict installed), each committed transaction's changelog records
-  also go to a local RocksDB copy with a checkpoint (`optisync_common.localstate`), so a
-  restart or a failed transaction loads the copy and replays only the changelog after the
-  checkpoint instead of all of it. The tables themselves stay in memory for the decisions.
+* With `state_dir` (and rocksdict installed), committed transactions' changelog records also
+  go to a local RocksDB copy with a checkpoint (`optisync_common.localstate`), so a restart or
+  a failed transaction loads the copy and replays only the changelog after the checkpoint
+  instead of all of it. The copy is written every `local_flush_s` (the last value of each key
+  since the previous write: a store-day changes with every booking), on stop and before a
+  restore. The tables themselves stay in memory for the decisions.
 """
 
 from __future__ import annotations
@@ -224,6 +226,15 @@ class _StateWrites:
     resume_at: int | None = None  # the lowest base offset they were written at
 
 
+@dataclass
+class _Unsaved:
+    """Committed state records of one task not yet in the local copy: the last value per key,
+    and where a replay must resume to rebuild what the copy would then lack."""
+
+    records: dict[bytes, bytes | None] = field(default_factory=dict)
+    resume_at: int = 0
+
+
 async def _send_batched(
     producer: AIOKafkaProducer, records: Sequence[Record]
 ) -> list[tuple[TopicPartition, asyncio.Future[Any]]]:
@@ -311,6 +322,7 @@ class TransactionalStreamProcessor:
         linger_s: float = 0.0,
         group_commit_interval_s: float = 5.0,
         state_dir: Path | None = None,
+        local_flush_s: float = 1.0,
     ) -> None:
         self.bootstrap = bootstrap
         self.app_id = app_id
@@ -340,6 +352,9 @@ class TransactionalStreamProcessor:
         self._state_dir = state_dir
         self._local: LocalState | None = None  # opened in start()
         self._cluster_id = ""  # which cluster the local copy's checkpoints belong to
+        self._local_flush_s = local_flush_s
+        self._unsaved: dict[int, _Unsaved] = {}
+        self._local_flushes: asyncio.Task[None] | None = None
 
     @property
     def state_topic(self) -> str:
@@ -393,9 +408,13 @@ class TransactionalStreamProcessor:
         self._group_commits = asyncio.create_task(
             self._commit_group_offsets(), name=f"{self.app_id}-group-commits"
         )
+        if self._local is not None:
+            self._local_flushes = asyncio.create_task(
+                self._flush_local_periodically(), name=f"{self.app_id}-local-flushes"
+            )
 
     async def stop(self) -> None:
-        for background in (self._fetch_task, self._group_commits):
+        for background in (self._fetch_task, self._group_commits, self._local_flushes):
             if background is not None:
                 background.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -403,6 +422,7 @@ class TransactionalStreamProcessor:
         await self._drop_groups(list(self._groups))
         if self._consumer is not None:
             await self._consumer.stop()
+        self._flush_local()  # what the last commits changed
         if self._local is not None:
             self._local.close()
             self._local = None
@@ -634,11 +654,24 @@ class TransactionalStreamProcessor:
             TXN_SECONDS.labels(self.app_id).observe(time.perf_counter() - started)
 
     def _save_committed(self, writes: Mapping[int, _StateWrites]) -> None:
-        """A committed transaction's state records into the local copy: only after the commit,
-        so the copy is never ahead of the changelog."""
-        self._save_local(
-            {p: (w.records, w.resume_at) for p, w in writes.items() if w.resume_at is not None}
-        )
+        """Keep a committed transaction's state records for the local copy's next write: only
+        committed ones, so the copy is never ahead of the changelog."""
+        if self._local is None:
+            return
+        for partition, batch in writes.items():
+            if batch.resume_at is not None:
+                unsaved = self._unsaved.setdefault(partition, _Unsaved())
+                unsaved.records.update(batch.records)
+                unsaved.resume_at = batch.resume_at  # replaying this transaction suffices
+
+    async def _flush_local_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self._local_flush_s)
+            self._flush_local()
+
+    def _flush_local(self) -> None:
+        unsaved, self._unsaved = self._unsaved, {}
+        self._save_local({p: (u.records.items(), u.resume_at) for p, u in unsaved.items()})
 
     def _save_local(
         self, saves: Mapping[int, tuple[Iterable[StateRecord], int]], replace: bool = False
@@ -892,6 +925,7 @@ class TransactionalStreamProcessor:
         if not partitions:
             return
         started = time.perf_counter()
+        self._flush_local()  # pending commits first: written later, they would take it back
         for p in partitions:
             self._tasks[p].reset(self.table_names)
         reader = AIOKafkaConsumer(

@@ -114,6 +114,29 @@ async def test_a_restart_loads_the_local_copy_and_replays_only_what_it_lacks(
     assert caught_up.local == 5 and caught_up.changelog > 0
 
 
+async def test_commits_the_copy_never_got_are_replayed_from_the_changelog(
+    settings, unique_id, tmp_path
+):
+    """The copy is written every `local_flush_s`: a process that dies in between leaves it
+    behind the changelog, and the next start replays what it lacks from its checkpoint."""
+    app_id = f"itest-tx-lag-{unique_id}"
+    source, sink = f"{app_id}-in", f"{app_id}-out"
+    await ensure_internal_topics(settings.kafka_bootstrap, [(source, 1, {}), (sink, 1, {})])
+    dying = TransactionalStreamProcessor(
+        bootstrap=settings.kafka_bootstrap, app_id=app_id, inputs=[source], tables=["counts"],
+        partitions=1, handler=counting(sink), state_dir=tmp_path, local_flush_s=3600,
+    )  # fmt: skip
+    dying._flush_local = lambda: None  # type: ignore[method-assign]  # dies before any write
+    _, counts = await _feed_and_count(settings, dying, source, sink, _no_wait)
+    assert counts == {"k0": 10, "k1": 10, "k2": 10}
+
+    again, _, _ = await _counting_stream(settings, app_id, tmp_path)
+    restored = await _restored_counts(again)
+    assert restored.counts == counts
+    assert restored.local == 0  # the copy had only its first (empty) restore's checkpoint
+    assert restored.changelog > 10
+
+
 async def test_an_unreadable_local_copy_falls_back_to_the_changelog(settings, unique_id, tmp_path):
     app_id = f"itest-tx-bad-{unique_id}"
     first, source, sink = await _counting_stream(settings, app_id, tmp_path)
