@@ -400,10 +400,15 @@ async def test_outputs_keep_their_partition_and_order_across_full_batches(settin
     assert placed == expected
 
 
-async def test_instances_share_whole_task_groups_and_hand_them_over_once(settings, unique_id):
+@pytest.mark.parametrize("local_copy", [False, True], ids=["changelog", "local-copies"])
+async def test_instances_share_whole_task_groups_and_hand_them_over_once(
+    settings, unique_id, tmp_path, local_copy
+):
     """Two instances split the task groups (all of a group's partitions on one instance), and
     groups that move while inputs keep coming are decided exactly once: the new owner's
-    producers fence the old owner, and the tasks resume from their committed state."""
+    producers fence the old owner, and the tasks resume from their committed state. With
+    local copies (one state dir, a slot each), a restarted instance gets groups back on
+    copies that other owners' work left behind."""
     source, sink = f"itest-tx-tg-in-{unique_id}", f"itest-tx-tg-out-{unique_id}"
     await ensure_internal_topics(settings.kafka_bootstrap, [(source, 6, {}), (sink, 6, {})])
     everything = set(range(6))
@@ -413,6 +418,7 @@ async def test_instances_share_whole_task_groups_and_hand_them_over_once(setting
             bootstrap=settings.kafka_bootstrap, app_id=f"itest-tx-tg-{unique_id}",
             inputs=[source], tables=["counts"], partitions=6, handler=counting(sink),
             task_groups=3, session_timeout_ms=6000, heartbeat_interval_ms=500,
+            state_dir=tmp_path if local_copy else None,
         )  # fmt: skip
 
     def whole_groups(tasks: set[int]) -> bool:
@@ -429,6 +435,7 @@ async def test_instances_share_whole_task_groups_and_hand_them_over_once(setting
             sent += 1
 
     first, second = instance(), instance()
+    restarted = instance()
     try:
         await first.start()
         await _until(lambda: first.ready and set(first._tasks) == everything)
@@ -444,10 +451,15 @@ async def test_instances_share_whole_task_groups_and_hand_them_over_once(setting
         await send(100)
         await _until(lambda: set(second._tasks) == everything)
         await _until(lambda: _total(second) == sent)
+        await restarted.start()  # takes groups back (on the first's slot, if copies)
+        await send(100)
+        await _until(lambda: restarted.ready and bool(restarted._tasks))
+        await _until(lambda: _total(second) + _total(restarted) == sent)
     finally:
         await producer.stop()
         await first.stop()
         await second.stop()
+        await restarted.stop()
     outputs = await _read_all_committed(settings, sink, 6, sent)
     assert sorted(value for _, _, value in outputs) == sorted(f"v{i}".encode() for i in range(sent))
 
