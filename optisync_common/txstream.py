@@ -667,10 +667,16 @@ class TransactionalStreamProcessor:
     async def _flush_local_periodically(self) -> None:
         while True:
             await asyncio.sleep(self._local_flush_s)
-            self._flush_local()
+            for partition in list(self._unsaved):
+                # A task at a time: one write of every task's second stalled the loop for
+                # 5-25 ms at 500-2,000 commands/s; a task's share takes about a millisecond.
+                self._flush_local([partition])
+                await asyncio.sleep(0)
 
-    def _flush_local(self) -> None:
-        unsaved, self._unsaved = self._unsaved, {}
+    def _flush_local(self, partitions: Iterable[int] | None = None) -> None:
+        """Write what these tasks (all by default) committed since their last write."""
+        chosen = list(self._unsaved) if partitions is None else partitions
+        unsaved = {p: u for p in chosen if (u := self._unsaved.pop(p, None)) is not None}
         self._save_local({p: (u.records.items(), u.resume_at) for p, u in unsaved.items()})
 
     def _save_local(
