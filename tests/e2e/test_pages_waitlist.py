@@ -29,12 +29,16 @@ pytestmark = pytest.mark.e2e
 
 TZ = "Asia/Shanghai"
 SHANGHAI = ZoneInfo(TZ)
-DAY = (dt.datetime.now(SHANGHAI) + dt.timedelta(days=1)).date()
-LATER = DAY + dt.timedelta(days=7)
 TIMEOUT_MS = 15_000
 
 
-def _events(store_id: str) -> list[EventPayload]:
+def _tomorrow() -> dt.date:
+    """The console's "tomorrow", in the store's zone. Taken when the test starts, not at
+    import: a run that crosses midnight in Shanghai would otherwise look at another day."""
+    return (dt.datetime.now(SHANGHAI) + dt.timedelta(days=1)).date()
+
+
+def _events(store_id: str, day: dt.date, later: dt.date) -> list[EventPayload]:
     hours = {d: [{"open": "09:00", "close": "21:00"}] for d in range(7)}
     opt = f"{store_id}-li"
     return [
@@ -44,10 +48,10 @@ def _events(store_id: str) -> list[EventPayload]:
                         required_skill="general"),
         OptometristJoined(optometrist_id=opt, name="李医生", skills=["general"],
                           home_store_id=store_id, store_ids=[store_id]),
-        # one slot on DAY (10:00), a day with room a week later
-        ShiftPublished(shift_id=f"{opt}-1", optometrist_id=opt, store_id=store_id, date=DAY,
+        # one slot on `day` (10:00), a day with room a week later
+        ShiftPublished(shift_id=f"{opt}-1", optometrist_id=opt, store_id=store_id, date=day,
                        start="10:00", end="10:30"),
-        ShiftPublished(shift_id=f"{opt}-2", optometrist_id=opt, store_id=store_id, date=LATER,
+        ShiftPublished(shift_id=f"{opt}-2", optometrist_id=opt, store_id=store_id, date=later,
                        start="10:00", end="12:00"),
     ]  # fmt: skip
 
@@ -77,26 +81,28 @@ async def test_a_freed_slot_is_offered_to_the_waitlist_and_accepted_on_the_offer
 ) -> None:
     api = running_stack["booking-api"]
     store_id = f"wl-pages-{uuid.uuid4().hex[:8]}"
+    day = _tomorrow()
+    later = day + dt.timedelta(days=7)
     async with httpx.AsyncClient(base_url=api, timeout=30) as client:
         probe = await client.get("/v1/offers/none")
         if probe.status_code == 404 and probe.json().get("code") != "unknown_offer":
             pytest.skip("this branch has no waitlist API yet (it comes with the lead's merge)")
-        await asyncio.to_thread(publish_store, endpoints, store_id, _events(store_id))
+        await asyncio.to_thread(publish_store, endpoints, store_id, _events(store_id, day, later))
         await asyncio.to_thread(
-            wait_for_availability, api, store_id, DAY, lambda v: free_at(v, "10:00") == 1
+            wait_for_availability, api, store_id, day, lambda v: free_at(v, "10:00") == 1
         )
-        holder = await _book(client, store_id, at(DAY, "10:00"), "Holder", "13900000001")
-        waiter = await _book(client, store_id, at(LATER, "10:00"), "Waiter", "13900000002")
+        holder = await _book(client, store_id, at(day, "10:00"), "Holder", "13900000001")
+        waiter = await _book(client, store_id, at(later, "10:00"), "Waiter", "13900000002")
 
     console = await _page(browser, 1280)
     await console.goto(f"{api}/console/{store_id}?day=tomorrow")
     await expect(console.locator("#live-status")).to_have_class("live on")
 
-    # The waiting customer joins the waitlist for DAY from the manage link.
+    # The waiting customer joins the waitlist for `day` from the manage link.
     customer = await _page(browser)
     await customer.goto(waiter["manage_url"])
-    await customer.fill("#wl-from", DAY.isoformat())
-    await customer.fill("#wl-to", DAY.isoformat())
+    await customer.fill("#wl-from", day.isoformat())
+    await customer.fill("#wl-to", day.isoformat())
     await customer.click("#wl-join")
     await expect(customer.locator("#result-text")).to_contain_text("on the waitlist")
     entry = console.locator(".wl-entry", has_text="Waiter")
@@ -113,7 +119,7 @@ async def test_a_freed_slot_is_offered_to_the_waitlist_and_accepted_on_the_offer
         token = None
         for _ in range(100):
             staff = (await client.get(f"/v1/stores/{store_id}/waitlist",
-                                      params={"date": DAY.isoformat()})).json()  # fmt: skip
+                                      params={"date": day.isoformat()})).json()  # fmt: skip
             offers = [o for e in staff["entries"] for o in e["offers"] if o["state"] == "live"]
             if offers:
                 token = offers[0]["offer_token"]
@@ -126,9 +132,9 @@ async def test_a_freed_slot_is_offered_to_the_waitlist_and_accepted_on_the_offer
     await console.screenshot(path=str(artifacts_dir / "pages-console-waitlist.png"), full_page=True)
 
     await customer.goto(f"{api}/offers/{token}")
-    await expect(customer.locator("#offer-when")).to_contain_text(f"{DAY.isoformat()} 10:00")
+    await expect(customer.locator("#offer-when")).to_contain_text(f"{day.isoformat()} 10:00")
     await customer.click("#accept")
-    await expect(customer.locator("#result-text")).to_contain_text(f"{DAY.isoformat()} at 10:00")
+    await expect(customer.locator("#result-text")).to_contain_text(f"{day.isoformat()} at 10:00")
     await customer.screenshot(path=str(artifacts_dir / "pages-offer-accepted.png"), full_page=True)
 
     # The booking from the offer appears on the open console without a reload.
