@@ -604,10 +604,16 @@ class TransactionalStreamProcessor:
             ]
             writes: dict[int, _StateWrites] = {}
 
+            keep = self._local is not None  # the records are kept only for a local copy
+
             def state(partition: int, key: str, value: bytes | None) -> None:
-                tp = TopicPartition(self.state_topic, partition)
-                records.append((tp, key.encode(), value, ()))
-                writes.setdefault(partition, _StateWrites()).records.append((key.encode(), value))
+                encoded_key = key.encode()
+                records.append(
+                    (TopicPartition(self.state_topic, partition), encoded_key, value, ())
+                )
+                batch = writes.setdefault(partition, _StateWrites())
+                if keep:
+                    batch.records.append((encoded_key, value))
 
             for task in group.tasks.values():
                 if task.layout != self.layout:  # a recovery re-reads it should this abort
@@ -863,8 +869,8 @@ class TransactionalStreamProcessor:
         replayed: dict[int, list[StateRecord]] | None = None,
     ) -> dict[TopicPartition, int]:
         """Apply changelog partitions to their tasks' tables, from the beginning (or `resume`)
-        to their current end; the records applied go to `replayed` too. Returns where each
-        partition's replay ended."""
+        to their current end; what a resumed partition applies also goes to `replayed`.
+        Returns where each partition's replay ended."""
         if not tps:
             return {}
         resume = resume or {}
@@ -888,7 +894,7 @@ class TransactionalStreamProcessor:
                 for r in records:
                     name, key = table_and_key(tp.topic, r.key.decode() if r.key else "")
                     _apply(task, name, key, None if r.value is None else orjson.loads(r.value))
-                if replayed is not None:
+                if replayed is not None and tp in resume:  # a full replay rewrites it all
                     replayed.setdefault(tp.partition, []).extend(
                         (r.key or b"", r.value) for r in records
                     )
