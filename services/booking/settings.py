@@ -49,6 +49,9 @@ class BookingSettings(ServiceSettings):
     # waitlist: a freed slot is offered to this many entries, held for them this long
     waitlist_offers: int = Field(default=3, ge=1, le=20)
     waitlist_hold_s: int = Field(default=600, ge=1)
+    # the processor forgets store-days and bookings this many days after their day, so its
+    # state stops growing (`adapters/processor_retention.py`); MongoDB keeps the documents
+    processor_retain_days: int = Field(default=30, ge=1)
     # how often an idle processor task checks for lapsed holds (the expiry's precision)
     processor_tick_s: float = Field(default=1.0, gt=0)
     # the processor's tasks commit in this many groups, each in its own transactions

@@ -28,6 +28,7 @@ from optisync_common.txstream import (
 )
 
 INPUTS = 30
+FORGET = b"forget"  # an input that deletes its key's count
 
 
 def counting(output_topic: str):
@@ -38,6 +39,9 @@ def counting(output_topic: str):
         outputs = []
         for record in records:
             key = (record.key or b"").decode()
+            if record.value == FORGET:
+                del counts[key]
+                continue
             counts[key] = counts.get(key, 0) + 1
             outputs.append(Output(output_topic, record.key, record.value))
         return outputs
@@ -154,6 +158,34 @@ async def test_an_unreadable_local_copy_falls_back_to_the_changelog(settings, un
     assert restored.counts == counts == {"k0": 10, "k1": 10, "k2": 10}
     assert restored.local == 0
     assert restored.changelog > 10  # the whole changelog: its tail alone is a few records
+
+
+@pytest.mark.parametrize("local_copy", [False, True], ids=["changelog", "local-copy"])
+async def test_a_deleted_key_stays_deleted_after_a_restart(
+    settings, unique_id, tmp_path, local_copy
+):
+    """A deletion goes to the changelog as a tombstone and to the local copy as a delete (the
+    booking processor forgets past store-days this way): no restart brings the key back."""
+    state_dir = tmp_path if local_copy else None
+    app_id = f"itest-tx-del-{unique_id}"
+    first, source, sink = await _counting_stream(settings, app_id, state_dir)
+    _, counts = await _feed_and_count(settings, first, source, sink, _no_wait)
+    assert counts == {"k0": 10, "k1": 10, "k2": 10}
+    await first.start()
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        await _until(lambda: first.ready)
+        await producer.send_and_wait(source, FORGET, key=b"k1")
+        await _until(lambda: _counts(first) == {"k0": 10, "k2": 10})
+    finally:
+        await producer.stop()
+        await first.stop()
+
+    again, _, _ = await _counting_stream(settings, app_id, state_dir)
+    restored = await _restored_counts(again)
+    assert restored.counts == {"k0": 10, "k2": 10}
+    assert (restored.local > 0) == local_copy
 
 
 async def test_a_failed_commit_undoes_the_transaction_decided_after_it(settings, unique_id):

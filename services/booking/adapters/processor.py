@@ -10,6 +10,9 @@ changelog-backed tables; tests pass plain dicts. Table layout (all co-partitione
 * `idem`     "store_id|idempotency_key" -> {command event id, time, encoded outputs}
 * `waitlist` store_id -> the store's waitlist entries and offers (`waitlist_desk`)
 
+Idempotency records expire after a day; store-days and bookings once their day is past the
+retention (`processor_retention`).
+
 The stream commits each batch's outputs, table changes and input offsets in one transaction,
 so a command is decided once. A client retry with the same idempotency key (or the same message
 redelivered by any other path) replays its stored outputs instead of deciding twice.
@@ -91,6 +94,8 @@ from services.booking.domain.waitlist import DEFAULT_HOLD_S, DEFAULT_OFFERS
 
 Table = MutableMapping[str, Any]
 IDEMPOTENCY_TTL_S = 24 * 3600
+# Bookings are forgotten a while after their day (`processor_retention`).
+UNKNOWN_BOOKING = "no such booking, or its day is past the processor's retention"
 
 
 @dataclass
@@ -260,7 +265,7 @@ class AvailabilityProcessor:
                 )
             ]
         if booking is None:
-            return [self._failed(env, cmd, Reason.UNKNOWN_BOOKING, "no such booking", now)]
+            return [self._failed(env, cmd, Reason.UNKNOWN_BOOKING, UNKNOWN_BOOKING, now)]
         if isinstance(cmd, CancelBooking):
             return self._cancel(env, cfg, cmd, booking, now)
         if isinstance(cmd, RescheduleBooking):

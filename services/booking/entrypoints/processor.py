@@ -9,11 +9,13 @@ batch's outputs, table changes and input offsets commit in one Kafka transaction
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
 
 from aiokafka.structs import ConsumerRecord
 from fastapi import FastAPI
+from prometheus_client import Counter
 
 from optisync_common.clock import Clock, SystemClock
 from optisync_common.dlq import dead_letter_envelope
@@ -25,10 +27,15 @@ from optisync_common.txstream import Output, Tables, TransactionalStreamProcesso
 from schemas.registry import AVAILABILITY, BOOKING_COMMANDS, ROSTER_EVENTS, dlq_topic_for, topic
 from schemas.serde import DecodeError, decode, encode
 from services.booking.adapters.processor import AvailabilityProcessor, ProcessorTables
+from services.booking.adapters.processor_retention import PastRetirement
 from services.booking.adapters.processor_state import DecodedState
 from services.booking.settings import BookingSettings, get_settings
 
 log = get_logger(__name__)
+FORGOTTEN = Counter(
+    "optisync_booking_processor_forgotten_total",
+    "Store-days and bookings the processor forgot, their day past its retention",
+)
 APP_ID = "optisync-booking-processor"
 TABLES = ("configs", "days", "bookings", "idem", "waitlist")
 
@@ -41,6 +48,7 @@ class BatchDecider:
         self.settings = settings
         self.clock = clock
         self._decoded: dict[int, DecodedState] = {}  # per task (partition)
+        self._retirements: dict[int, PastRetirement] = {}
 
     def __call__(
         self, partition: int, records: Sequence[ConsumerRecord[bytes, bytes]], tables: Tables
@@ -55,6 +63,7 @@ class BatchDecider:
         )
         now = self.clock.now()
         processor.expire_idempotency(now)
+        self._retire_past(partition, processor.t, now)
         outputs: list[Output] = []
         for record in records:
             outputs.extend(self._decide(processor, record))
@@ -66,6 +75,14 @@ class BatchDecider:
         return outputs + [
             Output(e.topic, e.key, e.value, list(e.headers), partition=partition) for e in views
         ]
+
+    def _retire_past(self, partition: int, tables: ProcessorTables, now: dt.datetime) -> None:
+        retirement = self._retirements.get(partition)
+        if retirement is None:
+            retirement = PastRetirement(self.settings.processor_retain_days)
+            self._retirements[partition] = retirement
+        if forgotten := retirement.step(tables, now):
+            FORGOTTEN.inc(forgotten)
 
     def _decide(
         self, processor: AvailabilityProcessor, record: ConsumerRecord[bytes, bytes]
