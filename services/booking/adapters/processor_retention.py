@@ -11,14 +11,26 @@ The tables are not ordered by date, so a sweep looks at every key: it takes a sn
 keys every `every_s` and checks `per_batch` of them with each of the task's batches (an idle
 task has one a second), so no batch waits for a whole sweep: for a task of 300,000 bookings,
 the snapshot took 8 ms and each slice of 2,000 keys about 1 ms while half of them went.
-Deletions go to the changelog as tombstones, in the batch's transaction like any change.
+Deletions go to the changelog as tombstones, in the batch's transaction like any change, and
+so does a tombstone for each forgotten day's view on `availability.v1` (compacted: the topic
+forgets the view, and a projection rebuilt from it no longer reads it).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass, field
 
 from services.booking.adapters.processor import ProcessorTables
+
+
+@dataclass
+class Forgotten:
+    days: list[tuple[str, dt.date]] = field(default_factory=list)  # (store id, local date)
+    bookings: int = 0
+
+    def __len__(self) -> int:
+        return len(self.days) + self.bookings
 
 
 class PastRetirement:
@@ -34,27 +46,33 @@ class PastRetirement:
         self._bookings: list[str] = []
         self._next_sweep_at: float | None = None  # epoch seconds; None: at the first batch
 
-    def step(self, tables: ProcessorTables, now: dt.datetime) -> int:
-        """Look at the next keys of the sweep (starting one when due); returns how many
-        store-days and bookings this forgot."""
+    def step(self, tables: ProcessorTables, now: dt.datetime) -> Forgotten:
+        """Look at the next keys of the sweep (starting one when due): what this forgot."""
+        forgotten = Forgotten()
         epoch = now.timestamp()
         if not (self._days or self._bookings):
             if self._next_sweep_at is not None and epoch < self._next_sweep_at:
-                return 0
+                return forgotten
             self._days, self._bookings = list(tables.days), list(tables.bookings)
             self._next_sweep_at = epoch + self.every_s
         # ISO dates compare as strings.
         cutoff = (now - dt.timedelta(days=self.retain_days + 1)).date().isoformat()
         budget = self.per_batch
-        forgotten = 0
-        for keys, table in ((self._days, tables.days), (self._bookings, tables.bookings)):
-            while keys and budget > 0:
-                key = keys.pop()
-                budget -= 1
-                value = table.get(key)
-                if value is not None and value["date"] < cutoff:
-                    del table[key]
-                    forgotten += 1
+        while self._days and budget > 0:
+            key = self._days.pop()
+            budget -= 1
+            day = tables.days.get(key)
+            if day is not None and day["date"] < cutoff:
+                del tables.days[key]
+                store_id = key.rsplit("|", 1)[0]
+                forgotten.days.append((store_id, dt.date.fromisoformat(day["date"])))
+        while self._bookings and budget > 0:
+            key = self._bookings.pop()
+            budget -= 1
+            booking = tables.bookings.get(key)
+            if booking is not None and booking["date"] < cutoff:
+                del tables.bookings[key]
+                forgotten.bookings += 1
         return forgotten
 
     @property

@@ -220,6 +220,8 @@ class RecordHandler:
             self.only_store
         ):
             return None
+        if record.value is None and local_topic_name(record.topic) == AVAILABILITY:
+            return None  # a retired day's view (its Redis copy expired long since)
         try:
             envelope = decode(record.value, record.headers)
         except DecodeError as exc:

@@ -24,6 +24,7 @@ from optisync_common.logging import bind_event, get_logger
 from optisync_common.metrics import count_consumed
 from optisync_common.resources import NotReady, Resources
 from optisync_common.txstream import Output, Tables, TransactionalStreamProcessor
+from schemas.events.availability import availability_key
 from schemas.registry import AVAILABILITY, BOOKING_COMMANDS, ROSTER_EVENTS, dlq_topic_for, topic
 from schemas.serde import DecodeError, decode, encode
 from services.booking.adapters.processor import AvailabilityProcessor, ProcessorTables
@@ -63,8 +64,7 @@ class BatchDecider:
         )
         now = self.clock.now()
         processor.expire_idempotency(now)
-        self._retire_past(partition, processor.t, now)
-        outputs: list[Output] = []
+        outputs = self._retire_past(partition, processor.t, now)
         for record in records:
             outputs.extend(self._decide(processor, record))
         outputs.extend(self._timed(processor))
@@ -76,13 +76,22 @@ class BatchDecider:
             Output(e.topic, e.key, e.value, list(e.headers), partition=partition) for e in views
         ]
 
-    def _retire_past(self, partition: int, tables: ProcessorTables, now: dt.datetime) -> None:
+    def _retire_past(
+        self, partition: int, tables: ProcessorTables, now: dt.datetime
+    ) -> list[Output]:
+        """Forget what is past the retention; tombstones for the forgotten days' views."""
         retirement = self._retirements.get(partition)
         if retirement is None:
             retirement = PastRetirement(self.settings.processor_retain_days)
             self._retirements[partition] = retirement
-        if forgotten := retirement.step(tables, now):
-            FORGOTTEN.inc(forgotten)
+        forgotten = retirement.step(tables, now)
+        if not forgotten:
+            return []
+        FORGOTTEN.inc(len(forgotten))
+        return [
+            Output(AVAILABILITY, availability_key(store, day).encode(), None, partition=partition)
+            for store, day in forgotten.days
+        ]
 
     def _decide(
         self, processor: AvailabilityProcessor, record: ConsumerRecord[bytes, bytes]

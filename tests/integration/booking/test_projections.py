@@ -202,6 +202,32 @@ async def test_undecodable_records_are_dead_lettered_and_the_projector_keeps_goi
     assert orjson.loads(await views.view(sid, store.day) or b"")["seq"] == 5
 
 
+async def test_a_retired_days_tombstone_is_passed_over(store, views, resources):
+    """The processor retires a day past its retention with a tombstone on availability.v1:
+    the projector passes over it (nothing to reject) and goes on with the next view."""
+    sid = store.store_id
+    rejected: list[int] = []
+
+    async def reject(record: Any, error: Exception) -> None:
+        rejected.append(record.offset)
+
+    repo = BookingRepository(resources.db)
+    handler = RecordHandler(ProjectionWriter(repo, views, SystemClock()), "test", reject)
+    later = encode(
+        new_envelope(
+            view(store, 7, ["11:00"]), region="eu", store_id=sid, correlation_id="v",
+            occurred_at=dt.datetime.now(dt.UTC),
+        )
+    )  # fmt: skip
+    records = [
+        FetchedRecord(AVAILABILITY, 0, 40, later.key, None, []),
+        FetchedRecord(AVAILABILITY, 0, 41, later.key, later.value, list(later.headers)),
+    ]
+    assert await handler(records) == (42, None)
+    assert rejected == [] and handler.applied == 1
+    assert orjson.loads(await views.view(sid, store.day) or b"")["seq"] == 7
+
+
 @dataclass
 class FetchedRecord:
     topic: str

@@ -11,6 +11,7 @@ from optisync_common.clock import FixedClock
 from optisync_common.txstream import ChangelogTable
 from schemas.events.base import RejectionReason
 from schemas.events.booking import BookingConfirmed, CancelBooking, CommandFailed
+from schemas.registry import AVAILABILITY
 from services.booking.adapters.processor import AvailabilityProcessor, ProcessorTables
 from services.booking.adapters.processor_retention import PastRetirement
 from services.booking.entrypoints.processor import TABLES, BatchDecider
@@ -39,12 +40,13 @@ def test_a_day_and_its_bookings_are_forgotten_once_past_the_retention() -> None:
     retirement = PastRetirement(retain_days=30)
 
     within = dt.datetime(2027, 1, 6, 12, tzinfo=dt.UTC)  # 30 days after: still kept
-    assert retirement.step(tables, within) == 0
+    assert not retirement.step(tables, within)
     assert f"berlin|{DAY}" in tables.days and booking_id in tables.bookings
 
     later = PastRetirement(retain_days=30)
     past = dt.datetime(2027, 1, 8, 12, tzinfo=dt.UTC)  # 32 days after
-    assert later.step(tables, past) == 2
+    forgotten = later.step(tables, past)
+    assert forgotten.days == [("berlin", DAY)] and forgotten.bookings == 1
     assert f"berlin|{DAY}" not in tables.days and booking_id not in tables.bookings
     assert "berlin" in tables.configs  # the store itself stays
 
@@ -68,15 +70,15 @@ def test_a_sweep_looks_at_a_slice_per_batch_and_comes_round_again() -> None:
 
     steps = []
     while True:
-        steps.append(retirement.step(tables, now))
+        steps.append(len(retirement.step(tables, now)))
         if not retirement.sweeping:
             break
     assert steps == [3, 3, 3, 3, 3, 3, 2]  # 20 keys, 3 a batch
     assert not tables.days and not tables.bookings
 
     tables.days["s|2026-01-20"] = {"date": "2026-01-20"}  # e.g. a late roster change
-    assert retirement.step(tables, now + dt.timedelta(minutes=59)) == 0  # not due yet
-    assert retirement.step(tables, now + dt.timedelta(hours=1)) == 1
+    assert not retirement.step(tables, now + dt.timedelta(minutes=59))  # not due yet
+    assert len(retirement.step(tables, now + dt.timedelta(hours=1))) == 1
     assert not tables.days
 
 
@@ -85,7 +87,7 @@ def test_a_retention_below_one_day_is_refused() -> None:
         PastRetirement(retain_days=0)
 
 
-def test_the_batch_step_sends_what_it_forgets_to_the_changelog_as_tombstones() -> None:
+def test_the_batch_step_sends_tombstones_to_the_changelog_and_for_the_days_views() -> None:
     _, seeded, booking_id = booked_store()
     tables = {name: ChangelogTable() for name in TABLES}
     for name in TABLES:
@@ -93,6 +95,10 @@ def test_the_batch_step_sends_what_it_forgets_to_the_changelog_as_tombstones() -
             tables[name].restore(key, value)
     past = dt.datetime(2027, 2, 1, tzinfo=dt.UTC)
     decider = BatchDecider(BookingSettings(environment="test"), FixedClock(past))
-    decider(3, [], tables)  # a punctuation: no records, the sweep still runs
+    outputs = decider(3, [], tables)  # a punctuation: no records, the sweep still runs
     assert tables["days"].take_changes() == [(f"berlin|{DAY}", None)]
     assert tables["bookings"].take_changes() == [(booking_id, None)]
+    assert [(o.topic, o.key, o.value, o.partition) for o in outputs] == [
+        (AVAILABILITY, f"berlin:{DAY}".encode(), None, 3)
+    ]
+    assert decider(3, [], tables) == []  # nothing more to forget
