@@ -21,7 +21,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from services.booking.adapters.processor import ProcessorTables
+from services.booking.adapters.processor import ProcessorTables, Table
+from services.booking.adapters.processor_state import Json
 
 
 @dataclass
@@ -57,24 +58,30 @@ class PastRetirement:
             self._next_sweep_at = epoch + self.every_s
         # ISO dates compare as strings.
         cutoff = (now - dt.timedelta(days=self.retain_days + 1)).date().isoformat()
-        budget = self.per_batch
-        while self._days and budget > 0:
-            key = self._days.pop()
-            budget -= 1
-            day = tables.days.get(key)
-            if day is not None and day["date"] < cutoff:
-                del tables.days[key]
-                store_id = key.rsplit("|", 1)[0]
-                forgotten.days.append((store_id, dt.date.fromisoformat(day["date"])))
-        while self._bookings and budget > 0:
-            key = self._bookings.pop()
-            budget -= 1
-            booking = tables.bookings.get(key)
-            if booking is not None and booking["date"] < cutoff:
-                del tables.bookings[key]
-                forgotten.bookings += 1
+        days, budget = _forget(self._days, tables.days, cutoff, self.per_batch)
+        bookings, _ = _forget(self._bookings, tables.bookings, cutoff, budget)
+        forgotten.bookings = len(bookings)
+        for key, day in days:
+            store_id = key.rsplit("|", 1)[0]
+            forgotten.days.append((store_id, dt.date.fromisoformat(day["date"])))
         return forgotten
 
     @property
     def sweeping(self) -> bool:
         return bool(self._days or self._bookings)
+
+
+def _forget(
+    keys: list[str], table: Table, cutoff: str, budget: int
+) -> tuple[list[tuple[str, Json]], int]:
+    """Look at up to `budget` of `keys` (taking them off the list) and delete those dated
+    before `cutoff`: what was deleted, and the budget left."""
+    deleted = []
+    while keys and budget > 0:
+        key = keys.pop()
+        budget -= 1
+        value = table.get(key)
+        if value is not None and value["date"] < cutoff:
+            del table[key]
+            deleted.append((key, value))
+    return deleted, budget
