@@ -245,6 +245,25 @@ async def test_a_booking_through_its_life(api, store, decider):
     problem(missing, 404, "unknown_booking")
 
 
+async def test_a_booking_past_the_processors_retention_can_no_longer_change(
+    api, store, decider, clock, booking_settings
+):
+    booking = (await book(api, store, hhmm="10:00")).json()
+    url = f"/v1/bookings/{booking['booking_id']}"
+    saved = clock.now()
+    days = booking_settings.processor_retain_days
+    try:
+        clock.set(store.at("10:00") + dt.timedelta(days=days + 2))
+        late = await api.post(f"{url}/no-show", headers={"Idempotency-Key": "late-1"})
+        assert f"more than {days} days ago" in problem(late, 409, "invalid_transition")["detail"]
+        clock.set(store.at("10:00") + dt.timedelta(days=days - 1))  # within: still changes
+        ok = await api.post(f"{url}/no-show", headers={"Idempotency-Key": "late-2"})
+        assert (ok.status_code, ok.json()["status"]) == (200, "no_show"), ok.text
+    finally:
+        clock.set(saved)
+    assert (await api.get(url)).status_code == 200  # and it is still there to read
+
+
 async def test_a_manage_link_ahead_of_its_document_is_503_with_retry_after(api, booking_settings):
     """A signed link names a confirmed booking: with no document yet, the projector is behind,
     so every reader of the link hears "try again shortly", never "no such link"."""

@@ -140,9 +140,22 @@ async def _find(context: BookingContext, booking_id: str) -> Document:
     return doc
 
 
+def _check_retained(doc: Document, retain_days: int, now: dt.datetime) -> None:
+    """The processor forgets a booking once its day is past the retention
+    (`processor_retention`): say why it can no longer change, rather than pass on its
+    `unknown_booking` for a booking this API still shows."""
+    if doc["slot_start"] < now - dt.timedelta(days=retain_days + 1):
+        raise ProblemError(
+            409,
+            "invalid_transition",
+            f"booking {doc['_id']!r} was more than {retain_days} days ago: it can no longer change",
+        )
+
+
 async def _submit_change(
     context: BookingContext, clock: ClockDep, doc: Document, command: BookingCommand, success: str
 ) -> Response:
+    _check_retained(doc, context.gateway.settings.processor_retain_days, clock.now())
     return await context.gateway.submit(
         command,
         store_id=doc["store_id"],
