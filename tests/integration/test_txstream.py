@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.conn import AIOKafkaConnection
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import REGISTRY
 
@@ -21,6 +22,7 @@ from optisync_common.localstate import LocalState
 from optisync_common.settings import ServiceSettings
 from optisync_common.topics import ensure_internal_topics
 from optisync_common.txstream import (
+    COMMIT_SEND_TURNS,
     Output,
     Tables,
     TransactionalStreamProcessor,
@@ -186,6 +188,43 @@ async def test_a_deleted_key_stays_deleted_after_a_restart(
     restored = await _restored_counts(again)
     assert restored.counts == {"k0": 10, "k2": 10}
     assert (restored.local > 0) == local_copy
+
+
+async def test_a_commit_request_is_on_the_wire_within_the_turns_the_stream_yields(
+    settings, unique_id, monkeypatch
+):
+    """After starting a commit the stream yields COMMIT_SEND_TURNS loop turns, so that the
+    EndTxn request goes out before the next batch's decisions hold the loop; this counts the
+    turns aiokafka's sender actually takes (a newer aiokafka may take more)."""
+    topic = f"itest-turns-{unique_id}"
+    await ensure_internal_topics(settings.kafka_bootstrap, [(topic, 1, {})])
+    producer = _transactional_producer(settings, topic)
+    await producer.start()
+    sent: list[str] = []
+    send = AIOKafkaConnection.send
+
+    def spy(self: AIOKafkaConnection, request: object, *args: object, **kwargs: object) -> object:
+        sent.append(type(request).__name__)
+        return send(self, request, *args, **kwargs)
+
+    monkeypatch.setattr(AIOKafkaConnection, "send", spy)
+    try:
+        turns = []
+        for _ in range(3):
+            await producer.begin_transaction()
+            await producer.send_and_wait(topic, b"x")
+            sent.clear()
+            commit = asyncio.create_task(producer.commit_transaction())
+            for turn in range(1, 50):
+                await asyncio.sleep(0)
+                if any(name.startswith("EndTxnRequest") for name in sent):
+                    turns.append(turn)
+                    break
+            await commit
+        print(f"EndTxn on the wire after {turns} loop turns")
+        assert len(turns) == 3 and max(turns) <= COMMIT_SEND_TURNS
+    finally:
+        await producer.stop()
 
 
 async def test_a_failed_commit_undoes_the_transaction_decided_after_it(settings, unique_id):
