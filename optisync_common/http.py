@@ -3,6 +3,7 @@ on every service, so a service module only adds its own routers."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -21,6 +22,10 @@ from optisync_common.resources import Resources, open_resources
 from optisync_common.settings import ServiceSettings
 
 log = get_logger(__name__)
+
+# A shutdown hook still running after this is given up (logged), so that the next hook and the
+# resources' own shutdown still run: a stop must end (Kubernetes kills the pod anyway).
+SHUTDOWN_HOOK_S = 10.0
 
 Hook = Callable[[FastAPI, Resources], Awaitable[None]]
 
@@ -99,6 +104,14 @@ def health_router() -> APIRouter:
     return router
 
 
+async def _shut_down(hook: Hook, app: FastAPI, resources: Resources) -> None:
+    try:
+        await asyncio.wait_for(hook(app, resources), SHUTDOWN_HOOK_S)
+    except TimeoutError:
+        name = getattr(hook, "__qualname__", repr(hook))
+        log.error("shutdown_hook_timed_out", hook=name, after_s=SHUTDOWN_HOOK_S)
+
+
 def create_app(
     settings: ServiceSettings,
     *,
@@ -130,7 +143,7 @@ def create_app(
                 yield {}
             finally:
                 for hook in on_shutdown:
-                    await hook(app, resources)
+                    await _shut_down(hook, app, resources)
 
     app = FastAPI(
         title=title,
