@@ -550,7 +550,7 @@ class TransactionalStreamProcessor:
         )
         # aiokafka's sender puts the EndTxn request on the wire a few loop turns after the
         # commit starts: let it go out now, not after the next batch's decisions, which hold
-        # the loop for milliseconds (that wait was half of a decision's way back to the API).
+        # the loop for milliseconds (in a slow spell that about doubled the `deliver` hop).
         for _ in range(COMMIT_SEND_TURNS):
             await asyncio.sleep(0)
 
