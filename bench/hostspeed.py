@@ -7,7 +7,9 @@ our own load barely moves the figure; a step measured through more slow phases r
 p99 for the same code. `make bench` reports, per step, the share of samples in a slow phase.
 
 `python -m bench.hostspeed [interval_s]` prints one sample (µs of CPU for the work) per
-interval until stopped; `HostSpeedProbe` runs it beside a step at the lowest priority.
+interval until stopped; `HostSpeedProbe` runs it beside a step at the lowest priority, with
+each sample's time, so that a step's latencies can also be read over its fast phases only
+(`fast_windows`): what the same code gives on a host that keeps its speed.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 
 SLOW = 1.3  # a sample this many times the fast phases' time is in a slow phase
+WINDOW_S = 1.0  # `fast_windows`: a second holds about three samples
+TIMED = "--timed"  # print each sample's time.perf_counter() before it
 
 
 def fixed_work() -> int:
@@ -48,6 +52,29 @@ def slow_share(samples: Sequence[float], fast_us: float) -> float:
     return sum(1 for s in samples if s >= SLOW * fast_us) / len(samples) if samples else 0.0
 
 
+def fast_windows(
+    timed: Iterable[tuple[float, float]], fast_us: float, window_s: float = WINDOW_S
+) -> set[int]:
+    """The windows (`int(t // window_s)`) whose samples all ran at the fast phases' speed:
+    windows without a sample (the probe, at nice 19, waits for idle cores) are not among
+    them, nor is one with a single slow sample."""
+    seen: set[int] = set()
+    slow: set[int] = set()
+    for at, us in timed:
+        window = int(at // window_s)
+        seen.add(window)
+        if us >= SLOW * fast_us:
+            slow.add(window)
+    return seen - slow
+
+
+def in_fast_phase(at: float, windows: set[int], window_s: float = WINDOW_S) -> bool:
+    """Whether a request sent at `at` met a fast host: its window and the one before it were
+    fast (a queue built up in a slow phase takes a moment to drain)."""
+    window = int(at // window_s)
+    return window in windows and window - 1 in windows
+
+
 @dataclass
 class HostSpeedProbe:
     """Samples the host's speed in a separate process (nice 19: it takes about 0.4% of one
@@ -55,11 +82,13 @@ class HostSpeedProbe:
 
     interval_s: float = 0.25
     samples: list[float] = field(default_factory=list)
+    timed: list[tuple[float, float]] = field(default_factory=list)  # (perf_counter, µs)
     _proc: subprocess.Popen[str] | None = field(default=None, init=False, repr=False)
 
     def __enter__(self) -> HostSpeedProbe:
         self._proc = subprocess.Popen(
-            ["nice", "-n", "19", sys.executable, "-m", "bench.hostspeed", str(self.interval_s)],
+            ["nice", "-n", "19", sys.executable, "-m", "bench.hostspeed", str(self.interval_s),
+             TIMED],
             stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         return self
@@ -73,7 +102,11 @@ class HostSpeedProbe:
         assert self._proc is not None
         self._proc.terminate()
         out, _ = self._proc.communicate(timeout=10)
-        self.samples = [float(line) for line in out.split()]
+        # time.perf_counter() is CLOCK_MONOTONIC here: one clock for every process.
+        self.timed = [
+            (float(at), float(us)) for at, us in (line.split() for line in out.splitlines())
+        ]
+        self.samples = [us for _, us in self.timed]
 
     def summary(self, fast_us: float) -> dict[str, float]:
         return {
@@ -84,10 +117,15 @@ class HostSpeedProbe:
 
 
 def main() -> None:
-    interval = float(sys.argv[1]) if len(sys.argv) > 1 else 0.25
+    args = sys.argv[1:]
+    timed = TIMED in args
+    numbers = [a for a in args if a != TIMED]
+    interval = float(numbers[0]) if numbers else 0.25
     try:
         while True:
-            print(round(sample_us(), 1), flush=True)
+            at = time.perf_counter()
+            us = round(sample_us(), 1)
+            print(f"{at:.3f} {us}" if timed else us, flush=True)
             time.sleep(interval)
     except (KeyboardInterrupt, BrokenPipeError):
         pass
