@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from optisync_common.health import ReadinessCheck, run_checks
 from optisync_common.logging import configure_logging, get_logger
-from optisync_common.metrics import HttpMetrics, metrics_response
+from optisync_common.metrics import HttpMetrics, metrics_response, observe_gc_pauses
 from optisync_common.problems import install_problem_handlers, problem_response
 from optisync_common.resources import Resources, open_resources
 from optisync_common.settings import ServiceSettings
@@ -176,6 +176,7 @@ def serve(app: FastAPI, settings: ServiceSettings) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
+    observe_gc_pauses()
 
     uvicorn.run(
         app,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from functools import lru_cache
 from typing import Any
@@ -38,6 +39,36 @@ def count_consumed(service: str, topic: str, event_type: str) -> None:
 EVENTS_DEAD_LETTERED = Counter(
     "optisync_events_dead_lettered_total", "Messages sent to a DLQ", ["service", "topic"]
 )
+
+
+GC_PAUSES = Histogram(
+    "optisync_gc_pause_seconds",
+    "Cyclic garbage collections by generation: the event loop stands still for each",
+    ["generation"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+
+
+class _GcPauseTimer:
+    def __init__(self) -> None:
+        self.children = [GC_PAUSES.labels(str(generation)) for generation in range(3)]
+        self.started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+        else:
+            self.children[info["generation"]].observe(time.perf_counter() - self.started)
+
+
+_GC_PAUSE_TIMER = _GcPauseTimer()
+
+
+def observe_gc_pauses() -> None:
+    """Time every collection from now on (once per process, however often called): a pause
+    holds every request and batch in flight, so it shows in latency tails."""
+    if _GC_PAUSE_TIMER not in gc.callbacks:
+        gc.callbacks.append(_GC_PAUSE_TIMER)
 
 
 def metrics_response() -> Response:
