@@ -10,6 +10,7 @@ benchmark against our own services needs.
 from __future__ import annotations
 
 import asyncio
+import time
 from urllib.parse import urlsplit
 
 
@@ -17,10 +18,14 @@ class HttpLoadError(Exception):
     pass
 
 
+MAX_IDLE_S = 30.0  # under the server's keep-alive (75 s, `optisync_common.http.serve`)
+
+
 class _Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
+        self.idle_since = time.monotonic()
 
     async def exchange(self, request: bytes) -> tuple[int, bytes]:
         self.writer.write(request)
@@ -61,14 +66,26 @@ class HttpLoadClient:
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
         ).encode() + body
         async with self.limit:
-            connection = self._idle.pop() if self._idle else await self._connect()
+            connection = self._take_idle() or await self._connect()
             try:
                 answer = await connection.exchange(request)
             except BaseException:
                 connection.close()  # its state is unknown: never reuse it
                 raise
+            connection.idle_since = time.monotonic()
             self._idle.append(connection)
             return answer
+
+    def _take_idle(self) -> _Connection | None:
+        """The most recently used idle connection. The pool hands out the newest first, so
+        in a long step a connection at its bottom can sit idle until the server closes it,
+        and a request on it would fail: such connections are closed here instead."""
+        while self._idle:
+            connection = self._idle.pop()
+            if time.monotonic() - connection.idle_since < MAX_IDLE_S:
+                return connection
+            connection.close()
+        return None
 
     async def _connect(self) -> _Connection:
         reader, writer = await asyncio.open_connection(self.host, self.port)

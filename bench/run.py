@@ -116,6 +116,9 @@ def roster(
     return events
 
 
+SEED_CHUNK = 2_000  # roster events in flight at once
+
+
 async def seed(
     endpoints: infra.Endpoints,
     stores: list[str],
@@ -128,13 +131,15 @@ async def seed(
     try:
         publisher = EventPublisher(producer)
         now = dt.datetime.now(dt.UTC)
-        sends = [
-            publisher.publish(new_envelope(e, region="cn", store_id=s, correlation_id="bench",
-                                           occurred_at=now))
+        envelopes = [
+            new_envelope(e, region="cn", store_id=s, correlation_id="bench", occurred_at=now)
             for s in stores
             for e in roster(s, days, optometrists)
-        ]  # fmt: skip
-        await asyncio.gather(*sends)
+        ]
+        # In chunks: all at once, a long step's roster (40 stores x 183 days) outgrew the
+        # producer's buffer and its sends timed out waiting for room.
+        for i in range(0, len(envelopes), SEED_CHUNK):
+            await asyncio.gather(*(publisher.publish(e) for e in envelopes[i : i + SEED_CHUNK]))
     finally:
         await producer.stop()
 

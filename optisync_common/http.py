@@ -166,16 +166,22 @@ def create_app(
     return app
 
 
-def serve(app: FastAPI, settings: ServiceSettings) -> None:
+# The collector's thresholds (`gc.set_threshold`) of a service whose memory holds little but
+# work in flight: collections far apart (with the defaults a busy service collected every few
+# hundred allocations, and each full collection walked all of its state with the loop
+# stopped); the booking API went through a 30 s step at 500 bookings/s without one.
+GC_THRESHOLDS = (50_000, 50, 100)
+
+
+def serve(
+    app: FastAPI, settings: ServiceSettings, gc_thresholds: tuple[int, int, int] = GC_THRESHOLDS
+) -> None:
     """Run one service's HTTP app with uvicorn (uvloop + httptools when installed)."""
     import uvicorn
 
-    # The imported code out of the collector's way and collections far apart: with the
-    # default thresholds a busy service collected every few hundred allocations, and each
-    # full collection walked all of its state (a processor's tables) with the loop stopped.
     gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
+    gc.freeze()  # the imported code, out of the collector's way for good
+    gc.set_threshold(*gc_thresholds)
     observe_gc_pauses()
 
     uvicorn.run(

@@ -29,3 +29,28 @@ def test_each_collection_is_timed_under_its_generation_and_the_timer_goes_in_onc
     assert after[1] - before[1] == 0
     assert after[2] - before[2] == 1
     assert sum(1 for callback in gc.callbacks if type(callback).__name__ == "_GcPauseTimer") == 1
+
+
+def test_serve_sets_the_services_thresholds_and_the_processor_collects_young_often(monkeypatch):
+    import math
+
+    import uvicorn
+
+    from optisync_common import http
+    from services.booking.entrypoints import processor
+    from services.booking.settings import BookingSettings
+
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
+    before = gc.get_threshold()
+    try:
+        settings = BookingSettings(environment="test")
+        app = processor.build_app(settings)
+        http.serve(app, settings, gc_thresholds=processor.GC_THRESHOLDS)
+        assert gc.get_threshold() == processor.GC_THRESHOLDS
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+    # Smaller young and middle generations, full collections (which walk all the tables) as
+    # rare as in every other service.
+    assert processor.GC_THRESHOLDS[0] < http.GC_THRESHOLDS[0]
+    assert math.prod(processor.GC_THRESHOLDS) == math.prod(http.GC_THRESHOLDS)
