@@ -247,7 +247,7 @@ SENT = "_sent"  # an open-loop step's requests, taken out of its results by `_fa
 def _fast_phase(step: dict[str, Any], probe: HostSpeedProbe, fast_us: float) -> dict[str, Any]:
     """The step's p99 over the requests sent while the host ran at its fast phases' speed,
     and what share of the requests that was."""
-    sent = step.pop(SENT, [])
+    sent = step.pop(SENT)
     windows = fast_windows(probe.timed, fast_us)
     fast = [latency for at, latency in sent if in_fast_phase(at, windows)]
     (p99,) = percentiles(fast, 0.99)
@@ -510,8 +510,8 @@ class Bench:
         fast_us = fast_phase_us([s for p in probes for s in p.samples])
         for step, probe in zip([*steps, saturated], probes, strict=True):
             step["host_speed"] = probe.summary(fast_us)
-        for step, probe in zip(steps, probes, strict=False):
-            step["fast_phase"] = _fast_phase(step, probe, fast_us)
+            if SENT in step:  # an open-loop step
+                step["fast_phase"] = _fast_phase(step, probe, fast_us)
         _drain(self.urls["booking-processor"])
         rows = [*steps, {**saturated, "target_rps": f"max ({clients} clients)"}]
         section = "\n\n".join([

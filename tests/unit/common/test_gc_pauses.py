@@ -1,10 +1,15 @@
 """Every collection's pause is timed into `optisync_gc_pause_seconds`, by generation."""
 
 import gc
+import math
 
+import uvicorn
 from prometheus_client import REGISTRY
 
+from optisync_common import http
 from optisync_common.metrics import observe_gc_pauses
+from services.booking.entrypoints import processor
+from services.booking.settings import BookingSettings
 
 
 def _pauses(generation: int) -> float:
@@ -32,14 +37,6 @@ def test_each_collection_is_timed_under_its_generation_and_the_timer_goes_in_onc
 
 
 def test_serve_sets_the_services_thresholds_and_the_processor_collects_young_often(monkeypatch):
-    import math
-
-    import uvicorn
-
-    from optisync_common import http
-    from services.booking.entrypoints import processor
-    from services.booking.settings import BookingSettings
-
     monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
     before = gc.get_threshold()
     try:
