@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import heapq
 import random
 import time
@@ -192,6 +193,17 @@ Tables = Mapping[str, ChangelogTable]
 # and returns what to publish. It must not raise for one bad record (dead-letter it instead).
 # An empty batch is a punctuation: only time has passed.
 BatchHandler = Callable[[int, Sequence[ConsumerRecord[bytes, bytes]], Tables], list[Output]]
+
+
+def _out_of_the_collectors_reach() -> None:
+    """Freeze what a restore loaded: the tables stay until their tasks move, and every full
+    collection would walk them again (175 ms per 30,000 bookings of the booking processor's
+    tables). Their values are plain JSON, so what a change replaces is still freed by its
+    reference count. Frozen cycles are not: the previous restore's are unfrozen and collected
+    first, so that only what lived through one restore waits for the next."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def default_partition(key: bytes | None, partitions: Sequence[int]) -> int:
@@ -976,6 +988,7 @@ class TransactionalStreamProcessor:
             )
         finally:
             await reader.stop()
+        del reader  # garbage now: not to be frozen with the tables
         # The copy catches up: what the replay added where it resumed, everything elsewhere.
         self._save_local(
             {tp.partition: (replayed.get(tp.partition, []), ended[tp]) for tp in resume}
@@ -988,6 +1001,7 @@ class TransactionalStreamProcessor:
             replace=True,
         )
         TASK_RESTORES.labels(self.app_id, "assigned").inc(len(partitions))
+        _out_of_the_collectors_reach()
         seconds = time.perf_counter() - started
         RESTORE_SECONDS.labels(self.app_id).observe(seconds)
         log.info(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -188,6 +189,24 @@ async def test_a_deleted_key_stays_deleted_after_a_restart(
     restored = await _restored_counts(again)
     assert restored.counts == {"k0": 10, "k2": 10}
     assert (restored.local > 0) == local_copy
+
+
+async def test_a_restore_puts_what_it_loaded_out_of_the_collectors_reach(settings, unique_id):
+    """Every full collection would walk the restored tables again: once loaded, they are
+    frozen (`gc.freeze`)."""
+    app_id = f"itest-tx-frozen-{unique_id}"
+    first, source, sink = await _counting_stream(settings, app_id)
+    await _feed_and_count(settings, first, source, sink, _no_wait)
+    again, _, _ = await _counting_stream(settings, app_id)
+    await again.start()
+    try:
+        await _until(lambda: again.ready)
+        tables = again.tables(0)
+        assert tables is not None and dict(tables["counts"]) == {"k0": 10, "k1": 10, "k2": 10}
+        assert gc.get_freeze_count() > 0
+        assert all(obj is not tables["counts"] for obj in gc.get_objects())
+    finally:
+        await again.stop()
 
 
 async def test_a_commit_request_is_on_the_wire_within_the_turns_the_stream_yields(

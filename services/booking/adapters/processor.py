@@ -76,6 +76,8 @@ from services.booking.adapters.processor_state import (
     config_to_json,
     day_from_json,
     day_to_json,
+    outputs_from_record,
+    outputs_to_text,
 )
 from services.booking.adapters.waitlist_desk import WaitlistDesk, with_offers_hidden
 from services.booking.domain import decisions
@@ -186,7 +188,7 @@ class AvailabilityProcessor:
         self.t.idem[idem_key] = {
             "cmd": str(env.event_id),
             "at": _epoch(now),
-            "outputs": [self._encoded[id(o)][1].value.decode() for o in kept],
+            "outputs": outputs_to_text([self._encoded[id(o)][1].value.decode() for o in kept]),
         }
         return outputs
 
@@ -200,7 +202,7 @@ class AvailabilityProcessor:
     def _repeat(
         self, env: Envelope[Any], cmd: BookingCommand, record: dict[str, Any], now: dt.datetime
     ) -> list[Envelope[Any]]:
-        stored = [decode(v.encode()) for v in record["outputs"]]
+        stored = [decode(v.encode()) for v in outputs_from_record(record["outputs"])]
         if record["cmd"] == str(env.event_id):
             # The same message again (redelivery after a crash): exactly the same outputs.
             return stored

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
 from services.booking.domain.model import (
@@ -91,19 +92,21 @@ def config_from_json(data: Json) -> StoreConfig:
 
 
 def day_to_json(day: Day) -> Json:
+    # Tuples where JSON has arrays of strings and numbers (orjson writes them alike): the
+    # collector stops tracking such a tuple at its first young collection, so a day's intervals
+    # do not add to what every later middle and full collection walks (`gc.is_tracked`).
     return {
         "date": day.date.isoformat(),
         "seq": day.seq,
         "shifts": {
-            sid: [s.optometrist_id, s.start, s.end, [list(b) for b in s.breaks]]
-            for sid, s in day.shifts.items()
+            sid: (s.optometrist_id, s.start, s.end, s.breaks) for sid, s in day.shifts.items()
         },
         "busy": {
-            o: [[b.start, b.end, b.booking_id, b.customer_ref, b.exam_type] for b in entries]
+            o: [(b.start, b.end, b.booking_id, b.customer_ref, b.exam_type) for b in entries]
             for o, entries in day.busy.items()
             if entries
         },
-        "absences": {a: list(v) for a, v in day.absences.items()},
+        "absences": dict(day.absences),
     }
 
 
@@ -119,6 +122,21 @@ def day_from_json(data: Json) -> Day:
         busy={o: [Busy(*entry) for entry in entries] for o, entries in data["busy"].items()},
         absences={a: (o, s, e) for a, (o, s, e) in data.get("absences", {}).items()},
     )
+
+
+def outputs_to_text(values: Sequence[str]) -> str:
+    """An idempotency record's encoded outputs as one string, a JSON document per line
+    (compact JSON has no raw newline): with only strings and numbers in it, the record is a dict
+    the collector never tracks, however many of them a day of bookings leaves."""
+    return "\n".join(values)
+
+
+def outputs_from_record(stored: str | list[str]) -> list[str]:
+    """The encoded outputs of an idempotency record, also of one written as a list (before
+    `outputs_to_text`)."""
+    if isinstance(stored, list):
+        return stored
+    return stored.split("\n") if stored else []
 
 
 def booking_to_json(b: Booking) -> Json:

@@ -14,6 +14,7 @@ anything due, without decoding their state.
 from __future__ import annotations
 
 import datetime as dt
+import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -58,9 +59,19 @@ def _utc(epoch: int) -> dt.datetime:
 
 class WaitlistDesk:
     def __init__(self, processor: AvailabilityProcessor, offers: int, hold_s: int) -> None:
-        self.p = processor
+        # Part of its processor, so it refers back weakly: the stream makes a processor per
+        # task batch, and with the two referring to each other every one of them was left for
+        # the cyclic collector (five objects a batch, nearly all of its garbage).
+        self._processor = weakref.ref(processor)
         self.k = offers
         self.hold_s = hold_s
+
+    @property
+    def p(self) -> AvailabilityProcessor:
+        processor = self._processor()
+        if processor is None:
+            raise RuntimeError("a waitlist desk used after its processor")
+        return processor
 
     # ----------------------------------------------------------------------- state
 
