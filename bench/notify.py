@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 from aiohttp import web
 
+from bench.hostspeed import HostSpeedProbe, fast_phase_us
 from bench.platform import bench_infra, cpu_seconds, save_results
 from bench.stats import percentiles
 from deploy.local import infra
@@ -244,7 +245,8 @@ async def _run(args: argparse.Namespace, endpoints: infra.Endpoints, run_id: str
     settings = endpoints.settings(ServiceSettings, service_name="bench-notify")
     producer = make_producer(settings)
     await producer.start()
-    results = []
+    results: list[dict[str, Any]] = []
+    probes: list[HostSpeedProbe] = []
     try:
         stores = [f"bench-{run_id}-{i}" for i in range(args.stores)]
         _progress("warm-up: 100 events at 50/s")
@@ -253,8 +255,10 @@ async def _run(args: argparse.Namespace, endpoints: infra.Endpoints, run_id: str
             _progress(f"{rate} events/s for {args.seconds}s")
             idle = await _idle_cpu_rate(proc.pid)
             cpu_before, started = cpu_seconds(proc.pid), time.perf_counter()
-            row = await _open_loop(producer, receiver, rate, args.seconds, stores,
-                                   f"{run_id}-r{rate}")  # fmt: skip
+            with HostSpeedProbe() as probe:
+                row = await _open_loop(producer, receiver, rate, args.seconds, stores,
+                                       f"{run_id}-r{rate}")  # fmt: skip
+            probes.append(probe)
             await asyncio.sleep(2)  # the outbox writes after the calls settle
             results.append(_with_cpu(row, cpu_before, cpu_seconds(proc.pid), idle, started))
         if args.offer_rate:
@@ -263,13 +267,18 @@ async def _run(args: argparse.Namespace, endpoints: infra.Endpoints, run_id: str
             idle = await _idle_cpu_rate(proc.pid)
             cpu_before, started = cpu_seconds(proc.pid), time.perf_counter()
             step = _open_loop(producer, receiver, args.offer_rate, args.seconds, stores, tag, True)
-            row = await step
+            with HostSpeedProbe() as probe:
+                row = await step
+            probes.append(probe)
             await asyncio.sleep(2)
             results.append(_with_cpu(row, cpu_before, cpu_seconds(proc.pid), idle, started))
     finally:
         await producer.stop()
         await stop_worker(proc, endpoints, run_id)
         await receiver.stop()
+    fast_us = fast_phase_us([sample for probe in probes for sample in probe.samples])
+    for row, probe in zip(results, probes, strict=True):
+        row["host_speed"] = probe.summary(fast_us)
     return results
 
 
@@ -307,10 +316,11 @@ async def _drop_database(endpoints: infra.Endpoints, name: str) -> None:
 
 def _table(rows: list[dict[str, Any]]) -> str:
     headers = ["event", "offered /s", "sent /s", "events", "delivered", "p50 ms", "p90 ms",
-               "p99 ms", "max ms", "worker CPU ms/event"]  # fmt: skip
+               "p99 ms", "max ms", "worker CPU ms/event", "host slow %"]  # fmt: skip
     cells = [[r["step"], r["offered_per_s"], r["sent_per_s"], r["events"], r["delivered"],
               r["p50_ms"], r["p90_ms"], r["p99_ms"], r["max_ms"],
-              r.get("worker_cpu_ms_per_event")] for r in rows]  # fmt: skip
+              r.get("worker_cpu_ms_per_event"),
+              round(100 * r["host_speed"]["slow_share"])] for r in rows]  # fmt: skip
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *cells, strict=False)]
 
     def line(values: list[Any]) -> str:
@@ -350,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
         "SlotOffered: the same to the offer's request (plus the contact read by `_id`). "
         "Worker CPU per event: the worker process's CPU time over the step (and 2 s after "
         "it) less what it spends idle (measured for 2 s before), / events; for SlotOffered "
-        "it includes the entries' WaitlistJoined.\n\n"
+        "it includes the entries' WaitlistJoined. Host slow %: share of the step the cores ran in "
+        "the hypervisor's slow phase (`bench.hostspeed`), which a p99 follows.\n\n"
         + _table(rows)
         + "\n\ntarget: p99 <= 100 ms\n"
     )
