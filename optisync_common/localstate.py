@@ -45,13 +45,19 @@ class Checkpoint:
     topic: str
     offset: int  # where a replay of the partition resumes
     written_at: float  # epoch seconds
+    # the topic's id (`optisync_common.topic_ids`): a topic recreated under the same name has
+    # another, whatever its offsets. "" where unknown (an older copy, a broker without ids)
+    topic_id: str = ""
 
-    def usable(self, cluster_id: str, topic: str, first: int, end: int, now: float) -> bool:
+    def usable(
+        self, cluster_id: str, topic: str, first: int, end: int, now: float, topic_id: str = ""
+    ) -> bool:
         """Whether this copy may stand in for the changelog up to `offset`, given the
-        partition's current first and end offsets."""
+        partition's current first and end offsets (and the topic's id, where both know it)."""
         return (
             self.cluster_id == cluster_id
             and self.topic == topic
+            and (self.topic_id == topic_id or not (self.topic_id and topic_id))
             and first <= self.offset <= end
             and 0 <= now - self.written_at < MAX_CHECKPOINT_AGE_S
         )

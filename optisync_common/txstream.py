@@ -85,6 +85,7 @@ from aiokafka.coordinator.protocol import (
     ConsumerProtocolMemberAssignment,
     ConsumerProtocolMemberMetadata,
 )
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from prometheus_client import Counter, Histogram
@@ -92,6 +93,7 @@ from prometheus_client import Counter, Histogram
 from optisync_common.kafka import linger
 from optisync_common.localstate import TOMBSTONE_RETENTION_MS, Checkpoint, LocalState
 from optisync_common.logging import get_logger
+from optisync_common.topic_ids import topic_ids
 from optisync_common.topics import ensure_internal_topics
 
 log = get_logger(__name__)
@@ -365,6 +367,7 @@ class TransactionalStreamProcessor:
         self._state_dir = state_dir
         self._local: LocalState | None = None  # opened in start()
         self._cluster_id = ""  # which cluster the local copy's checkpoints belong to
+        self._state_topic_id = ""  # ... and which incarnation of the state topic (at restores)
         self._local_flush_s = local_flush_s
         self._unsaved: dict[int, _Unsaved] = {}
         self._local_flushes: asyncio.Task[None] | None = None
@@ -711,7 +714,9 @@ class TransactionalStreamProcessor:
         now = time.time()
         try:
             for partition, (records, resume_at) in saves.items():
-                checkpoint = Checkpoint(self._cluster_id, self.state_topic, resume_at, now)
+                checkpoint = Checkpoint(
+                    self._cluster_id, self.state_topic, resume_at, now, self._state_topic_id
+                )
                 self._local.save(partition, records, checkpoint, replace=replace)
         except Exception:
             # A later save would move a checkpoint past the records this one missed: stop
@@ -928,12 +933,13 @@ class TransactionalStreamProcessor:
         the offsets their replays resume from."""
         if self._local is None:
             return {}
+        self._state_topic_id = await self._current_state_topic_id()
         firsts, ends = await reader.beginning_offsets(tps), await reader.end_offsets(tps)
         resume, now, count = {}, time.time(), 0
         for tp in tps:
             checkpoint = self._local.checkpoint(tp.partition)
             if checkpoint is None or not checkpoint.usable(
-                self._cluster_id, tp.topic, firsts[tp], ends[tp], now
+                self._cluster_id, tp.topic, firsts[tp], ends[tp], now, self._state_topic_id
             ):
                 continue
             task, loaded = self._tasks[tp.partition], 0
@@ -950,6 +956,16 @@ class TransactionalStreamProcessor:
             resume[tp] = checkpoint.offset
         RESTORED_RECORDS.labels(self.app_id, "local").inc(count)
         return resume
+
+    async def _current_state_topic_id(self) -> str:
+        """Asked at every restore, as the topic may have been recreated meanwhile; "" when
+        the broker cannot tell (the copy then goes by the topic's name and offsets alone)."""
+        try:
+            ids = await topic_ids(self.bootstrap, [self.state_topic])
+        except (KafkaError, OSError):
+            log.warning("state_topic_id_unknown", app=self.app_id, exc_info=True)
+            return ""
+        return str(ids.get(self.state_topic, ""))
 
     async def _restore(self, partitions: Sequence[int]) -> None:
         if not partitions:

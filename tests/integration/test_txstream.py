@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.conn import AIOKafkaConnection
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import REGISTRY
@@ -21,6 +22,7 @@ from prometheus_client import REGISTRY
 from optisync_common.kafka import make_consumer, make_producer
 from optisync_common.localstate import LocalState
 from optisync_common.settings import ServiceSettings
+from optisync_common.topic_ids import topic_ids
 from optisync_common.topics import ensure_internal_topics
 from optisync_common.txstream import (
     COMMIT_SEND_TURNS,
@@ -361,6 +363,46 @@ async def test_state_written_by_the_per_table_changelogs_is_still_restored(setti
         assert dict(tables["other"]) == {"x": 7}
     finally:
         await stream.stop()
+
+
+async def test_a_local_copy_of_a_recreated_changelog_is_not_used(settings, unique_id, tmp_path):
+    """A state topic deleted and created again starts its offsets over: once it has grown past
+    the copy's checkpoint, offsets alone would take it for the old one and mix the two. The
+    copy remembers the topic's id, and the new topic has another."""
+    app_id = f"itest-tx-reborn-{unique_id}"
+    first, source, sink = await _counting_stream(settings, app_id, tmp_path)
+    _, counts = await _feed_and_count(settings, first, source, sink, _no_wait)
+    assert counts == {"k0": 10, "k1": 10, "k2": 10}
+    copy = LocalState.open(tmp_path / app_id)
+    assert copy is not None
+    checkpoint = copy.checkpoint(0)
+    copy.close()
+    assert checkpoint is not None and checkpoint.topic_id
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([first.state_topic])
+    finally:
+        await admin.close()
+    for _ in range(100):  # deletion completes in the background
+        if first.state_topic not in await topic_ids(settings.kafka_bootstrap, [first.state_topic]):
+            break
+        await asyncio.sleep(0.1)
+    await ensure_internal_topics(settings.kafka_bootstrap, [(first.state_topic, 1, {})])
+    producer = make_producer(settings)
+    await producer.start()
+    try:  # the new changelog, longer than the old one was at the checkpoint
+        for n in range(checkpoint.offset + 5):
+            await producer.send(first.state_topic, str(n).encode(), key=b"counts/k9", partition=0)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+    again, _, _ = await _counting_stream(settings, app_id, tmp_path)
+    restored = await _restored_counts(again)
+    assert restored.counts == {"k9": checkpoint.offset + 4}  # the new topic's, nothing else
+    assert restored.local == 0
 
 
 async def test_a_restore_ends_even_when_its_changelog_shrank_meanwhile(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,19 @@ def test_without_rocksdict_there_is_no_local_copy(
 ) -> None:
     monkeypatch.setattr("optisync_common.localstate.available", lambda: False)
     assert LocalState.open(tmp_path) is None
+
+
+@pytest.mark.parametrize(
+    ("kept", "current", "usable"),
+    [
+        ("id-1", "id-1", True),
+        ("id-1", "id-2", False),  # the topic was deleted and created again under its name
+        ("", "id-2", True),  # a copy from before ids: by name and offsets, as it was
+        ("id-1", "", True),  # a broker that cannot tell
+    ],
+)
+def test_a_checkpoint_is_trusted_only_for_the_same_topic_id(
+    kept: str, current: str, usable: bool
+) -> None:
+    checkpoint = dataclasses.replace(_checkpoint(10, at=50_000.0), topic_id=kept)
+    assert checkpoint.usable("cluster-a", "app-state-changelog", 0, 20, 50_060.0, current) is usable
