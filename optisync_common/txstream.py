@@ -199,8 +199,8 @@ BatchHandler = Callable[[int, Sequence[ConsumerRecord[bytes, bytes]], Tables], l
 
 def _out_of_the_collectors_reach() -> None:
     """Freeze what a restore loaded: the tables stay until their tasks move, and every full
-    collection would walk them again (175 ms per 30,000 bookings of the booking processor's
-    tables). Their values are plain JSON, so what a change replaces is still freed by its
+    collection would walk them again (the booking processor's restored store-days hold a list
+    per booking). Their values are plain JSON, so what a change replaces is still freed by its
     reference count. Frozen cycles are not: the previous restore's are unfrozen and collected
     first, so that only what lived through one restore waits for the next."""
     gc.unfreeze()

@@ -10,7 +10,8 @@ from optisync_common.topic_ids import topic_ids
 from optisync_common.topics import ensure_internal_topics
 
 
-async def _recreate(bootstrap: str, topic: str) -> None:
+async def recreate_topic(bootstrap: str, topic: str) -> None:
+    """Delete the topic and create it again under its name, with one partition."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -31,6 +32,6 @@ async def test_a_recreated_topic_has_another_id(settings, unique_id):
     assert list(first) == [topic]
     assert first == await topic_ids(settings.kafka_bootstrap, [topic])  # stable
 
-    await _recreate(settings.kafka_bootstrap, topic)
+    await recreate_topic(settings.kafka_bootstrap, topic)
     again = await topic_ids(settings.kafka_bootstrap, [topic])
     assert again.keys() == {topic} and again[topic] != first[topic]

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.conn import AIOKafkaConnection
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import REGISTRY
@@ -22,7 +21,6 @@ from prometheus_client import REGISTRY
 from optisync_common.kafka import make_consumer, make_producer
 from optisync_common.localstate import LocalState
 from optisync_common.settings import ServiceSettings
-from optisync_common.topic_ids import topic_ids
 from optisync_common.topics import ensure_internal_topics
 from optisync_common.txstream import (
     COMMIT_SEND_TURNS,
@@ -31,6 +29,8 @@ from optisync_common.txstream import (
     TransactionalStreamProcessor,
     default_partition,
 )
+
+from .test_topic_ids import recreate_topic
 
 INPUTS = 30
 FORGET = b"forget"  # an input that deletes its key's count
@@ -379,17 +379,7 @@ async def test_a_local_copy_of_a_recreated_changelog_is_not_used(settings, uniqu
     copy.close()
     assert checkpoint is not None and checkpoint.topic_id
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.delete_topics([first.state_topic])
-    finally:
-        await admin.close()
-    for _ in range(100):  # deletion completes in the background
-        if first.state_topic not in await topic_ids(settings.kafka_bootstrap, [first.state_topic]):
-            break
-        await asyncio.sleep(0.1)
-    await ensure_internal_topics(settings.kafka_bootstrap, [(first.state_topic, 1, {})])
+    await recreate_topic(settings.kafka_bootstrap, first.state_topic)
     producer = make_producer(settings)
     await producer.start()
     try:  # the new changelog, longer than the old one was at the checkpoint
