@@ -40,7 +40,8 @@ def _envelope(payload: EventPayload, n: int) -> Envelope[Any]:
     )
 
 
-def _seeded_tables(days: int) -> dict[str, ChangelogTable]:
+def seeded_tables(days: int) -> dict[str, ChangelogTable]:
+    """One task's tables holding the bench store (`STORE`) with `days` days of shifts."""
     plain = ProcessorTables({}, {}, {}, {}, {})
     processor = AvailabilityProcessor(plain, region="cn")
     for n, payload in enumerate(roster(STORE, days)):
@@ -52,7 +53,8 @@ def _seeded_tables(days: int) -> dict[str, ChangelogTable]:
     return tables
 
 
-def _commands(days: int) -> list[ConsumerRecord[bytes, bytes]]:
+def booking_commands(days: int) -> list[ConsumerRecord[bytes, bytes]]:
+    """Two requests per quarter hour of every day of `seeded_tables`: all of them fit."""
     records: list[ConsumerRecord[bytes, bytes]] = []
     for day in (FIRST_DAY + dt.timedelta(days=i) for i in range(days)):
         opening = dt.datetime.combine(day, dt.time(8, 0), zone(TZ))
@@ -76,8 +78,8 @@ def _commands(days: int) -> list[ConsumerRecord[bytes, bytes]]:
 def measure(batch: int, commands: int = 2000, warm_up: int = 300) -> dict[str, Any]:
     """CPU µs per command and output bytes per command, deciding `commands` bookings."""
     days = (warm_up + commands) // 92 + 1
-    tables = _seeded_tables(days)
-    records = _commands(days)[: warm_up + commands]
+    tables = seeded_tables(days)
+    records = booking_commands(days)[: warm_up + commands]
     decider = BatchDecider(BookingSettings(environment="test"), FixedClock(NOW))
 
     def run(chunk: list[ConsumerRecord[bytes, bytes]]) -> tuple[int, int]:
