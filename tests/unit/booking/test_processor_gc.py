@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
-from collections.abc import Iterator
 
 import orjson
 
@@ -21,13 +20,8 @@ from services.booking.settings import BookingSettings
 from .storefixture import request
 from .test_batch_decider import NOW, record, seeded_tables
 
-FIRST = dt.datetime(2026, 12, 7, 8, 0, tzinfo=dt.UTC)  # 09:00 in Berlin
-
-
-def slots(days: int) -> Iterator[dt.datetime]:
-    for day in range(days):
-        for quarter in range(32):
-            yield FIRST + dt.timedelta(days=day, minutes=15 * quarter)
+FIRST = dt.datetime(2026, 12, 7, 8, 0, tzinfo=dt.UTC)  # 09:00 in Berlin, the store's one shift day
+STARTS = [FIRST + dt.timedelta(minutes=15 * quarter) for quarter in range(32)]
 
 
 def book(
@@ -61,7 +55,7 @@ def test_a_booking_leaves_about_one_tracked_object_in_the_tables():
 def test_a_store_days_intervals_are_untracked_tuples_with_the_same_json():
     tables = seeded_tables()
     decider = BatchDecider(BookingSettings(environment="test"), FixedClock(NOW))
-    book(decider, tables, list(slots(1))[:8], "k")
+    book(decider, tables, STARTS[:8], "k")
     gc.collect()
     (day,) = [v for k, v in tables["days"].items() if v["busy"]]
     entries = [entry for busy in day["busy"].values() for entry in busy]
@@ -94,12 +88,11 @@ def test_a_batch_leaves_no_cyclic_garbage():
     the event loop while it runs, finds none of it."""
     tables = seeded_tables()
     decider = BatchDecider(BookingSettings(environment="test"), FixedClock(NOW))
-    starts = list(slots(1))
-    book(decider, tables, starts[:2], "warm")
+    book(decider, tables, STARTS[:2], "warm")
     gc.collect()
     gc.disable()
     try:
-        book(decider, tables, starts[2:12], "k")
+        book(decider, tables, STARTS[2:12], "k")
         assert gc.collect() == 0
     finally:
         gc.enable()
