@@ -68,6 +68,7 @@ import asyncio
 import contextlib
 import gc
 import heapq
+import math
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
@@ -312,6 +313,7 @@ class _Group:
     recovering: bool = True  # records fetched before its seek must not reach the queues
     turn: int = 0
     committing: asyncio.Task[None] | None = None  # the previous transaction's commit
+    started_at: float = -math.inf  # when its last transaction's batch was taken (monotonic)
 
     @property
     def producer(self) -> AIOKafkaProducer:
@@ -335,6 +337,7 @@ class TransactionalStreamProcessor:
         punctuate_s: float | None = None,
         task_groups: int = 1,
         linger_s: float = 0.0,
+        txn_interval_s: float = 0.0,
         group_commit_interval_s: float = 5.0,
         state_dir: Path | None = None,
         local_flush_s: float = 1.0,
@@ -355,6 +358,9 @@ class TransactionalStreamProcessor:
         self.task_groups = task_groups
         self._session_timeout_ms = session_timeout_ms
         self.linger_s = linger_s  # see optisync_common.kafka.linger
+        # The least time between the starts of a group's transactions: under load, fewer and
+        # fuller transactions, each costing the broker and both ends a round of requests.
+        self.txn_interval_s = txn_interval_s
         self._heartbeat_interval_ms = heartbeat_interval_ms
         self._consumer: AIOKafkaConsumer | None = None
         self._tasks: dict[int, _Task] = {}
@@ -501,6 +507,8 @@ class TransactionalStreamProcessor:
             while not group.stopping:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(group.wakeup.wait(), self.punctuate_s)
+                if (wait := group.started_at + self.txn_interval_s - time.monotonic()) > 0:
+                    await asyncio.sleep(wait)  # what arrives meanwhile joins this batch
                 group.wakeup.clear()
                 await self._next_batch(group)
             await self._settle(group)  # the transaction in hand commits (or aborts) first
@@ -544,6 +552,7 @@ class TransactionalStreamProcessor:
         changed = any(t.changed for task in group.tasks.values() for t in task.tables.values())
         if not (outputs or offsets or changed):
             return  # a punctuation with nothing due: no transaction
+        group.started_at = now
         producer = group.producer
         try:
             writes = await self._produce(group, producer, outputs, offsets)

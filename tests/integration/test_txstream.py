@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import gc
 import itertools
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -640,6 +641,31 @@ async def test_a_backlog_is_decided_max_batch_records_per_transaction(settings, 
         by_key.setdefault(key, []).append(int(value))
     assert sorted(i for values in by_key.values() for i in values) == list(range(backlog))
     assert all(values == sorted(values) for values in by_key.values())
+
+
+async def test_a_groups_transactions_start_at_least_the_interval_apart(settings, unique_id):
+    """With `txn_interval_s`, inputs arriving meanwhile wait and join the next transaction:
+    a steady trickle goes out in a few fuller transactions, each input counted once."""
+    stream, source, sink = await _counting_stream(settings, f"itest-tx-gap-{unique_id}")
+    interval = stream.txn_interval_s = 0.2
+    started: list[float] = []
+    produce = stream._produce
+
+    async def timed(group, producer, outputs, offsets):
+        started.append(time.monotonic())
+        return await produce(group, producer, outputs, offsets)
+
+    stream._produce = timed  # type: ignore[method-assign]
+
+    async def trickle(i: int) -> None:
+        await asyncio.sleep(0.02)
+
+    seen, counts = await _feed_and_count(settings, stream, source, sink, trickle)
+    assert sorted(seen) == sorted(f"v{i}" for i in range(INPUTS))
+    assert counts == {f"k{k}": INPUTS // 3 for k in range(3)}
+    gaps = [later - earlier for earlier, later in itertools.pairwise(started)]
+    assert gaps and min(gaps) >= interval - 0.01
+    assert len(started) < INPUTS / 2  # 30 inputs over about 0.7 s: four or five
 
 
 async def test_a_new_group_count_aborts_what_the_old_one_left_open(settings, unique_id):
