@@ -58,8 +58,8 @@ class BookingSettings(ServiceSettings):
     # (`optisync_common.txstream`): the most processor instances that share the work
     processor_task_groups: int = Field(default=1, ge=1, le=12)
     # the least time between the starts of a task group's transactions: at 500 bookings/s,
-    # 8 ms made them 89-115 a second instead of 76-172 and saved 0.2-0.4 ms of CPU per booking
-    # over the whole path (four alternated pairs, README "Benchmarks"); it caps a group at 125
+    # 8 ms made them 89-115 a second instead of 76-172 and saved 0.2-0.5 ms of CPU per booking
+    # over the whole path (six alternated pairs, README "Benchmarks"); it caps a group at 125
     # transactions a second, of up to 500 commands each. 0: the next starts once commands wait.
     processor_txn_interval_ms: float = Field(default=8.0, ge=0, le=1000)
 
