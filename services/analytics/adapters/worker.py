@@ -49,6 +49,9 @@ class AggregatorWorker:
         self._pruner: asyncio.Task[None] | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._assigned = asyncio.Event()
+        # The partitions it reads whose start positions are resolved: with the `latest` reset,
+        # a record published to a partition before then may be skipped.
+        self._positioned: frozenset[TopicPartition] = frozenset()
         self._stopping = asyncio.Event()
         self.counted = 0
 
@@ -106,7 +109,9 @@ class AggregatorWorker:
         await asyncio.wait_for(self._assigned.wait(), within_s)
 
     def assignment(self) -> set[TopicPartition]:
-        return set(self._consumer.assignment()) if self._consumer is not None else set()
+        """The partitions it reads, each listed once its start position is resolved: what is
+        published there from then on is counted."""
+        return set(self._positioned)
 
     async def _run(self) -> None:
         def make() -> AIOKafkaConsumer:
@@ -128,6 +133,7 @@ class AggregatorWorker:
         def disconnected() -> None:
             self._consumer = None
             self._assigned.clear()
+            self._positioned = frozenset()
             if self.aggregator is not None:
                 self.aggregator.reset()
 
@@ -149,6 +155,7 @@ class AggregatorWorker:
                 owned = assignment
                 for tp in assignment:
                     await consumer.position(tp)  # resolve the reset before tests publish
+                self._positioned = assignment
                 if assignment:
                     self._assigned.set()
             if not batch:
