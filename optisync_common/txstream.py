@@ -71,6 +71,7 @@ import heapq
 import math
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -98,6 +99,10 @@ from optisync_common.topic_ids import topic_ids
 from optisync_common.topics import ensure_internal_topics
 
 log = get_logger(__name__)
+
+# The span over which a task group's input rate is measured (see `txn_interval_min_rate`):
+# long enough to hold several transactions, short enough to follow a burst.
+RATE_WINDOW_S = 0.1
 
 BATCH_RECORDS = Histogram(
     "optisync_stream_batch_records",
@@ -314,6 +319,14 @@ class _Group:
     turn: int = 0
     committing: asyncio.Task[None] | None = None  # the previous transaction's commit
     started_at: float = -math.inf  # when its last transaction's batch was taken (monotonic)
+    # (when taken, records) of its batches over the last RATE_WINDOW_S: its input rate
+    recent: deque[tuple[float, int]] = field(default_factory=deque)
+
+    def input_rate(self, now: float) -> float:
+        """Records a second the group took over the last RATE_WINDOW_S."""
+        while self.recent and self.recent[0][0] <= now - RATE_WINDOW_S:
+            self.recent.popleft()
+        return sum(records for _, records in self.recent) / RATE_WINDOW_S
 
     @property
     def producer(self) -> AIOKafkaProducer:
@@ -338,6 +351,7 @@ class TransactionalStreamProcessor:
         task_groups: int = 1,
         linger_s: float = 0.0,
         txn_interval_s: float = 0.0,
+        txn_interval_min_rate: float = 0.0,
         group_commit_interval_s: float = 5.0,
         state_dir: Path | None = None,
         local_flush_s: float = 1.0,
@@ -361,6 +375,9 @@ class TransactionalStreamProcessor:
         # The least time between the starts of a group's transactions: under load, fewer and
         # fuller transactions, each costing the broker and both ends a round of requests.
         self.txn_interval_s = txn_interval_s
+        # ...but only while the group takes at least this many records a second: below that,
+        # each transaction would carry a record or two anyway, and the wait is pure latency.
+        self.txn_interval_min_rate = txn_interval_min_rate
         self._heartbeat_interval_ms = heartbeat_interval_ms
         self._consumer: AIOKafkaConsumer | None = None
         self._tasks: dict[int, _Task] = {}
@@ -507,7 +524,7 @@ class TransactionalStreamProcessor:
             while not group.stopping:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(group.wakeup.wait(), self.punctuate_s)
-                if (wait := group.started_at + self.txn_interval_s - time.monotonic()) > 0:
+                if (wait := self._spacing(group)) > 0:
                     await asyncio.sleep(wait)  # what arrives meanwhile joins this batch
                 group.wakeup.clear()
                 await self._next_batch(group)
@@ -519,6 +536,15 @@ class TransactionalStreamProcessor:
             log.exception("stream_group_crashed", app=self.app_id, group=group.index)
             self._crashed = True
             raise
+
+    def _spacing(self, group: _Group) -> float:
+        """How much longer the group's next batch waits for inputs to join it: the rest of
+        `txn_interval_s` since its last batch, if its input rate is `txn_interval_min_rate`
+        or more."""
+        now = time.monotonic()
+        if self.txn_interval_s <= 0 or group.input_rate(now) < self.txn_interval_min_rate:
+            return 0.0
+        return group.started_at + self.txn_interval_s - now
 
     async def _next_batch(self, group: _Group) -> None:
         """Decide what the group's tasks have queued, up to `max_batch` records (or punctuate
@@ -549,6 +575,8 @@ class TransactionalStreamProcessor:
                 outputs += self.handler(task.partition, [], task.tables)
             task.handled_at = now
         decided = sum(len(rs) for records in taken.values() for rs in records.values())
+        if decided:
+            group.recent.append((now, decided))
         changed = any(t.changed for task in group.tasks.values() for t in task.tables.values())
         if not (outputs or offsets or changed):
             return  # a punctuation with nothing due: no transaction

@@ -645,9 +645,40 @@ async def test_a_backlog_is_decided_max_batch_records_per_transaction(settings, 
 
 async def test_a_groups_transactions_start_at_least_the_interval_apart(settings, unique_id):
     """With `txn_interval_s`, inputs arriving meanwhile wait and join the next transaction:
-    a steady trickle goes out in a few fuller transactions, each input counted once."""
+    a steady trickle at `txn_interval_min_rate` or more goes out in a few fuller
+    transactions, each input counted once."""
     stream, source, sink = await _counting_stream(settings, f"itest-tx-gap-{unique_id}")
     interval = stream.txn_interval_s = 0.2
+    stream.txn_interval_min_rate = 5  # per second; the trickle is 50 a second
+    started = _time_transactions(stream)
+    seen, counts = await _feed_and_count(settings, stream, source, sink, _trickle)
+    assert sorted(seen) == sorted(f"v{i}" for i in range(INPUTS))
+    assert counts == {f"k{k}": INPUTS // 3 for k in range(3)}
+    gaps = [later - earlier for earlier, later in itertools.pairwise(started)]
+    assert gaps and min(gaps) >= interval - 0.01
+    assert len(started) < INPUTS / 2  # 30 inputs over about 0.7 s: four or five
+
+
+async def test_a_group_under_the_min_rate_does_not_hold_its_inputs(settings, unique_id):
+    """Below `txn_interval_min_rate` the interval is not applied: each input of a trickle
+    commits as soon as it is in, instead of waiting for others that are not coming."""
+    stream, source, sink = await _counting_stream(settings, f"itest-tx-nogap-{unique_id}")
+    stream.txn_interval_s = 0.2
+    stream.txn_interval_min_rate = 1000  # per second; the trickle is 50 a second
+    started = _time_transactions(stream)
+    seen, counts = await _feed_and_count(settings, stream, source, sink, _trickle)
+    assert sorted(seen) == sorted(f"v{i}" for i in range(INPUTS))
+    assert counts == {f"k{k}": INPUTS // 3 for k in range(3)}
+    # Spaced, 30 inputs 20 ms apart would take four or five transactions.
+    assert len(started) > INPUTS / 2
+
+
+async def _trickle(i: int) -> None:
+    await asyncio.sleep(0.02)
+
+
+def _time_transactions(stream: TransactionalStreamProcessor) -> list[float]:
+    """When each of the stream's transactions starts (monotonic), appended as it runs."""
     started: list[float] = []
     produce = stream._produce
 
@@ -656,16 +687,7 @@ async def test_a_groups_transactions_start_at_least_the_interval_apart(settings,
         return await produce(group, producer, outputs, offsets)
 
     stream._produce = timed  # type: ignore[method-assign]
-
-    async def trickle(i: int) -> None:
-        await asyncio.sleep(0.02)
-
-    seen, counts = await _feed_and_count(settings, stream, source, sink, trickle)
-    assert sorted(seen) == sorted(f"v{i}" for i in range(INPUTS))
-    assert counts == {f"k{k}": INPUTS // 3 for k in range(3)}
-    gaps = [later - earlier for earlier, later in itertools.pairwise(started)]
-    assert gaps and min(gaps) >= interval - 0.01
-    assert len(started) < INPUTS / 2  # 30 inputs over about 0.7 s: four or five
+    return started
 
 
 async def test_a_new_group_count_aborts_what_the_old_one_left_open(settings, unique_id):

@@ -149,6 +149,7 @@ def build_app(settings: BookingSettings, clock: Clock | None = None) -> FastAPI:
         task_groups=settings.processor_task_groups,
         linger_s=settings.hot_fetch_linger_ms / 1000,
         txn_interval_s=settings.processor_txn_interval_ms / 1000,
+        txn_interval_min_rate=settings.processor_txn_interval_min_rate,
         # A local RocksDB copy of the tables: a restart replays only the changelog's tail.
         state_dir=Path(settings.state_dir),
     )
