@@ -542,9 +542,16 @@ class TransactionalStreamProcessor:
         `txn_interval_s` since its last batch, if its input rate is `txn_interval_min_rate`
         or more."""
         now = time.monotonic()
-        if self.txn_interval_s <= 0 or group.input_rate(now) < self.txn_interval_min_rate:
+        if self.txn_interval_s <= 0:
+            return 0.0
+        if self._tracks_rate and group.input_rate(now) < self.txn_interval_min_rate:
             return 0.0
         return group.started_at + self.txn_interval_s - now
+
+    @property
+    def _tracks_rate(self) -> bool:
+        # Only then is `_Group.recent` read, and so trimmed: else it is not kept at all.
+        return self.txn_interval_s > 0 and self.txn_interval_min_rate > 0
 
     async def _next_batch(self, group: _Group) -> None:
         """Decide what the group's tasks have queued, up to `max_batch` records (or punctuate
@@ -575,7 +582,7 @@ class TransactionalStreamProcessor:
                 outputs += self.handler(task.partition, [], task.tables)
             task.handled_at = now
         decided = sum(len(rs) for records in taken.values() for rs in records.values())
-        if decided:
+        if decided and self._tracks_rate:
             group.recent.append((now, decided))
         changed = any(t.changed for task in group.tasks.values() for t in task.tables.values())
         if not (outputs or offsets or changed):
