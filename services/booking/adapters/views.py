@@ -6,7 +6,7 @@
   view only replaces one with a lower `seq` (compare-and-set in Lua), so replays and
   out-of-order deliveries never move a view backwards.
 
-Every write publishes the changed key on `booking:views` in the same atomic step, so an API
+Every write publishes the changed keys on `booking:views` in the same atomic step, so an API
 process may keep the keys it reads in memory (`RedisViews(cache=True)` + `follow_changes`):
 an entry is dropped as soon as its key changes, which keeps the hot availability read free of
 Redis round trips without serving anything older than a Redis read could.
@@ -18,6 +18,7 @@ import asyncio
 import datetime as dt
 import re
 import time
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any, Literal, cast
 
@@ -38,6 +39,8 @@ from schemas.events.roster import (
     StoreRegistered,
 )
 
+ViewOutcome = Literal["written", "stale", "expired"]
+
 # A view stays readable for this long after its local day, then Redis expires it. Older days
 # are not written at all (also on a rebuild), so live and rebuilt views stay identical.
 VIEW_RETENTION = dt.timedelta(days=2)
@@ -46,25 +49,38 @@ log = get_logger(__name__)
 
 _GLOB_SPECIAL = re.compile(r"[\\*?\[\]]")
 
-# KEYS[1] view key, KEYS[2] change channel; ARGV[1] view JSON, ARGV[2] its seq, ARGV[3] expiry
-# (unix seconds).
+# KEYS[1] change channel, KEYS[2..] view keys; ARGV[3i-2..3i] view i's JSON, seq and expiry
+# (unix seconds). Each view replaces only a lower seq; the keys written are announced in one
+# message (a JSON list), so a batch of views costs one round trip and one wake-up per reader.
 _SET_IF_NEWER = """
-local current = redis.call('GET', KEYS[1])
-if current then
-  local ok, view = pcall(cjson.decode, current)
-  if ok and type(view) == 'table' then
-    local seq = tonumber(view['seq'])
-    if seq ~= nil and seq >= tonumber(ARGV[2]) then
-      return 0
+local written, results = {}, {}
+for i = 2, #KEYS do
+  local json, seq, expiry = ARGV[3 * i - 5], tonumber(ARGV[3 * i - 4]), ARGV[3 * i - 3]
+  local newer = true
+  local current = redis.call('GET', KEYS[i])
+  if current then
+    local ok, view = pcall(cjson.decode, current)
+    if ok and type(view) == 'table' then
+      local stored = tonumber(view['seq'])
+      newer = stored == nil or stored < seq
     end
   end
+  if newer then
+    redis.call('SET', KEYS[i], json, 'EXAT', expiry)
+    written[#written + 1] = KEYS[i]
+  end
+  results[i - 1] = newer and 1 or 0
 end
-redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[3])
-redis.call('PUBLISH', KEYS[2], KEYS[1])
-return 1
+if #written > 0 then
+  redis.call('PUBLISH', KEYS[1], cjson.encode(written))
+end
+return results
 """
+# A script call holds Redis: a rebuild's long runs of views go in calls of at most this many.
+VIEWS_PER_CALL = 100
 
-ALL_KEYS = b"*"  # change message: every key may have changed (a rebuild dropped them)
+# Change messages on the channel: one key, a JSON list of keys (a batch of views), or this one:
+ALL_KEYS = b"*"  # every key may have changed (a rebuild dropped them)
 CACHE_MAX_KEYS = 50_000
 # Safety net for a change message lost in a way the subscriber did not notice.
 CACHE_TTL_S = 5.0
@@ -258,12 +274,16 @@ class RedisViews:
                 self._drop_all()
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
 
-    def _changed(self, key: bytes) -> None:
-        if key == ALL_KEYS:
+    def _changed(self, message: bytes) -> None:
+        if message == ALL_KEYS:
             self._drop_all()
-        else:
-            self._cache.pop(key, None)
-            self._filling.pop(key, None)
+            return
+        # Keys start with the prefix, so only a batch's list starts with "[".
+        keys = orjson.loads(message) if message.startswith(b"[") else [message]
+        for key in keys:
+            name = key.encode() if isinstance(key, str) else key
+            self._cache.pop(name, None)
+            self._filling.pop(name, None)
 
     def _drop_all(self) -> None:
         self._cache.clear()
@@ -293,16 +313,30 @@ class RedisViews:
                     continue
 
     async def apply_availability(
-        self, view: StoreDayAvailability, now: dt.datetime
-    ) -> Literal["written", "stale", "expired"]:
-        expires = view_expiry(view.local_date)
-        if expires <= now:
-            return "expired"
-        written = await self._set_if_newer(
-            keys=[self.view_key(view.store_id, view.local_date), self.channel],
-            args=[orjson.dumps(view.model_dump(mode="json")), view.seq, int(expires.timestamp())],
-        )
-        return "written" if written else "stale"
+        self, views: Sequence[StoreDayAvailability], now: dt.datetime
+    ) -> list[ViewOutcome]:
+        """Write each view that is newer than the stored one, in order, in as few calls as
+        `VIEWS_PER_CALL` allows: each view's outcome."""
+        outcomes: list[ViewOutcome] = ["expired"] * len(views)
+        live = [
+            (i, view, expires)
+            for i, view in enumerate(views)
+            if (expires := view_expiry(view.local_date)) > now
+        ]
+        for first in range(0, len(live), VIEWS_PER_CALL):
+            chunk = live[first : first + VIEWS_PER_CALL]
+            keys, args = [self.channel], list[bytes | int]()
+            for _, view, expires in chunk:
+                keys.append(self.view_key(view.store_id, view.local_date))
+                args += [
+                    orjson.dumps(view.model_dump(mode="json")),
+                    view.seq,
+                    int(expires.timestamp()),
+                ]
+            written = await self._set_if_newer(keys=keys, args=args)
+            for (i, _, _), was_written in zip(chunk, written, strict=True):
+                outcomes[i] = "written" if was_written else "stale"
+        return outcomes
 
     # ---- rebuild ------------------------------------------------------------------------
 

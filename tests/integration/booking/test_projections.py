@@ -31,6 +31,7 @@ from services.booking.adapters.projections import (
     rebuild,
 )
 from services.booking.adapters.replies import topic_partitions
+from services.booking.adapters.views import RedisViews
 from tests.integration.booking.helpers import TZ, eventually
 
 
@@ -349,3 +350,79 @@ async def test_partitions_applied_together_write_their_new_bookings_in_one_inser
     ids = {doc["_id"] async for doc in repo.coll.find({"store_id": sid})}
     assert ids == {f"p{p}-{n}-{sid}" for p in range(3) for n in range(2)}
     assert handler.applied == 6
+
+
+async def test_partitions_views_go_to_redis_in_one_call_announced_in_one_message(
+    store, views, resources, monkeypatch
+):
+    """Two partitions' views in one batch: one script call writes the newer ones, passes over
+    a stale and an expired one, and announces the written keys in one change message, which a
+    reader keeping views in memory (as the API does) acts on."""
+    sid, redis = store.store_id, resources.redis
+    days = [store.day + dt.timedelta(days=10 + n) for n in range(3)]
+
+    def day_view(day: dt.date, seq: int) -> StoreDayAvailability:
+        return view(store, seq, ["09:00"]).model_copy(update={"local_date": day})
+
+    def records(partition: int, payloads: list[StoreDayAvailability]) -> list[FetchedRecord]:
+        out = []
+        for offset, payload in enumerate(payloads):
+            message = encode(new_envelope(payload, region="eu", store_id=sid, correlation_id="v",
+                                          occurred_at=dt.datetime.now(dt.UTC)))  # fmt: skip
+            out.append(FetchedRecord(AVAILABILITY, partition, offset, message.key,
+                                     message.value, list(message.headers)))  # fmt: skip
+        return out
+
+    assert await views.apply_availability([day_view(days[0], 5)], dt.datetime.now(dt.UTC)) == [
+        "written"
+    ]
+    reader = RedisViews(redis, "booking:", cache=True)
+    following = asyncio.create_task(reader.follow_changes())
+    listener = redis.pubsub(ignore_subscribe_messages=True)
+    await listener.subscribe(views.channel)
+    try:
+
+        async def cached() -> bytes | None:
+            await reader.view(sid, days[0])  # fills the copy once the reader follows changes
+            return reader.cached_view(sid, days[0])
+
+        assert orjson.loads(await eventually(cached))["seq"] == 5
+        calls: list[int] = []
+        script = views._set_if_newer
+
+        async def counted(keys: Sequence[str], args: Sequence[Any]) -> Any:
+            calls.append(len(keys) - 1)
+            return await script(keys=keys, args=args)
+
+        monkeypatch.setattr(views, "_set_if_newer", counted)  # the views are the session's
+        handler = RecordHandler(
+            ProjectionWriter(BookingRepository(resources.db), views, SystemClock()), "test",
+            lambda record, error: asyncio.sleep(0),
+        )  # fmt: skip
+        expired = day_view(dt.date(2020, 1, 1), 1)
+        batch = {
+            TopicPartition(AVAILABILITY, 0): records(0, [day_view(days[1], 1), expired]),
+            TopicPartition(AVAILABILITY, 1): records(1, [day_view(days[2], 2),
+                                                         day_view(days[0], 6)]),
+        }  # fmt: skip
+        result = await apply_batch(batch, handler)  # type: ignore[arg-type]
+        assert result.failed == [] and calls == [3]  # the expired view is not sent
+        assert result.commit == {TopicPartition(AVAILABILITY, 0): 2,
+                                 TopicPartition(AVAILABILITY, 1): 2}  # fmt: skip
+        assert handler.applied == 3
+        older = {TopicPartition(AVAILABILITY, 1): records(1, [day_view(days[2], 1)])}
+        stale = await apply_batch(older, handler)  # type: ignore[arg-type]
+        assert stale.failed == [] and handler.applied == 3 and calls == [3, 1]
+
+        async def next_message() -> Any:
+            return await listener.get_message(timeout=0.2)
+
+        announced = orjson.loads((await eventually(next_message))["data"])
+        assert announced == [views.view_key(sid, day) for day in (days[1], days[2], days[0])]
+        assert await listener.get_message(timeout=0.5) is None  # the stale view: no message
+        assert orjson.loads(await eventually(cached))["seq"] == 6
+        assert orjson.loads(await views.view(sid, days[2]) or b"")["seq"] == 2
+        assert await views.view(sid, expired.local_date) is None
+    finally:
+        following.cancel()
+        await listener.aclose()

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from services.booking.adapters.projections import CoalescedInserts
+from services.booking.adapters.projections import CoalescedWrites
 
 
 class Store:
@@ -29,7 +29,7 @@ class Store:
 
 async def test_callers_in_the_same_turn_share_one_write_and_get_their_own_results():
     store = Store(conflicts=frozenset({"b2"}))
-    inserts = CoalescedInserts(store.insert)
+    inserts = CoalescedWrites(store.insert)
     results = await asyncio.gather(
         inserts(["a1", "a2"]), inserts(["b1", "b2", "b3"]), inserts(["c1"])
     )
@@ -39,7 +39,7 @@ async def test_callers_in_the_same_turn_share_one_write_and_get_their_own_result
 
 async def test_a_caller_that_comes_later_gets_a_write_of_its_own():
     store = Store()
-    inserts = CoalescedInserts(store.insert)
+    inserts = CoalescedWrites(store.insert)
     assert await inserts(["a"]) == ["applied"]
     assert await inserts(["b"]) == ["applied"]
     assert store.writes == [["a"], ["b"]]
@@ -47,7 +47,7 @@ async def test_a_caller_that_comes_later_gets_a_write_of_its_own():
 
 async def test_a_failed_write_fails_every_caller_in_it():
     store = Store(fail=ConnectionError("mongo away"))
-    inserts = CoalescedInserts(store.insert)
+    inserts = CoalescedWrites(store.insert)
     results = await asyncio.gather(inserts(["a"]), inserts(["b"]), return_exceptions=True)
     assert [type(r) for r in results] == [ConnectionError, ConnectionError]
     assert len(store.writes) == 1
@@ -55,7 +55,7 @@ async def test_a_failed_write_fails_every_caller_in_it():
 
 async def test_a_cancelled_caller_leaves_the_others_their_results():
     store = Store()
-    inserts = CoalescedInserts(store.insert)
+    inserts = CoalescedWrites(store.insert)
     first = asyncio.ensure_future(inserts(["a"]))
     second = asyncio.ensure_future(inserts(["b"]))
     await asyncio.sleep(0)  # both joined the write
