@@ -1,4 +1,5 @@
-"""Concurrent partitions' runs of new bookings become one write, each caller its own results."""
+"""Concurrent partitions' runs (new bookings, availability views) become one write, each caller
+its own results."""
 
 from __future__ import annotations
 
