@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from bisect import bisect_left, bisect_right
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -75,29 +76,35 @@ class Rescheduled:
 
 
 def opening_windows(cfg: StoreConfig, date: dt.date) -> list[Interval]:
-    if date in cfg.closed_dates:
-        return []
-    windows = []
-    for open_, close in cfg.opening_hours.get(weekday_key(date), ()):
-        interval = local_interval(date, open_, close, cfg.timezone)
-        if interval:
-            windows.append(interval)
-    return sorted(windows)
+    return list(_opening(date, cfg.timezone, _hours(cfg, date)))
+
+
+@lru_cache(maxsize=4096)
+def _opening(date: dt.date, tz: str, hours: tuple[tuple[str, str], ...]) -> tuple[Interval, ...]:
+    windows = (local_interval(date, open_, close, tz) for open_, close in hours)
+    return tuple(sorted(w for w in windows if w))
 
 
 def _subtract(windows: Iterable[Interval], holes: Iterable[Interval]) -> list[Interval]:
-    result = sorted(windows)
-    for h_start, h_end in sorted(holes):
-        next_result: list[Interval] = []
-        for start, end in result:
-            if h_end <= start or end <= h_start:
-                next_result.append((start, end))
+    """What of each window no hole covers, in the windows' order: one walk along the sorted
+    holes per window (cutting every piece by every hole in turn was quadratic in a full day's
+    bookings)."""
+    pending = sorted(holes)
+    result: list[Interval] = []
+    for start, end in sorted(windows):
+        cursor = start
+        for h_start, h_end in pending:
+            if h_start >= end:
+                break
+            if h_end <= cursor:
                 continue
-            if start < h_start:
-                next_result.append((start, h_start))
-            if h_end < end:
-                next_result.append((h_end, end))
-        result = next_result
+            if h_start > cursor:
+                result.append((cursor, h_start))
+            cursor = h_end
+            if cursor >= end:
+                break
+        if cursor < end:
+            result.append((cursor, end))
     return result
 
 
@@ -106,24 +113,58 @@ def working_windows(cfg: StoreConfig, day: Day, optometrist_id: str) -> list[Int
     departure = cfg.departures.get(optometrist_id)
     if departure is not None and day.date >= departure:
         return []
+    shifts = tuple(
+        (s.date, s.start, s.end, s.breaks)
+        for s in day.shifts.values()
+        if s.optometrist_id == optometrist_id
+    )
+    if not shifts:
+        return []
+    away = tuple(sorted((s, e) for who, s, e in day.absences.values() if who == optometrist_id))
+    key = (day.date, cfg.timezone, _hours(cfg, day.date), shifts, away)
+    windows = _WORKING.get(key)
+    if windows is None:
+        windows = _WORKING[key] = _working(*key)
+        if len(_WORKING) > WORKING_CACHE_SIZE:
+            _WORKING.popitem(last=False)
+    return list(windows)
+
+
+# Working windows by everything they depend on: every decision and view of a day asks again for
+# the same shifts, and they change only with the roster. Keys and values hold only strings,
+# numbers, dates and tuples of them, so the collector stops tracking them at its first pass.
+_WORKING: OrderedDict[tuple[object, ...], tuple[Interval, ...]] = OrderedDict()
+WORKING_CACHE_SIZE = 1 << 15
+
+
+def _hours(cfg: StoreConfig, date: dt.date) -> tuple[tuple[str, str], ...]:
+    if date in cfg.closed_dates:
+        return ()
+    return tuple(cfg.opening_hours.get(weekday_key(date), ()))
+
+
+def _working(
+    date: dt.date,
+    tz: str,
+    hours: tuple[tuple[str, str], ...],
+    shifts: tuple[tuple[dt.date, str, str, tuple[tuple[str, str], ...]], ...],
+    away: tuple[Interval, ...],
+) -> tuple[Interval, ...]:
     windows: list[Interval] = []
-    for shift in day.shifts.values():
-        if shift.optometrist_id != optometrist_id:
-            continue
-        interval = local_interval(shift.date, shift.start, shift.end, cfg.timezone)
+    for shift_date, start, end, shift_breaks in shifts:
+        interval = local_interval(shift_date, start, end, tz)
         if interval is None:
             continue
         breaks = [
-            b
-            for s, e in shift.breaks
-            if (b := local_interval(shift.date, s, e, cfg.timezone)) is not None
+            b for s, e in shift_breaks if (b := local_interval(shift_date, s, e, tz)) is not None
         ]
         windows.extend(_subtract([interval], breaks))
-    away = [(s, e) for who, s, e in day.absences.values() if who == optometrist_id]
-    windows = _subtract(sorted(windows), away) if away else windows
-    opening = opening_windows(cfg, day.date)
-    return sorted(
-        (max(s, os), min(e, oe)) for s, e in windows for os, oe in opening if s < oe and os < e
+    windows = _subtract(windows, away) if away else sorted(windows)
+    opening = _opening(date, tz, hours)
+    return tuple(
+        sorted(
+            (max(s, os), min(e, oe)) for s, e in windows for os, oe in opening if s < oe and os < e
+        )
     )
 
 
@@ -347,10 +388,7 @@ def _grid(
 
 
 def grid(cfg: StoreConfig, date: dt.date) -> tuple[int, ...]:
-    if date in cfg.closed_dates:
-        return ()
-    hours = tuple(cfg.opening_hours.get(weekday_key(date), ()))
-    return _grid(date, cfg.timezone, cfg.slot_minutes, hours)
+    return _grid(date, cfg.timezone, cfg.slot_minutes, _hours(cfg, date))
 
 
 def free_windows_by_optometrist(cfg: StoreConfig, day: Day) -> dict[str, list[Interval]]:

@@ -8,6 +8,8 @@ from typing import Any, ClassVar
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from schemas import (
@@ -305,6 +307,13 @@ def test_derive_keeps_correlation_and_sets_causation() -> None:
     assert (event.region, event.store_id, event.occurred_at) == ("cn", "sh-001", later)
     assert event.event_id == event_id == deterministic_event_id(str(command.event_id), "0")
     assert deterministic_event_id("a", "bc") != deterministic_event_id("ab", "c")
+
+
+@given(st.lists(st.text(), min_size=1, max_size=4))
+def test_deterministic_event_ids_are_the_standard_uuid5(parts: list[str]) -> None:
+    """Ids already published must stay the same: it is `uuid.uuid5`, computed faster."""
+    namespace = uuid.UUID("6f1d3a52-53c4-4c31-9a3e-0b8f0e4f2a11")
+    assert deterministic_event_id(*parts) == uuid.uuid5(namespace, "\x1f".join(parts))
 
 
 def test_payload_validation_examples() -> None:
