@@ -33,8 +33,8 @@ _VERSION_AND_VARIANT_BITS = (0xF000 << 64) | (0xC000 << 48)
 def deterministic_event_id(*parts: str) -> uuid.UUID:
     """``uuid.uuid5`` of ``parts``: re-processing a command after a crash yields the same event
     ids, so downstream consumers can de-duplicate by ``event_id``. Computed here from the SHA-1
-    digest directly: the processor makes several per decision, and `uuid5`'s own bit checks
-    took 40% longer."""
+    digest directly: the processor makes several per decision, and `uuid5` with its own bit
+    checks took about 60% longer (5 µs against 3)."""
     digest = hashlib.sha1(_NAMESPACE_BYTES + "\x1f".join(parts).encode()).digest()
     bits = int.from_bytes(digest[:16], "big") & ~_VERSION_AND_VARIANT_BITS
     return uuid.UUID(int=bits | _VERSION_5 | _RFC_4122_VARIANT)

@@ -126,7 +126,9 @@ def working_windows(cfg: StoreConfig, day: Day, optometrist_id: str) -> list[Int
     if windows is None:
         windows = _WORKING[key] = _working(*key)
         if len(_WORKING) > WORKING_CACHE_SIZE:
-            _WORKING.popitem(last=False)
+            _WORKING.popitem(last=False)  # the least recently used
+    else:
+        _WORKING.move_to_end(key)
     return list(windows)
 
 

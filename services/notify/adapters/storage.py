@@ -297,6 +297,10 @@ class NotifyRepository:
                 }
             },
         )
+        if result.modified_count:
+            # Indexed again: a worker that polled between the first entry and the update found
+            # it still dead-lettered and took it out of the index, and nothing would send it.
+            await self._schedule().add({notification_id: now})
         return bool(result.modified_count)
 
     # --- bookings and stores ------------------------------------------------------------

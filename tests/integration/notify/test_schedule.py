@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
+from typing import Any
 
 from optisync_common.resources import Resources
 from services.notify.adapters.dispatcher import Dispatcher
@@ -148,3 +149,45 @@ async def test_index_entries_without_a_pending_notification_are_dropped(
         assert len(receiver.for_store(store)) == 1
     finally:
         await quick.adapters.close()
+
+
+async def test_a_revived_notification_stays_due_when_a_worker_polls_during_the_revival(
+    notify_settings: NotifySettings,
+    resources: Resources,
+    repo: NotifyRepository,
+    clock: MovableClock,
+    store: str,
+):
+    """A worker's poll between the replay's index entry and its state update sees the
+    notification still dead-lettered and drops the entry (CI once lost a replayed send so)."""
+    assert resources.redis is not None and resources.producer is not None
+    assert repo.schedule is not None
+    producer = resources.producer
+    # A day ahead of the running worker's clock: only this dispatcher finds the entry due.
+    later = MovableClock()
+    later.set(clock.now() + dt.timedelta(days=1))
+    polling = Dispatcher(notify_settings, repo, resources.redis, lambda: producer, later)
+    nid = f"{store}-revived-{uuid.uuid4().hex}"
+    await repo.outbox.insert_one({"_id": nid, "state": "dead_lettered", "store_id": store})
+    revival = NotifyRepository(resources.db, repo.schedule)
+    outbox = revival.outbox
+
+    class PolledBeforeTheUpdate:
+        """The outbox, with a worker's poll of the due index just before each update."""
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(outbox, name)
+
+        async def update_one(self, *args: Any, **kwargs: Any) -> Any:
+            await polling.poll_once()
+            return await outbox.update_one(*args, **kwargs)
+
+    revival.outbox = PolledBeforeTheUpdate()  # type: ignore[assignment]
+    try:
+        assert await revival.revive(nid, None, later.now())
+        assert (await repo.get(nid) or {}).get("state") == "pending"
+        assert nid in [due_id for due_id, _ in await repo.due(later.now(), 10_000)]
+    finally:
+        await polling.adapters.close()
+        await repo.unschedule([nid])
+        await repo.outbox.delete_one({"_id": nid})
