@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 
 from bench.platform import bench_infra, save_results
-from bench.stats import percentiles
+from bench.stats import markdown_table, percentiles
 from deploy.local import infra
 from optisync_common.kafka import make_producer
 from optisync_common.settings import ServiceSettings
@@ -292,17 +292,6 @@ async def _drop_database(endpoints: infra.Endpoints, name: str) -> None:
         await client.close()
 
 
-def _table(headers: list[str], rows: list[list[Any]]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
-
-    def line(values: list[Any]) -> str:
-        return (
-            "| " + " | ".join(str(v).ljust(w) for v, w in zip(values, widths, strict=False)) + " |"
-        )
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
-
-
 def report(run_id: str, args: argparse.Namespace, r: dict[str, Any]) -> str:
     t, p, lat = r["throughput"], r["replay"], r["latency"]
     return (
@@ -311,19 +300,20 @@ def report(run_id: str, args: argparse.Namespace, r: dict[str, Any]) -> str:
         f"{args.stores} stores, 14 days.\n\n"
         "Throughput: facts published at once -> the API reports them all (Kafka, decode, "
         "event-id claims, KPI writes, offset commits).\n\n"
-        + _table(["facts", "produce s", "visible after s", "facts/s", "requested seen/expected"],
-                 [[t["facts"], t["produce_s"], t["visible_s"], t["facts_per_s"],
-                   f"{t['requested_seen']}/{t['requested_expected']}"]])
+        + markdown_table(
+            ["facts", "produce s", "visible after s", "facts/s", "requested seen/expected"],
+            [[t["facts"], t["produce_s"], t["visible_s"], t["facts_per_s"],
+              f"{t['requested_seen']}/{t['requested_expected']}"]])
         + "\n\nReplay of the same facts (every event id already counted):\n\n"
-        + _table(["facts", "seconds", "duplicates/s", "requested before -> after"],
-                 [[p["facts"], p["seconds"], p["duplicates_per_s"],
-                   f"{p['requested_before']} -> {p['requested_after']}"]])
+        + markdown_table(["facts", "seconds", "duplicates/s", "requested before -> after"],
+                         [[p["facts"], p["seconds"], p["duplicates_per_s"],
+                           f"{p['requested_before']} -> {p['requested_after']}"]])
         + "\n\nLatency: a fact's scheduled send time -> the API's count includes it (polled "
         f"every 10 ms). The dashboard page polls every {REFRESH_MS} ms: add 0-{REFRESH_MS} ms "
         "on screen.\n\n"
-        + _table(["rate /s", "events", "visible", "p50 ms", "p90 ms", "p99 ms", "max ms"],
-                 [[lat["rate_per_s"], lat["events"], lat["visible"], lat["p50_ms"],
-                   lat["p90_ms"], lat["p99_ms"], lat["max_ms"]]])
+        + markdown_table(["rate /s", "events", "visible", "p50 ms", "p90 ms", "p99 ms", "max ms"],
+                         [[lat["rate_per_s"], lat["events"], lat["visible"], lat["p50_ms"],
+                           lat["p90_ms"], lat["p99_ms"], lat["max_ms"]]])
         + "\n"
     )  # fmt: skip
 

@@ -49,7 +49,7 @@ from bench import processor as processor_bench
 from bench.hostspeed import SLOW, HostSpeedProbe, fast_phase_us, fast_windows, in_fast_phase
 from bench.httpload import HttpLoadClient, HttpLoadError
 from bench.platform import cpu_seconds, save_results, wipe_data
-from bench.stats import percentiles, steady_rate
+from bench.stats import markdown_table, percentiles, steady_rate
 from deploy.local import infra, stack
 from deploy.local.procs import ManagedProcess, wait_until
 from optisync_common.kafka import EventPublisher, make_producer
@@ -208,7 +208,7 @@ async def _post(client: HttpLoadClient, slot: tuple[str, str, str], key: str) ->
     return status
 
 
-async def _open_loop(
+async def open_loop(
     api: str, rate: int, seconds: int, slots: Iterator[tuple[str, str, str]], tag: str
 ) -> dict[str, Any]:
     latencies: list[float] = []
@@ -308,17 +308,6 @@ def _fast_cell(step: dict[str, Any]) -> str:
     return f"{fast['p99_ms']} ({100 * fast['share']:.0f}%)"
 
 
-def _table(headers: list[str], rows: list[list[Any]]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
-
-    def line(cells: list[Any]) -> str:
-        return (
-            "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=False)) + " |"
-        )
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seconds", type=int, default=10, help="duration of each step")
@@ -348,6 +337,25 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown steps {sorted(unknown)}; choose from {','.join(STEPS)}")
 
     args.days = days_needed(args, steps)
+    bench = open_platform(args)
+    run_id = bench.run_id
+    sections = [
+        f"# Benchmark {run_id}\n\nmachine: {os.cpu_count()} cores; everything on one box; "
+        f"{args.seconds}s per step"
+    ]
+    data: dict[str, Any] = {}
+    for step in steps:
+        section, data[step] = getattr(bench, f"measure_{step}")()
+        sections.append(section)
+    report = "\n\n".join(sections)
+    print("\n" + report)
+    save_results(run_id, "booking", report, data)
+    close_platform(bench)
+    return 0
+
+
+def open_platform(args: argparse.Namespace) -> Bench:
+    """The booking path on the bench profile's servers, seeded with `args.stores` stores."""
     cfg = infra.InfraConfig.from_env("bench", port_offset=PORT_OFFSET)
     if not args.keep_data:
         stack.stop_services(cfg)
@@ -361,23 +369,15 @@ def main(argv: list[str] | None = None) -> int:
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     bench = Bench(args, cfg, endpoints, urls, run_id)
     bench.seed()
-    sections = [
-        f"# Benchmark {run_id}\n\nmachine: {os.cpu_count()} cores; everything on one box; "
-        f"{args.seconds}s per step"
-    ]
-    data: dict[str, Any] = {}
-    for step in steps:
-        section, data[step] = getattr(bench, f"measure_{step}")()
-        sections.append(section)
-    report = "\n\n".join(sections)
-    print("\n" + report)
-    save_results(run_id, "booking", report, data)
-    if not args.keep:
+    return bench
+
+
+def close_platform(bench: Bench) -> None:
+    if not bench.args.keep:
         # Empty again: the benchmarks after this one (`make bench`) share the profile, and
         # FerretDB answers a store's day list by scanning every booking document.
-        stack.stop_services(cfg)
-        wipe_data(cfg)
-    return 0
+        stack.stop_services(bench.cfg)
+        wipe_data(bench.cfg)
 
 
 STEPS = ("reads", "bookings", "processor", "decisions", "restart")
@@ -437,7 +437,7 @@ class Bench:
         compiler settles (on two cores it otherwise takes a tenth of a core for a minute)."""
         self.warmed = True
         _progress(f"warm-up: bookings at {rate}/s for {seconds}s (not measured)")
-        uvloop.run(_open_loop(self.api, rate, seconds, self.slots, f"{self.run_id}-warm"))
+        uvloop.run(open_loop(self.api, rate, seconds, self.slots, f"{self.run_id}-warm"))
         _drain(self.urls["booking-processor"])
         _drain(self.urls["booking-projector"])
 
@@ -466,7 +466,7 @@ class Bench:
         finally:
             bare.stop()
         ratio = reads["GET availability"]["rps"] / reads["bare FastAPI route"]["rps"]
-        section = "## Availability reads\n\n" + _table(
+        section = "## Availability reads\n\n" + markdown_table(
             ["endpoint", "req/s", "p50 ms", "p99 ms", "non-2xx"],
             [[k, round(v["rps"]), round(v["p50_ms"], 2), round(v["p99_ms"], 2), int(v["errors"])]
              for k, v in reads.items()],
@@ -489,7 +489,7 @@ class Bench:
             # uvloop: the load generator shares the two cores with what it measures.
             tag = f"{self.run_id}-s{len(steps)}-r{rate}"
             with HostSpeedProbe() as probe:
-                step = uvloop.run(_open_loop(api, rate, seconds, self.slots, tag))
+                step = uvloop.run(open_loop(api, rate, seconds, self.slots, tag))
             probes.append(probe)
             step["hops_mean_ms"] = _hop_means(before, _hops(api))
             step.update(_transaction_rates(transactions, _transactions(processor), started))
@@ -516,7 +516,7 @@ class Bench:
         rows = [*steps, {**saturated, "target_rps": f"max ({clients} clients)"}]
         section = "\n\n".join([
             "## Booking decisions end to end (HTTP > Kafka > processor > Kafka > HTTP)\n\n"
-            + _table(
+            + markdown_table(
                 ["offered /s", "achieved /s", "steady /s", "p50 ms", "p95 ms", "p99 ms",
                  "statuses", "host slow %", "p99 ms fast phases (% of requests)"],
                 [[b["target_rps"], b["achieved_rps"], b.get("steady_rps", "-"), b["p50_ms"],
@@ -534,13 +534,13 @@ class Bench:
             "produce: API send until the broker acked (acks=all); decide: request to the "
             "processor producing its decision; deliver: processor commit + the API's "
             "read-committed fetch; render: decision to HTTP answer; the processor's "
-            "transactions during the step, and the commands each carried\n\n" + _table(
+            "transactions during the step, and the commands each carried\n\n" + markdown_table(
                 ["offered /s", *HOPS, "transactions /s", "commands / transaction"],
                 [[b["target_rps"], *(b["hops_mean_ms"].get(h, "-") for h in HOPS),
                   b["transactions_per_s"], b["records_per_transaction"]] for b in steps],
             ),
             "## Where the two cores go (CPU ms per booking, per process)\n\n"
-            "the load generator is this benchmark's own process\n\n" + _table(
+            "the load generator is this benchmark's own process\n\n" + markdown_table(
                 ["offered /s", *CPU_PROCESSES, "total"],
                 [[b["target_rps"], *(b["cpu_ms_per_booking"].get(p, "-") for p in CPU_PROCESSES),
                   b["cpu_ms_per_booking"].get("total", "-")] for b in rows],
@@ -550,7 +550,7 @@ class Bench:
             "documents: booking documents in MongoDB; views: availability in Redis; mean, and "
             "the bucket bound every batch of the step stayed under (the projector yields the "
             "CPU while its batches are under 1 s old, and takes its share back over 2 s)\n\n"
-            + _table(
+            + markdown_table(
                 ["offered /s", *(f"{name} {stat}" for name in PROJECTIONS.values()
                                  for stat in ("mean ms", "all <= s"))],
                 [[b["target_rps"], *(b["projection_age"].get(group, {}).get(stat, "-")
@@ -578,7 +578,7 @@ class Bench:
             _drain(processor)
         section = (
             "## Availability processor alone (command produced > decision visible, read "
-            "committed)\n\n" + _table(
+            "committed)\n\n" + markdown_table(
                 ["offered /s", "decided /s", "p50 ms", "p95 ms", "p99 ms", "max ms",
                  "undecided", "transactions /s", "commands / transaction", "outcomes"],
                 [[a["target_rps"], a["decided_rps"], a["p50_ms"], a["p95_ms"], a["p99_ms"],
@@ -597,7 +597,7 @@ class Bench:
         rows = [decisions.measure(batch) for batch in (1, 10)]
         section = (
             "## The processor's own work per decision (no Kafka, one process)\n\n"
-            + _table(
+            + markdown_table(
                 ["commands per batch", "commands", "confirmed", "CPU µs / command",
                  "bytes out / command"],
                 [[r["batch"], r["commands"], r["confirmed"], r["cpu_us_per_command"],
@@ -636,7 +636,7 @@ class Bench:
                 "next_booking": _book_once(self.api, next(self.slots), f"{self.run_id}-rs{wipe}"),
             })  # fmt: skip
         section = (
-            "## Processor restart (the state every step before left)\n\n" + _table(
+            "## Processor restart (the state every step before left)\n\n" + markdown_table(
                 ["restored from", "start to ready s", "restore s", "records from the copy",
                  "records from the changelog", "next booking"],
                 [[r["from"], r["ready_s"], r["restore_s"], r["local_records"],
@@ -647,13 +647,13 @@ class Bench:
         )  # fmt: skip
         return section, {"restarts": rows}
 
-    def _pids(self) -> dict[str, int | None]:
+    def pids(self) -> dict[str, int | None]:
         pids = {name: proc.pid() for name, proc in _named_procs(self.cfg)}
         pids["load generator"] = os.getpid()
         return pids
 
     def _cpu(self) -> dict[str, float | None]:
-        return {name: cpu_seconds(pid) if pid else None for name, pid in self._pids().items()}
+        return {name: cpu_seconds(pid) if pid else None for name, pid in self.pids().items()}
 
     def _cpu_per(self, before: dict[str, float | None], requests: int) -> dict[str, float]:
         after = self._cpu()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 
 def percentiles(latencies_ms: Iterable[float], *points: float) -> list[float]:
@@ -25,3 +26,15 @@ def steady_rate(answered_at: Iterable[float], start: float, seconds: float) -> f
     end = start + seconds
     answered = sum(1 for t in answered_at if settled <= t < end)
     return round(answered / (end - settled), 1)
+
+
+def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
+    """A Markdown table, columns padded so that it also reads as printed."""
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
+
+    def line(cells: list[Any]) -> str:
+        return (
+            "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=False)) + " |"
+        )
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
