@@ -9,6 +9,11 @@ A record that cannot be decoded goes to its topic's DLQ when the registry names 
 logged and skipped; a failure of MongoDB or Redis stops that partition at the record and
 retries it with backoff instead of skipping it.
 
+The views projector also notices when Redis lost the views (a restart without persistence, a
+flush): each input partition it replayed from its start is marked in Redis (`ViewsRefill`), so a
+missing mark means the views of that partition are gone with it, and the partition is replayed
+from its start again (compacted `availability.v1` holds each store-day's latest view).
+
 `rebuild` drops the projections and replays the topics from the beginning without a group.
 """
 
@@ -24,6 +29,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import Histogram
+from redis.exceptions import RedisError
 
 from optisync_common.clock import Clock, SystemClock
 from optisync_common.dlq import dead_letter
@@ -332,6 +338,57 @@ async def projected_partitions(settings: ServiceSettings) -> list[TopicPartition
     ]
 
 
+REFILL_CHECK_S = 5.0
+
+
+class ViewsRefill:
+    """Replays an assigned partition from its start when Redis holds no mark for it: on every
+    new assignment, then every `every_s` (Redis may restart under a running projector).
+
+    Marks live beside the views, so whatever loses the views loses the marks. The start
+    offsets are committed before the mark is set: a crash in between replays once more, never
+    less. Each instance checks the partitions it owns, so the replay follows the partitions
+    through rebalances and over several instances."""
+
+    def __init__(self, views: RedisViews, clock: Clock, every_s: float = REFILL_CHECK_S) -> None:
+        self.views = views
+        self.clock = clock
+        self.every_s = every_s
+        self._checked: frozenset[TopicPartition] = frozenset()
+        self._next_check = 0.0
+
+    async def check(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
+        """The partitions sent back to their start (none, almost always)."""
+        assigned = frozenset(consumer.assignment())
+        if assigned == self._checked and time.monotonic() < self._next_check:
+            return []
+        names = {f"{tp.topic}:{tp.partition}": tp for tp in assigned}
+        try:
+            lost = [names[name] for name in await self.views.unfilled(sorted(names))]
+        except (RedisError, OSError) as exc:  # Redis down: the writes wait for it too
+            log.warning("views_refill_check_failed", error=repr(exc))
+            return []
+        if lost:
+            starts = await consumer.beginning_offsets(lost)
+            for tp in lost:
+                consumer.seek(tp, starts[tp])
+            try:
+                await consumer.commit(starts)
+            except Exception as exc:  # rebalanced meanwhile: the next owner checks again
+                log.warning("views_refill_commit_failed", error=repr(exc))
+                self._checked = frozenset()
+                return lost
+            await self.views.mark_filled([f"{tp.topic}:{tp.partition}" for tp in lost],
+                                         self.clock.now())  # fmt: skip
+            log.warning(
+                "views_replayed_from_start",
+                partitions=[f"{tp.topic}:{tp.partition}" for tp in lost],
+                reason="Redis holds no mark for them (first start, restart or flush)",
+            )
+        self._checked, self._next_check = assigned, time.monotonic() + self.every_s
+        return lost
+
+
 class Projector:
     """The live projector: a group consumer task inside the projector process. The process
     runs two (`projectors()`): Redis views must never queue behind MongoDB writes."""
@@ -346,8 +403,12 @@ class Projector:
         clock: Clock | None = None,
         linger_s: float = 0.0,
         yielding: Yielding | None = None,
+        refill_every_s: float | None = None,
     ) -> None:
         self.settings = settings
+        # Views projector: replay partitions whose views Redis lost (`ViewsRefill`); None: off.
+        self.refill_every_s = refill_every_s
+        self._refill: ViewsRefill | None = None
         self.linger_s = linger_s  # see optisync_common.kafka.linger
         self.yielding = yielding  # the process's CPU priority, told how fresh each batch is
         self.group_id = group_id
@@ -368,9 +429,10 @@ class Projector:
         self._resources = resources
         repo = BookingRepository(resources.db)
         await repo.ensure_indexes()
-        writer = ProjectionWriter(
-            repo, RedisViews(resources.redis, resources.settings.redis_prefix), self.clock
-        )
+        views = RedisViews(resources.redis, self.settings.redis_prefix)
+        writer = ProjectionWriter(repo, views, self.clock)
+        if self.refill_every_s is not None:
+            self._refill = ViewsRefill(views, self.clock, self.refill_every_s)
         self._handler = RecordHandler(writer, self.settings.service_name, self._reject)
         self._task = asyncio.create_task(self._run(), name=f"projector-{self.group_id}")
 
@@ -414,6 +476,8 @@ class Projector:
         assert self._handler is not None, "start() first"
         backoff = 0.2
         while True:
+            if self._refill is not None and consumer.assignment():
+                await self._refill.check(consumer)
             batch: Batch = await consumer.getmany(timeout_ms=500, max_records=1000)
             if not self._assigned.is_set() and consumer.assignment():
                 for tp in consumer.assignment():
@@ -473,9 +537,11 @@ def projectors(
     its own consumer group, so a slow document store never delays what availability shows.
     Both tell `yielding` how fresh their batches are: the process yields while both keep up."""
     return [
-        Projector(settings, group_id=group_id, pattern=pattern, linger_s=linger_s,
-                  yielding=yielding)
-        for group_id, pattern in ((GROUP_ID, DOCUMENTS_PATTERN), (VIEWS_GROUP_ID, VIEWS_PATTERN))
+        Projector(settings, group_id=GROUP_ID, pattern=DOCUMENTS_PATTERN, linger_s=linger_s,
+                  yielding=yielding),
+        # Redis keeps no copy on disk (a projection): the views come back from the topics.
+        Projector(settings, group_id=VIEWS_GROUP_ID, pattern=VIEWS_PATTERN, linger_s=linger_s,
+                  yielding=yielding, refill_every_s=REFILL_CHECK_S),
     ]  # fmt: skip
 
 

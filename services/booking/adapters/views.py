@@ -338,6 +338,25 @@ class RedisViews:
                 outcomes[i] = "written" if was_written else "stale"
         return outcomes
 
+    # ---- what Redis still holds ------------------------------------------------------
+
+    def filled_key(self) -> str:
+        """A hash of the input partitions whose records these views hold (`topic:partition`
+        -> when it was replayed from its start): it goes when Redis loses the views with it."""
+        return f"{self.prefix}filled"
+
+    async def unfilled(self, partitions: Sequence[str]) -> list[str]:
+        """The partitions of `partitions` not marked filled."""
+        if not partitions:
+            return []
+        marks = await self.redis.hmget(self.filled_key(), list(partitions))
+        return [p for p, mark in zip(partitions, marks, strict=True) if mark is None]
+
+    async def mark_filled(self, partitions: Sequence[str], now: dt.datetime) -> None:
+        if partitions:
+            stamp = now.isoformat()
+            await self.redis.hset(self.filled_key(), mapping=dict.fromkeys(partitions, stamp))
+
     # ---- rebuild ------------------------------------------------------------------------
 
     async def drop(self, store_id: str | None = None) -> int:

@@ -24,7 +24,9 @@ from schemas.registry import AVAILABILITY, BOOKING_EVENTS, ROSTER_EVENTS, dlq_to
 from schemas.serde import decode, encode
 from services.booking.adapters.bookings import BookingRepository
 from services.booking.adapters.projections import (
+    VIEWS_PATTERN,
     ProjectionWriter,
+    Projector,
     RecordHandler,
     Unprojectable,
     apply_batch,
@@ -426,3 +428,50 @@ async def test_partitions_views_go_to_redis_in_one_call_announced_in_one_message
     finally:
         following.cancel()
         await listener.aclose()
+
+
+async def test_views_redis_lost_come_back_from_the_topics_while_running_and_after_a_restart(
+    bus, store, resources, booking_settings, unique_id
+):
+    # A views projector of its own group and key prefix: it replays every partition from its
+    # start once (no marks yet), then follows. Redis then loses everything under the prefix.
+    settings = booking_settings.model_copy(update={"service_name": f"refill-{unique_id}"})
+    own = RedisViews(resources.redis, settings.redis_prefix)
+    sid = store.store_id
+    latest = view(store, 3, ["13:00", "13:15"])
+    _, meta = await bus.publish(latest, sid)
+    await bus.projected(meta)
+    expected = orjson.dumps(latest.model_dump(mode="json"))
+
+    async def restored() -> bool:
+        catalog = await own.catalog(sid)
+        return catalog is not None and await own.view(sid, store.day) == expected
+
+    async def lose_everything() -> None:
+        keys = [k async for k in resources.redis.scan_iter(match=f"{settings.redis_prefix}*")]
+        assert own.filled_key().encode() in keys and await resources.redis.unlink(*keys) > 0
+        assert not await restored()
+
+    def start_projector() -> Projector:
+        return Projector(
+            settings, group_id=f"refill-{unique_id}", pattern=VIEWS_PATTERN, refill_every_s=0.2
+        )
+
+    projector = start_projector()
+    await projector.start(resources)
+    try:
+        await eventually(restored, within_s=60)  # the first start replays from the start
+        await lose_everything()  # e.g. Redis restarted without persistence
+        await eventually(restored, within_s=60)  # no new record: only a replay brings it back
+    finally:
+        await projector.stop()
+
+    await lose_everything()  # while no projector runs; its offsets are past every record
+    projector = start_projector()
+    await projector.start(resources)
+    try:
+        await eventually(restored, within_s=60)
+    finally:
+        await projector.stop()
+        keys = [k async for k in resources.redis.scan_iter(match=f"{settings.redis_prefix}*")]
+        await resources.redis.unlink(*keys)
