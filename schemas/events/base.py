@@ -62,6 +62,19 @@ Id = Annotated[str, Field(min_length=1, max_length=128)]
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=256)]
 """The ``Idempotency-Key`` header or the channel's message id."""
 
+# The days and instants a request may name. At the ends of Python's range (years 1 and 9999)
+# a store-local day converted to UTC, or the day after it, overflows: refused as 422 instead.
+FIRST_REQUEST_DAY = dt.date(2000, 1, 1)
+END_REQUEST_DAY = dt.date(3000, 1, 1)  # exclusive
+FIRST_REQUEST_INSTANT = dt.datetime.combine(FIRST_REQUEST_DAY, dt.time(), tzinfo=dt.UTC)
+END_REQUEST_INSTANT = dt.datetime.combine(END_REQUEST_DAY, dt.time(), tzinfo=dt.UTC)
+
+RequestDay = Annotated[dt.date, Field(ge=FIRST_REQUEST_DAY, lt=END_REQUEST_DAY)]
+"""A day a request may name (2000-01-01 up to 2999-12-31)."""
+
+RequestInstant = Annotated[AwareDatetime, Field(ge=FIRST_REQUEST_INSTANT, lt=END_REQUEST_INSTANT)]
+"""An offset-aware instant a request may name (from 2000 up to the end of 2999, UTC)."""
+
 _LOCAL_TIME_RE = re.compile(r"^(?:[01]\d|2[0-3]):[0-5]\d$")
 
 

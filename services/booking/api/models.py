@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from schemas.events.base import Actor, Channel, Id, Locale, LocalTime
+from schemas.events.base import Actor, Channel, Id, Locale, LocalTime, RequestDay, RequestInstant
 from schemas.events.booking import Customer
 from services.booking.adapters.bookings import BookingStatus
 
@@ -25,7 +25,7 @@ class RequestModel(BaseModel):
 class BookingRequest(RequestModel):
     store_id: Id
     exam_type: Id
-    slot_start: AwareDatetime = Field(
+    slot_start: RequestInstant = Field(
         description="RFC 3339 with offset; must lie on the store's slot grid",
         examples=["2026-03-30T09:30:00+02:00"],
     )
@@ -45,7 +45,7 @@ class CancelRequest(RequestModel):
 
 
 class RescheduleRequest(RequestModel):
-    slot_start: AwareDatetime = Field(description="the new start, RFC 3339 with offset")
+    slot_start: RequestInstant = Field(description="the new start, RFC 3339 with offset")
     optometrist_id: Id | None = None
 
 
@@ -167,8 +167,8 @@ class WaitlistRequest(RequestModel):
     exam_type: Id
     customer: Customer
     channel: Channel
-    date_from: dt.date = Field(description="first store-local day that suits")
-    date_to: dt.date = Field(description="last store-local day that suits")
+    date_from: RequestDay = Field(description="first store-local day that suits")
+    date_to: RequestDay = Field(description="last store-local day that suits")
     time_from: LocalTime | None = Field(default=None, description="store-local, e.g. 09:00")
     time_to: LocalTime | None = Field(default=None, description="store-local, e.g. 12:00")
     optometrist_id: Id | None = Field(default=None, description="omit: any qualified one")

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from optisync_common.problems import ProblemError, problem_response
 from optisync_common.resources import Resources
-from schemas.events.base import Actor, Channel
+from schemas.events.base import END_REQUEST_INSTANT, FIRST_REQUEST_INSTANT, Actor, Channel
 from schemas.events.booking import Customer
 from services.booking.adapters.live import LiveFeed, LiveHub, sse_frame
 from services.booking.api.deps import ClockDep, ContextDep, context_of
@@ -307,10 +307,15 @@ class _PageModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# Naive times pass here and get the pages' own `naive_datetime` answer; aware ones out of range
+# would overflow converting to the store's zone.
+PageInstant = Annotated[dt.datetime, Field(ge=FIRST_REQUEST_INSTANT, lt=END_REQUEST_INSTANT)]
+
+
 class PageBooking(_PageModel):
     store_id: str = Field(min_length=1, max_length=128)
     exam_type: str = Field(min_length=1, max_length=128)
-    slot_start: dt.datetime
+    slot_start: PageInstant
     name: str = Field(max_length=200)
     phone: str = Field(max_length=60)
     locale: Literal["zh-CN", "en"] = "en"
@@ -319,7 +324,7 @@ class PageBooking(_PageModel):
 
 
 class ManageReschedule(_PageModel):
-    slot_start: dt.datetime
+    slot_start: PageInstant
 
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=256)]

@@ -163,6 +163,33 @@ async def test_bad_requests_are_refused_before_anything_is_produced(api, store, 
     assert len(decider.seen) == 1
 
 
+@pytest.mark.parametrize("day", ["0001-01-01", "1999-12-31", "3000-01-01", "9999-12-31"])
+async def test_days_and_times_at_the_ends_of_the_calendar_are_422_never_500(
+    api, store, decider, day
+):
+    # A store-local day at either end of Python's range overflowed when converted to UTC
+    # (or when the day after it was taken): the store day list and a booking answered 500.
+    sid = store.store_id
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    instant = f"{day}T23:45:00+00:00" if day > "2000" else f"{day}T00:00:00-05:00"
+    answers = [
+        await api.get(f"/v1/stores/{sid}/bookings", params={"date": day}),
+        await api.get(f"/v1/stores/{sid}/availability", params={"date": day, "exam_type": "std"}),
+        await api.get(f"/v1/stores/{sid}/waitlist", params={"date": day}),
+        await api.post("/v1/bookings", json=booking_body(store) | {"slot_start": instant},
+                       headers=key),
+        await api.post("/v1/bookings/any/reschedule", json={"slot_start": instant}, headers=key),
+        await api.post("/pages/api/bookings", headers=key, json={
+            "store_id": sid, "exam_type": "std", "slot_start": instant, "name": "Ana",
+            "phone": "+86 138 0013 8000",
+        }),
+    ]  # fmt: skip
+    for resp in answers:
+        body = problem(resp, 422, "invalid_request")
+        assert body["errors"][0]["loc"][-1] in ("date", "slot_start"), body
+    assert decider.seen == []
+
+
 async def test_no_decision_in_time_is_202_and_the_status_url_gets_the_late_outcome(
     booking_settings, projector, store, decider, clock
 ):

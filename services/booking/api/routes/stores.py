@@ -10,7 +10,14 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from schemas.events.base import Channel
 from services.booking.adapters.bookings import BookingStatus
-from services.booking.api.deps import ContextDep, PageDep, context_of, problems, store_catalog
+from services.booking.api.deps import (
+    ContextDep,
+    LocalDateQuery,
+    PageDep,
+    context_of,
+    problems,
+    store_catalog,
+)
 from services.booking.api.models import Availability, BookingPage
 from services.booking.api.presenters import empty_availability, render_availability
 from services.booking.api.validation import exam_type_of
@@ -18,7 +25,6 @@ from services.booking.api.validation import exam_type_of
 router = APIRouter(prefix="/v1/stores", tags=["stores"])
 
 StoreId = Annotated[str, Path(min_length=1, max_length=128)]
-LocalDate = Annotated[dt.date, Query(description="store-local date, YYYY-MM-DD")]
 
 
 @router.get(
@@ -29,7 +35,7 @@ LocalDate = Annotated[dt.date, Query(description="store-local date, YYYY-MM-DD")
 )
 async def availability(
     store_id: StoreId,
-    date: LocalDate,
+    date: LocalDateQuery,
     exam_type: Annotated[str, Query(min_length=1, max_length=128)],
     request: Request,
     channel: Annotated[Channel, Query(description="who is looking (analytics)")] = Channel.WEB,
@@ -59,7 +65,7 @@ async def availability(
 )
 async def store_bookings(
     store_id: StoreId,
-    date: LocalDate,
+    date: LocalDateQuery,
     context: ContextDep,
     page: PageDep,
     status: BookingStatus | None = None,

@@ -4,7 +4,6 @@ reads come from the MongoDB projection of `booking.events.v1`."""
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -32,6 +31,7 @@ from services.booking.api.deps import (
     ClockDep,
     ContextDep,
     IdempotencyKeyHeader,
+    LocalDateQuery,
     problems,
     require_idempotency_key,
     store_catalog,
@@ -174,7 +174,7 @@ async def leave_waitlist(
 )
 async def store_waitlist(
     store_id: Annotated[str, Path(min_length=1, max_length=128)],
-    date: Annotated[dt.date, Query(description="store-local date, YYYY-MM-DD")],
+    date: LocalDateQuery,
     context: ContextDep,
 ) -> StoreWaitlist:
     await store_catalog(context, store_id)  # 404 for an unknown store
