@@ -9,7 +9,7 @@ import gc
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -20,6 +20,7 @@ from optisync_common.metrics import HttpMetrics, metrics_response, observe_gc_pa
 from optisync_common.problems import install_problem_handlers, problem_response
 from optisync_common.resources import Resources, open_resources
 from optisync_common.settings import ServiceSettings
+from schemas.events.base import END_REQUEST_DAY, FIRST_REQUEST_DAY
 
 log = get_logger(__name__)
 
@@ -195,3 +196,11 @@ def serve(
         # closing a kept-alive connection just as a client reuses it (a reset request).
         timeout_keep_alive=75,
     )
+
+
+def day_query(description: str = "store-local date, YYYY-MM-DD") -> Any:
+    """A date query parameter limited to the days a request may name (`RequestDay`): at the
+    ends of the calendar, converting a day to UTC overflows (a 500 instead of a 422)."""
+    # FastAPI types the bounds as numbers; pydantic compares dates with them just as well.
+    bounds: dict[str, Any] = {"ge": FIRST_REQUEST_DAY, "lt": END_REQUEST_DAY}
+    return Query(description=description, **bounds)

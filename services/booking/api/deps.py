@@ -9,8 +9,8 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Query, Request
 
 from optisync_common.clock import Clock, SystemClock
+from optisync_common.http import day_query
 from optisync_common.problems import PROBLEM_JSON, ProblemError
-from schemas.events.base import END_REQUEST_DAY, FIRST_REQUEST_DAY
 from services.booking.adapters.bookings import BookingRepository, Document, InvalidCursor
 from services.booking.adapters.replies import CommandOutcomes
 from services.booking.adapters.view_counter import ViewCounter
@@ -53,10 +53,7 @@ async def get_clock() -> Clock:
 
 
 ContextDep = Annotated[BookingContext, Depends(get_context)]
-LocalDateQuery = Annotated[
-    dt.date,
-    Query(description="store-local date, YYYY-MM-DD", ge=FIRST_REQUEST_DAY, lt=END_REQUEST_DAY),
-]
+LocalDateQuery = Annotated[dt.date, day_query()]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 IdempotencyKeyHeader = Annotated[
     str | None,

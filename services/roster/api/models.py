@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.events.base import Id, Locale, LocalTime
+from schemas.events.base import Id, Locale, LocalTime, RequestDay
 
 
 class _Body(BaseModel):
@@ -55,13 +54,13 @@ class OptometristBody(_Body):
 
 
 class OffboardBody(_Body):
-    effective_date: dt.date = Field(description="first local date not worked")
+    effective_date: RequestDay = Field(description="first local date not worked")
 
 
 class ShiftBody(_Body):
     optometrist_id: Id
     store_id: Id
-    date: dt.date = Field(description="store-local date")
+    date: RequestDay = Field(description="store-local date")
     start: LocalTime
     end: LocalTime
     breaks: list[Interval] = Field(default_factory=list, max_length=10)
@@ -89,12 +88,12 @@ class TemplateBody(_Body):
 
 
 class ExpandBody(_Body):
-    first: dt.date
-    last: dt.date
+    first: RequestDay
+    last: RequestDay
 
 
 class PublishWeekBody(_Body):
-    week_start: dt.date = Field(description="first local date of the 7-day week")
+    week_start: RequestDay = Field(description="first local date of the 7-day week")
 
 
 class PublishShiftsBody(_Body):
@@ -103,19 +102,19 @@ class PublishShiftsBody(_Body):
 
 class LeaveBody(_Body):
     leave_id: Id | None = None
-    start_date: dt.date
-    end_date: dt.date
+    start_date: RequestDay
+    end_date: RequestDay
     kind: Literal["leave", "sick"] = "leave"
 
 
 class SickDayBody(_Body):
-    date: dt.date
+    date: RequestDay
     days: int = Field(default=1, ge=1, le=30)
 
 
 class TrainingBody(_Body):
     training_id: Id | None = None
-    date: dt.date
+    date: RequestDay
     start: LocalTime
     end: LocalTime
     store_id: Id | None = Field(default=None, description="whose time zone; default home store")

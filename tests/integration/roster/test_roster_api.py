@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.integration.roster.conftest import RosterTap, eventually
 
@@ -212,6 +213,28 @@ def assert_problem(resp: httpx.Response, status: int, reason: str) -> dict[str, 
     body: dict[str, Any] = resp.json()
     assert body["reason"] == reason, body
     return body
+
+
+@pytest.mark.parametrize("day", ["0001-01-01", "9999-12-31"])
+async def test_days_at_the_ends_of_the_calendar_are_422_never_500(
+    roster: httpx.AsyncClient, tap: RosterTap, unique_id: str, day: str
+) -> None:
+    # Converting such a day to UTC overflowed: a shift, a week's roster and a publish were 500.
+    chain = await make_chain(roster, tap, unique_id)
+    shift = {"optometrist_id": chain.o1, "store_id": chain.berlin, "date": day,
+             "start": "09:00", "end": "17:00"}  # fmt: skip
+    answers = [
+        await roster.post("/v1/shifts", json=shift),
+        await roster.get(f"/v1/stores/{chain.berlin}/roster", params={"week_start": day}),
+        await roster.get(f"/v1/stores/{chain.berlin}/shifts", params={"date": day}),
+        await roster.post(f"/v1/stores/{chain.berlin}/roster/publish", json={"week_start": day}),
+        await roster.get(f"/v1/optometrists/{chain.o1}/schedule", params={"date": day}),
+    ]
+    for resp in answers:
+        assert resp.status_code == 422, resp.text
+        body = resp.json()  # the schema's own problem: `code`, and the field in `errors`
+        assert body["code"] == "invalid_request", body
+        assert body["errors"][0]["loc"][-1] in ("date", "week_start"), body
 
 
 async def test_invalid_rosters_get_4xx_problems_with_a_reason(
