@@ -3,6 +3,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from optisync_common.settings import ServiceSettings
@@ -41,6 +42,8 @@ class NotifySettings(ServiceSettings):
     feedback_reply_window_h: int = 72
     # Due reminders/retries: how often the scheduler looks.
     poll_interval_s: float = 0.5
+    # How often a scheduler checks that Redis still holds the due index (rebuilt if not).
+    due_index_check_s: float = Field(default=5.0, gt=0)
     # Where customers accept a waitlist offer: `<public_booking_url>/offers/<offer_token>`
     # (the booking API in dev).
     public_booking_url: str = "http://127.0.0.1:8002"

@@ -292,14 +292,25 @@ class Dispatcher:
             await self._release(notification_id)
 
     async def run_scheduler(self, stop: asyncio.Event) -> None:
+        next_check = time.monotonic() + self.settings.due_index_check_s
         while not stop.is_set():
             try:
+                if time.monotonic() >= next_check:
+                    next_check = time.monotonic() + self.settings.due_index_check_s
+                    await self._rebuild_lost_index()
                 while await self.poll_once() > 0 and not stop.is_set():
                     pass
             except Exception as exc:  # Mongo/Redis hiccup: try again next tick
                 log.warning("scheduler_poll_failed", error=repr(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.settings.poll_interval_s)
+
+    async def _rebuild_lost_index(self) -> None:
+        """Redis restarted or was flushed under a running worker: pending notifications are
+        still in MongoDB, and would wait for the next worker start to be due again."""
+        if await self.repo.schedule_lost():
+            count = await self.repo.rebuild_schedule()
+            log.warning("due_index_rebuilt_after_loss", pending=count)
 
     # --- one delivery ---------------------------------------------------------------------
 

@@ -97,6 +97,14 @@ class DueIndex:
     async def size(self) -> int:
         return int(await self.redis.zcard(self.key))
 
+    # A marker beside the index: whatever loses the index (a restart without persistence, a
+    # flush) loses the marker too, and a scheduler that finds it gone rebuilds the index.
+    async def is_filled(self) -> bool:
+        return bool(await self.redis.exists(f"{self.key}:filled"))
+
+    async def mark_filled(self) -> None:
+        await self.redis.set(f"{self.key}:filled", "1")
+
 
 def _pending_due(docs: list[Doc]) -> dict[str, dt.datetime]:
     return {d["_id"]: d["due_at"] for d in docs if d.get("state") == PENDING and d.get("due_at")}
@@ -236,8 +244,12 @@ class NotifyRepository:
 
     async def rebuild_schedule(self, chunk: int = 1000) -> int:
         """Put every pending notification in the due index (idempotent: ZADD of what MongoDB
-        says). One pass over the outbox, at worker start."""
+        says). One pass over the outbox, at worker start and when the index was lost.
+
+        The marker goes first: an index lost during the pass loses it again, so the next
+        check rebuilds once more instead of trusting a half-filled index."""
         schedule = self._schedule()
+        await schedule.mark_filled()
         batch: dict[str, dt.datetime] = {}
         count = 0
         cursor = self.outbox.find({"state": PENDING}, {"_id": 1, "due_at": 1})
@@ -251,6 +263,10 @@ class NotifyRepository:
                 batch = {}
         await schedule.add(batch)
         return count + len(batch)
+
+    async def schedule_lost(self) -> bool:
+        """Whether Redis lost the due index since it was last rebuilt."""
+        return not await self._schedule().is_filled()
 
     async def drop_reminders(
         self, booking_id: str, reminders: list[Doc] | None, keep_slot: dt.datetime | None

@@ -191,3 +191,52 @@ async def test_a_revived_notification_stays_due_when_a_worker_polls_during_the_r
         await polling.adapters.close()
         await repo.unschedule([nid])
         await repo.outbox.delete_one({"_id": nid})
+
+
+async def test_a_running_scheduler_rebuilds_the_due_index_redis_lost(
+    notify_settings: NotifySettings,
+    resources: Resources,
+    receiver: WebhookReceiver,
+    repo: NotifyRepository,
+    clock: MovableClock,
+    store: str,
+    worker: NotifyWorker,
+):
+    # Before, only a starting worker rebuilt the index: a Redis restart under a running one
+    # left every pending reminder unsent until the next start.
+    assert resources.redis is not None and repo.schedule is not None
+    index = repo.schedule
+    slot = at_local(dt.date.today() + dt.timedelta(days=5), "11:00", SHANGHAI)
+    bid = f"{store}-lost"
+    await publish_all(
+        resources.publisher, [confirmed(store, bid, slot, SHANGHAI, locale="en", now=clock.now())]
+    )
+    await receiver.wait_for(store, 1)
+    reminders = await _pending_reminders(repo, bid, 2)
+    assert await index.is_filled()
+
+    await resources.redis.delete(index.key, f"{index.key}:filled")  # Redis lost both
+    assert resources.producer is not None
+    producer = resources.producer
+    checking = Dispatcher(
+        notify_settings.model_copy(update={"due_index_check_s": 0.1}),
+        repo,
+        resources.redis,
+        lambda: producer,
+        clock,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(checking.run_scheduler(stop))
+    try:
+        for _ in range(100):
+            scores = [await resources.redis.zscore(index.key, d["_id"]) for d in reminders]
+            if await index.is_filled() and None not in scores:
+                break
+            await asyncio.sleep(0.05)
+        for doc in reminders:
+            assert await resources.redis.zscore(index.key, doc["_id"]) == doc["due_at"].timestamp()
+        assert await index.is_filled()
+    finally:
+        stop.set()
+        await task
+        await checking.adapters.close()
