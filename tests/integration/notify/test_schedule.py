@@ -40,6 +40,21 @@ async def _pending_reminders(repo: NotifyRepository, booking_id: str, count: int
     raise AssertionError(f"{booking_id}: {count} reminders never listed")
 
 
+def _own_dispatcher(
+    settings: NotifySettings,
+    resources: Resources,
+    repo: NotifyRepository,
+    clock: MovableClock,
+    **overrides: Any,
+) -> Dispatcher:
+    """A dispatcher beside the worker's, with some settings of its own."""
+    assert resources.redis is not None and resources.producer is not None
+    producer = resources.producer
+    return Dispatcher(
+        settings.model_copy(update=overrides), repo, resources.redis, lambda: producer, clock
+    )
+
+
 async def test_due_index_is_rebuilt_from_mongo_when_a_worker_starts(
     notify_settings: NotifySettings,
     resources: Resources,
@@ -125,15 +140,7 @@ async def test_index_entries_without_a_pending_notification_are_dropped(
     orphan = f"orphan-{uuid.uuid4().hex}"
     # a sent notification and an id whose document never arrived (crash before the insert)
     await index.add({sent_id: long_ago, orphan: long_ago})
-    assert resources.redis is not None and resources.producer is not None
-    producer = resources.producer
-    quick = Dispatcher(
-        notify_settings.model_copy(update={"lease_s": 0.3}),
-        repo,
-        resources.redis,
-        lambda: producer,
-        clock,
-    )
+    quick = _own_dispatcher(notify_settings, resources, repo, clock, lease_s=0.3)
     try:
         await quick.poll_once()
         assert await resources.redis.zscore(index.key, sent_id) is None
@@ -216,15 +223,7 @@ async def test_a_running_scheduler_rebuilds_the_due_index_redis_lost(
     assert await index.is_filled()
 
     await resources.redis.delete(index.key, f"{index.key}:filled")  # Redis lost both
-    assert resources.producer is not None
-    producer = resources.producer
-    checking = Dispatcher(
-        notify_settings.model_copy(update={"due_index_check_s": 0.1}),
-        repo,
-        resources.redis,
-        lambda: producer,
-        clock,
-    )
+    checking = _own_dispatcher(notify_settings, resources, repo, clock, due_index_check_s=0.1)
     stop = asyncio.Event()
     task = asyncio.create_task(checking.run_scheduler(stop))
     try:
