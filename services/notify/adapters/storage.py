@@ -105,6 +105,9 @@ class DueIndex:
     async def mark_filled(self) -> None:
         await self.redis.set(f"{self.key}:filled", "1")
 
+    async def unmark_filled(self) -> None:
+        await self.redis.delete(f"{self.key}:filled")
+
 
 def _pending_due(docs: list[Doc]) -> dict[str, dt.datetime]:
     return {d["_id"]: d["due_at"] for d in docs if d.get("state") == PENDING and d.get("due_at")}
@@ -247,9 +250,18 @@ class NotifyRepository:
         says). One pass over the outbox, at worker start and when the index was lost.
 
         The marker goes first: an index lost during the pass loses it again, so the next
-        check rebuilds once more instead of trusting a half-filled index."""
+        check rebuilds once more instead of trusting a half-filled index; a pass that fails
+        takes the marker back for the same reason."""
         schedule = self._schedule()
         await schedule.mark_filled()
+        try:
+            return await self._fill_schedule(schedule, chunk)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await schedule.unmark_filled()
+            raise
+
+    async def _fill_schedule(self, schedule: DueIndex, chunk: int) -> int:
         batch: dict[str, dt.datetime] = {}
         count = 0
         cursor = self.outbox.find({"state": PENDING}, {"_id": 1, "due_at": 1})
