@@ -40,6 +40,17 @@ async def _pending_reminders(repo: NotifyRepository, booking_id: str, count: int
     raise AssertionError(f"{booking_id}: {count} reminders never listed")
 
 
+async def _confirm_one(
+    resources: Resources, clock: MovableClock, store: str, booking_id: str, days_ahead: int
+) -> None:
+    """One booking confirmed at 11:00 Shanghai time `days_ahead` days from today."""
+    slot = at_local(dt.date.today() + dt.timedelta(days=days_ahead), "11:00", SHANGHAI)
+    await publish_all(
+        resources.publisher,
+        [confirmed(store, booking_id, slot, SHANGHAI, locale="en", now=clock.now())],
+    )
+
+
 def _own_dispatcher(
     settings: NotifySettings,
     resources: Resources,
@@ -129,11 +140,7 @@ async def test_index_entries_without_a_pending_notification_are_dropped(
 ):
     assert resources.redis is not None and repo.schedule is not None
     index = repo.schedule
-    slot = at_local(dt.date.today() + dt.timedelta(days=4), "10:00", SHANGHAI)
-    bid = f"{store}-done"
-    await publish_all(
-        resources.publisher, [confirmed(store, bid, slot, SHANGHAI, locale="en", now=clock.now())]
-    )
+    await _confirm_one(resources, clock, store, f"{store}-done", days_ahead=4)
     sent_id = (await receiver.wait_for(store, 1))[0].notification_id
     await wait_state(repo, sent_id, "sent")
     long_ago = clock.now() - dt.timedelta(hours=1)
@@ -213,11 +220,8 @@ async def test_a_running_scheduler_rebuilds_the_due_index_redis_lost(
     # left every pending reminder unsent until the next start.
     assert resources.redis is not None and repo.schedule is not None
     index = repo.schedule
-    slot = at_local(dt.date.today() + dt.timedelta(days=5), "11:00", SHANGHAI)
     bid = f"{store}-lost"
-    await publish_all(
-        resources.publisher, [confirmed(store, bid, slot, SHANGHAI, locale="en", now=clock.now())]
-    )
+    await _confirm_one(resources, clock, store, bid, days_ahead=5)
     await receiver.wait_for(store, 1)
     reminders = await _pending_reminders(repo, bid, 2)
     assert await index.is_filled()
