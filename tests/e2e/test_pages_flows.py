@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import icalendar
 import pytest
-from playwright.async_api import Browser, Page, Route, expect
+from playwright.async_api import APIResponse, Browser, Page, Route, expect
 
 from schemas.events.base import Channel, EventPayload
 from schemas.events.messages import MessageRouted, StaffRole
@@ -466,4 +466,69 @@ async def test_the_customer_reschedules_on_the_manage_page_and_the_optometrist_s
     # shown only when the processor accepted the summary (a completed exam)
     await expect(doctor.locator("#message")).to_have_text("Summary sent.")
     await doctor.screenshot(path=str(artifacts_dir / "pages-optometrist-day.png"), full_page=True)
+    await doctor.context.close()
+
+
+async def test_a_list_read_before_a_completion_never_undoes_it_nor_the_summary_being_typed(
+    browser: Browser, store: dict[str, Any]
+) -> None:
+    """The optometrist's day re-reads its list every few seconds from MongoDB, which follows a
+    decision a moment later. A read that still shows the check-in, answered after the exam was
+    completed on the page, must not bring the check-in back and drop the summary being typed (a
+    CI run once lost a summary so)."""
+    api, store_id = store["api"], store["store_id"]
+    async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+        view = await client.get(
+            f"/v1/stores/{store_id}/availability",
+            params={"date": DAY.isoformat(), "exam_type": "standard"},
+        )
+        # the day's last free time: the other tests of this module book earlier ones
+        free = [s["start_utc"] for s in view.json()["slots"] if s["free_count"] > 0]
+        made = await client.post("/v1/bookings", json={
+            "store_id": store_id, "exam_type": "standard", "slot_start": free[-1],
+            "channel": "front_desk",
+            "customer": {"customer_ref": f"fd-{uuid.uuid4().hex[:8]}", "name": "Late Bird"},
+        }, headers={"Idempotency-Key": uuid.uuid4().hex})  # fmt: skip
+        assert made.status_code == 201, made.text
+    booking_id, optometrist_id = made.json()["booking_id"], made.json()["optometrist_id"]
+    doctor = await _new_page(browser)
+    await doctor.goto(f"{api}/optometrist/{optometrist_id}?day=tomorrow")
+    await doctor.fill("#day", DAY.isoformat())
+    visit = doctor.locator(f'.visit[data-booking-id="{booking_id}"]')
+    await expect(visit).to_have_attribute("data-status", "confirmed")
+
+    # Hold the first read that shows the check-in; later reads wait until it has been answered.
+    held: asyncio.Future[tuple[Route, APIResponse]] = asyncio.get_running_loop().create_future()
+    released = asyncio.Event()
+
+    async def hold_the_first_checked_in_read(route: Route) -> None:
+        answer = await route.fetch()
+        shown = {b["booking_id"]: b["status"] for b in (await answer.json())["items"]}
+        if not held.done() and shown.get(booking_id) == "checked_in":
+            held.set_result((route, answer))
+            return
+        if held.done():
+            await released.wait()
+        await route.fulfill(response=answer)
+
+    await doctor.route("**/bookings?*", hold_the_first_checked_in_read)
+    async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+        checked_in = await client.post(
+            f"/v1/bookings/{booking_id}/check-in",
+            json={},
+            headers={"Idempotency-Key": uuid.uuid4().hex},
+        )
+        assert checked_in.status_code == 200, checked_in.text
+    stale_route, stale_answer = await asyncio.wait_for(held, TIMEOUT_MS / 1000)
+    await visit.locator(".act-complete").click()
+    await expect(visit).to_have_attribute("data-status", "completed")
+    summary = "Both eyes healthy."
+    await visit.locator("textarea.summary").fill(summary)
+    await stale_route.fulfill(response=stale_answer)
+    released.set()
+    await doctor.wait_for_timeout(500)  # the page has handled the stale answer
+    await expect(visit).to_have_attribute("data-status", "completed")
+    await expect(visit.locator("textarea.summary")).to_have_value(summary)
+    await visit.locator(".act-summary").click()
+    await expect(doctor.locator("#message")).to_have_text("Summary sent.")
     await doctor.context.close()

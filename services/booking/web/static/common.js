@@ -29,6 +29,7 @@ const TEXTS = {
     ch_front_desk: "Walk-in", moving: "Pick the new time for", no_bookings: "No bookings.",
     free: "free", unassigned: "Any optometrist", role: "for", subscribe_feed: "Subscribe (.ics)",
     summary: "Result summary for the customer", send_summary: "Send summary", summary_sent: "Summary sent.",
+    summary_empty: "Please write the summary first.",
     offer_intro: "A time has freed up for you:", accept: "Accept", decline: "Decline",
     offer_hold: "Held for you until", offer_taken: "Sorry, someone else took this time.",
     offer_expired: "Sorry, this offer has expired.", offer_declined: "Offer declined.",
@@ -70,6 +71,7 @@ const TEXTS = {
     ch_front_desk: "到店", moving: "请选择新时间：", no_bookings: "暂无预约。",
     free: "空闲", unassigned: "任意验光师", role: "给", subscribe_feed: "订阅日历 (.ics)",
     summary: "给顾客的检查结果摘要", send_summary: "发送摘要", summary_sent: "摘要已发送。",
+    summary_empty: "请先填写摘要。",
     offer_intro: "有一个时间为您空出来了：", accept: "接受", decline: "放弃",
     offer_hold: "为您保留至", offer_taken: "抱歉，这个时间已被别人约走。",
     offer_expired: "抱歉，此邀请已过期。", offer_declined: "已放弃此时间。",
@@ -132,6 +134,13 @@ async function api(method, url, body, key) {
 // For a request made again before its answer came (the day changed twice quickly): each call
 // of the returned function starts a turn and returns a check that is true while it is the
 // latest, so an older answer that arrives last does not replace a newer one.
+// Of two copies of one booking, the one changed last. A list read from MongoDB can be a step
+// behind an action's answer (the decision itself), and must not undo it.
+function lastChanged(a, b) {
+  if (!a || !b) return a || b;
+  return Date.parse(b.updated_at) > Date.parse(a.updated_at) ? b : a;
+}
+
 function latestOnly() {
   let turn = 0;
   return () => { const mine = ++turn; return () => mine === turn; };

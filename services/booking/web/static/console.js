@@ -22,8 +22,8 @@ async function loadBookings() {
     cursor = res.body.next_cursor;
   } while (cursor);
   if (shown !== day()) return; // the tab changed meanwhile
-  // Keep what the live feed brought that MongoDB does not have yet.
-  for (const [id, b] of state.bookings) if (!found.has(id) && wallDate(b.local_start) === shown) found.set(id, b);
+  // Keep what the live feed and the actions brought that MongoDB does not have yet.
+  for (const [id, b] of state.bookings) if (wallDate(b.local_start) === shown) found.set(id, lastChanged(found.get(id), b));
   state.bookings = found;
   renderTimeline();
   markInteractive();
@@ -81,9 +81,8 @@ async function action(b, path, body) {
 }
 
 function upsert(b, fresh) {
-  const known = state.bookings.get(b.booking_id);
   // A stale answer must not overwrite a newer state from the live feed.
-  if (known && known.updated_at && b.updated_at && known.updated_at > b.updated_at) return;
+  if (lastChanged(b, state.bookings.get(b.booking_id)) !== b) return;
   state.bookings.set(b.booking_id, Object.assign({}, b, { fresh: !!fresh }));
   renderTimeline();
 }

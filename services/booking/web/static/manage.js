@@ -26,7 +26,7 @@ function render() {
 
 async function refresh() {
   const res = await api("GET", base);
-  if (res.ok) { booking = res.body; render(); }
+  if (res.ok) { booking = lastChanged(booking, res.body); render(); }
 }
 
 const slotsTurn = latestOnly();

@@ -5,8 +5,22 @@ const me = BOOT.optometrist_id;
 const tz = BOOT.stores[0].timezone;
 const REFRESH_MS = 3000;
 let lastShown = null;
+// Summaries being typed, by booking id: kept across redraws, even one that briefly shows the
+// booking without its summary box (MongoDB a step behind a completion made here).
+const drafts = new Map();
+// A load draws only if no later one has begun, so answers arriving out of order never go back.
+const loadTurn = latestOnly();
+// Bookings as this page's own actions decided them, shown until the list catches up.
+const decided = new Map();
+
+function newest(b) {
+  const shown = lastChanged(decided.get(b.booking_id), b);
+  if (shown === b) decided.delete(b.booking_id);
+  return shown;
+}
 
 async function load() {
+  const latest = loadTurn();
   const date = $("day").value;
   const mine = [];
   for (const store of BOOT.stores) {
@@ -16,25 +30,19 @@ async function load() {
       if (cursor) params.set("cursor", cursor);
       const res = await api("GET", `/v1/stores/${encodeURIComponent(store.store_id)}/bookings?${params}`);
       if (!res.ok) { showMessage(problemText(res.body)); return; }
-      res.body.items.filter((b) => b.optometrist_id === me && b.status !== "cancelled")
+      res.body.items.map(newest).filter((b) => b.optometrist_id === me && b.status !== "cancelled")
         .forEach((b) => mine.push([store, b]));
       cursor = res.body.next_cursor;
     } while (cursor);
   }
+  if (!latest()) return;
   mine.sort((a, b) => a[1].slot_start.localeCompare(b[1].slot_start));
   // Re-read every few seconds (the list is MongoDB's, which follows decisions a moment later);
   // redraw only on a change, so a summary being typed is not wiped.
   const shown = JSON.stringify(mine.map(([, b]) => [b.booking_id, b.status, b.slot_start]));
   if (shown === lastShown) return;
   lastShown = shown;
-  const drafts = new Map([...document.querySelectorAll(".visit")].map((li) =>
-    [li.dataset.bookingId, (li.querySelector("textarea.summary") || {}).value]));
   $("schedule").replaceChildren(...(mine.length ? mine.map(([s, b]) => item(s, b)) : [el("li", { class: "muted" }, t("no_bookings"))]));
-  document.querySelectorAll(".visit").forEach((li) => {
-    const draft = drafts.get(li.dataset.bookingId);
-    const area = li.querySelector("textarea.summary");
-    if (draft && area) area.value = draft;
-  });
 }
 
 function item(store, b) {
@@ -46,14 +54,19 @@ function item(store, b) {
     li.append(" ", el("button", { type: "button", class: "act-complete", onclick: async () => {
       const res = await settle(await api("POST", `/v1/bookings/${encodeURIComponent(b.booking_id)}/complete`, { optometrist_id: me }));
       // the answer is the booking as decided (MongoDB may not have it yet)
-      if (res.ok && res.body.booking_id) li.replaceWith(item(store, res.body)); else showMessage(problemText(res.body));
+      if (res.ok && res.body.booking_id) {
+        decided.set(b.booking_id, res.body);
+        li.replaceWith(item(store, res.body));
+      } else showMessage(problemText(res.body));
     } }, t("complete")));
   }
   if (b.status === "completed") {
     const text = el("textarea", { rows: "2", maxlength: "2000", class: "summary" });
+    text.value = drafts.get(b.booking_id) || "";
+    text.addEventListener("input", () => drafts.set(b.booking_id, text.value));
     li.append(el("label", {}, el("span", {}, t("summary")), text),
       el("button", { type: "button", class: "act-summary", onclick: async () => {
-        if (!text.value.trim()) return;
+        if (!text.value.trim()) { showMessage(t("summary_empty")); text.focus(); return; }
         const res = await settle(await api("POST", `/v1/bookings/${encodeURIComponent(b.booking_id)}/summary`, { optometrist_id: me, summary: text.value.trim() }));
         showMessage(res.ok ? t("summary_sent") : problemText(res.body), res.ok ? "info" : "");
       } }, t("send_summary")));
