@@ -24,6 +24,12 @@ class BookingSettings(ServiceSettings):
     projector_port: int = 8202
     # how long POST handlers wait for the processor's decision before answering 202
     decision_timeout_s: float = 2.0
+    # a command answered 202 whose decision no process of this API waits for any more (the one
+    # that answered restarted, or its 15-minute late window passed): this long past its deadline,
+    # a read of its status URL looks for the decision in booking.events.v1 itself, at most once
+    # every `late_decision_every_s` per command
+    late_decision_after_s: float = Field(default=5.0, ge=0)
+    late_decision_every_s: float = Field(default=2.0, gt=0)
     # how long a change to a just-decided booking (or offer) waits for its projection before
     # answering 404: the projector may lag behind the decision under load
     projection_wait_s: float = Field(default=2.0, ge=0)

@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any, cast
 
 import orjson
@@ -95,6 +95,53 @@ class Pending:
     )
 
 
+PENDING = b'{"status":"pending"}'
+
+
+def decides(head: dict[str, Any], command_event_id: str, accepts: Collection[str]) -> bool:
+    """Whether a decision record's head (its JSON, peeked) decides the command it names: a
+    type the command accepts, caused by that very command (not a retry's twin)."""
+    return head.get("type") in accepts and head.get("causation_id") == command_event_id
+
+
+@dataclass(frozen=True, slots=True)
+class LateLookup:
+    """What a status read needs to find a 202'd command's decision in `booking.events.v1`
+    itself when no process waits for it any more (the one that answered 202 restarted, or its
+    late window passed), stored with the pending status."""
+
+    store_id: str  # the decision's key, so its partition
+    command_event_id: str
+    accepts: tuple[str, ...]
+    sent_ms: int  # wall clock, as the records' timestamps
+    render: dict[str, str | None]  # how to turn the decision into the answer (commands.py)
+    scanned_to: int | None = None  # the offset a fruitless look stopped at: the next goes on
+
+    def pending_json(self) -> bytes:
+        return orjson.dumps({"status": "pending", "lookup": asdict(self)})
+
+    @classmethod
+    def of_pending(cls, stored: bytes) -> LateLookup | None:
+        """The lookup a stored status carries: None for an outcome, or a pending status
+        without one (written by an older API, or for a command that cannot be looked up)."""
+        if not stored.startswith(PENDING[:-1]):
+            return None
+        raw = orjson.loads(stored).get("lookup")
+        if not isinstance(raw, dict):
+            return None
+        return cls(**{**raw, "accepts": tuple(raw["accepts"])})
+
+
+# Progress of a fruitless lookup, written only while the status is still pending: an outcome
+# saved meanwhile must stay.
+_SAVE_PROGRESS = """
+local current = redis.call('GET', KEYS[1])
+if current and string.sub(current, 1, 18) == '{"status":"pending' then
+  redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
+end
+"""
+
+
 class CommandOutcomes:
     """Outcomes per correlation id in Redis (`booking:cmd:{id}`), readable for `ttl_s`."""
 
@@ -102,15 +149,23 @@ class CommandOutcomes:
         self.redis = redis
         self.prefix = prefix
         self.ttl_s = ttl_s
+        self._save_progress = redis.register_script(_SAVE_PROGRESS)
 
     def key(self, correlation_id: str) -> str:
         return f"{self.prefix}cmd:{correlation_id}"
 
-    async def mark_pending(self, correlation_id: str) -> None:
+    async def mark_pending(self, correlation_id: str, lookup: LateLookup | None = None) -> None:
         # NX: a decision stored a moment earlier must not be overwritten by "pending".
-        await self.redis.set(
-            self.key(correlation_id), b'{"status":"pending"}', ex=self.ttl_s, nx=True
-        )
+        marker = PENDING if lookup is None else lookup.pending_json()
+        await self.redis.set(self.key(correlation_id), marker, ex=self.ttl_s, nx=True)
+
+    async def save_progress(self, correlation_id: str, lookup: LateLookup) -> None:
+        await self._save_progress(keys=[self.key(correlation_id)], args=[lookup.pending_json()])
+
+    async def claim_lookup(self, correlation_id: str, every_s: float) -> bool:
+        """At most one lookup per command every `every_s`, whoever polls its status."""
+        key = f"{self.key(correlation_id)}:lookup"
+        return bool(await self.redis.set(key, b"1", px=max(int(every_s * 1000), 1), nx=True))
 
     async def save(self, outcomes: Iterable[tuple[str, Outcome]]) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -205,6 +260,9 @@ class ReplyWaiter:
         self._pending[correlation_id] = pending
         return pending
 
+    def awaits(self, correlation_id: str) -> bool:
+        return correlation_id in self._pending
+
     def forget(self, correlation_id: str) -> None:
         self._pending.pop(correlation_id, None)
 
@@ -279,11 +337,7 @@ class ReplyWaiter:
             return
         correlation_id = head.get("correlation_id")
         pending = self._pending.get(correlation_id) if isinstance(correlation_id, str) else None
-        if (
-            pending is None
-            or head.get("type") not in pending.accepts
-            or head.get("causation_id") != pending.command_event_id
-        ):
+        if pending is None or not decides(head, pending.command_event_id, pending.accepts):
             return
         try:
             envelope = decode(value, headers)

@@ -2,7 +2,8 @@
 
 The decision is awaited for `decision_timeout_s`, counted from before the command is produced
 (that is what the caller waits). Past the deadline the caller gets 202 and a status URL; the
-reply waiter still records the decision when it comes.
+reply waiter still records the decision when it comes, and when no process waits for it any
+more, a status read finds it in the topic (`adapters/late_decisions.py`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import asyncio
 import datetime as dt
 import time
 import uuid
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, cast
 
 from fastapi import Response
 
@@ -33,7 +35,15 @@ from services.booking.adapters.bookings import (
     apply_change,
     confirmed_doc,
 )
-from services.booking.adapters.replies import PRODUCE_HOP, Outcome, Render, ReplyWaiter
+from services.booking.adapters.late_decisions import LateDecisions
+from services.booking.adapters.replies import (
+    PENDING,
+    PRODUCE_HOP,
+    LateLookup,
+    Outcome,
+    Render,
+    ReplyWaiter,
+)
 from services.booking.api.models import Accepted
 from services.booking.api.presenters import booking_outcome, rejection_outcome
 from services.booking.settings import BookingSettings
@@ -50,6 +60,32 @@ async def _timed_publish(publisher: EventPublisher, envelope: Envelope[Any]) -> 
     PRODUCE_HOP.observe(time.perf_counter() - started)
 
 
+LateKind = Literal["request", "change"]
+
+
+@dataclass(frozen=True, slots=True)
+class LateRender:
+    """How to answer a decision that a status read finds after the waiting process is gone
+    (`CommandGateway.late_renderer`): a booking request, or a change to booking `booking_id`."""
+
+    kind: LateKind
+    idempotency_key: str | None = None
+    timezone: str | None = None
+    booking_id: str | None = None
+
+    @classmethod
+    def of(cls, raw: dict[str, str | None]) -> LateRender:
+        kind = raw.get("kind")
+        if kind not in ("request", "change"):
+            raise ValueError(f"no late renderer {kind!r}")
+        return cls(
+            cast(LateKind, kind),
+            raw.get("idempotency_key"),
+            raw.get("timezone"),
+            raw.get("booking_id"),
+        )
+
+
 class CommandGateway:
     def __init__(
         self,
@@ -63,6 +99,7 @@ class CommandGateway:
         self.waiter = waiter
         self.repo = repo
         self._sends: set[asyncio.Task[Any]] = set()
+        self.late = LateDecisions(settings, waiter.outcomes)
 
     async def submit(
         self,
@@ -73,7 +110,10 @@ class CommandGateway:
         render: Render,
         occurred_at: dt.datetime,
         booking_id: str | None = None,
+        late: LateRender | None = None,
     ) -> Response:
+        """`late`: how a status read may answer the decision when no process waits for it
+        (without it, the status stays pending if this process goes before the decision)."""
         timeout = self.settings.decision_timeout_s
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -92,6 +132,17 @@ class CommandGateway:
             )
         except NotReady as exc:
             raise ProblemError(503, "unavailable", f"cannot take commands now: {exc}") from exc
+        lookup = (
+            None
+            if late is None
+            else LateLookup(
+                store_id,
+                str(envelope.event_id),
+                tuple(accepts),
+                int(time.time() * 1000),
+                asdict(late),
+            )
+        )
         send = asyncio.create_task(_timed_publish(publisher, envelope))
         self._sends.add(send)
         send.add_done_callback(lambda task: self._sent(task, correlation_id))
@@ -104,7 +155,7 @@ class CommandGateway:
             if pending.future.done():  # decided just as the deadline passed
                 return pending.future.result().response()
             pending.handed_off = True  # no await before this: the outcome cannot slip by
-            return await self._accepted(correlation_id, booking_id)
+            return await self._accepted(correlation_id, booking_id, lookup)
         except Exception as exc:  # the broker refused the command: nothing was decided
             self.waiter.forget(correlation_id)
             raise ProblemError(503, "unavailable", "the command could not be sent") from exc
@@ -120,16 +171,65 @@ class CommandGateway:
             correlation_id, Outcome.problem(503, "unavailable", "the command could not be sent")
         )
 
-    async def _accepted(self, correlation_id: str, booking_id: str | None) -> Response:
+    async def _accepted(
+        self, correlation_id: str, booking_id: str | None, lookup: LateLookup | None
+    ) -> Response:
         status_url = f"/v1/commands/{correlation_id}"
         try:
-            await self.waiter.outcomes.mark_pending(correlation_id)
+            await self.waiter.outcomes.mark_pending(correlation_id, lookup)
         except Exception as exc:  # the decision is still stored when it comes
             log.warning("pending_not_marked", correlation_id=correlation_id, error=repr(exc))
         body = Accepted(correlation_id=correlation_id, status_url=status_url, booking_id=booking_id)
         return Response(body.model_dump_json(), 202, {"location": status_url}, "application/json")
 
+    async def status(self, correlation_id: str) -> bytes | None:
+        """What `GET /v1/commands/{id}` shows: the stored outcome, else "pending" (looking for
+        the decision in the topic when it is overdue and this process does not wait for it);
+        None for an unknown command."""
+        stored = await self.waiter.outcomes.get(correlation_id)
+        if stored is None:
+            return None
+        lookup = LateLookup.of_pending(stored)
+        if lookup is None:
+            return stored if not stored.startswith(PENDING[:-1]) else PENDING
+        overdue_ms = (self.settings.decision_timeout_s + self.settings.late_decision_after_s) * 1000
+        if (
+            time.time() * 1000 - lookup.sent_ms < overdue_ms
+            or self.waiter.awaits(correlation_id)
+            or not await self.waiter.outcomes.claim_lookup(
+                correlation_id, self.settings.late_decision_every_s
+            )
+        ):
+            return PENDING
+        try:
+            outcome = await self.late.find(
+                correlation_id, lookup, self.late_renderer(LateRender.of(lookup.render))
+            )
+        except Exception as exc:  # Kafka away: the next read tries again
+            log.warning(
+                "late_decision_lookup_failed", correlation_id=correlation_id, error=repr(exc)
+            )
+            return PENDING
+        return PENDING if outcome is None else outcome.stored()
+
     # ---- renderers: the decision -> the HTTP outcome ------------------------------------
+
+    def late_renderer(self, late: LateRender) -> Render:
+        if late.kind == "request":
+            assert late.idempotency_key is not None
+            return self.request_renderer(late.idempotency_key, late.timezone)
+        booking_id = late.booking_id
+        assert booking_id is not None
+
+        async def render_change(envelope: Envelope[EventPayload]) -> Outcome:
+            # The booking as it is now: the change itself is in it once projected (applying it
+            # again is a no-op), and so is any later one.
+            doc = await self.repo.wait_for(booking_id, self.settings.projection_wait_s)
+            if doc is None:
+                return Outcome.problem(404, "unknown_booking", f"no booking {booking_id!r}")
+            return await self.change_renderer(doc)(envelope)
+
+        return render_change
 
     def request_renderer(self, idempotency_key: str, timezone: str | None) -> Render:
         async def render(envelope: Envelope[EventPayload]) -> Outcome:

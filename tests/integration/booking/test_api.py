@@ -226,6 +226,57 @@ async def test_no_decision_in_time_is_202_and_the_status_url_gets_the_late_outco
         problem(await api.get("/v1/commands/not-an-id"), 422, "invalid_request")
 
 
+async def test_a_202s_status_url_gets_its_outcome_after_the_api_that_answered_it_is_gone(
+    booking_settings, projector, store, decider, clock
+):
+    """A restart between a 202 and its decision (a rolling deploy): no process waits for the
+    decision any more, so a status read finds it in booking.events.v1 itself, for a booking
+    request and for a change, and never shows the lookup's own state."""
+    quick = booking_settings.model_copy(update={
+        "decision_timeout_s": 0.3, "late_decision_after_s": 0.0, "late_decision_every_s": 0.2,
+    })  # fmt: skip
+    async with api_client(quick, clock) as api:
+        booked = await book(api, store, hhmm="16:00")
+        assert booked.status_code == 201, booked.text
+    seen_before = len(decider.seen)
+    decider.silent = True
+    async with api_client(quick, clock) as first:
+        requested = await book(first, store, hhmm="16:30")
+        cancelled = await first.post(
+            f"/v1/bookings/{booked.json()['booking_id']}/cancel",
+            json={"by": "customer"},
+            headers={"Idempotency-Key": uuid.uuid4().hex},
+        )
+    assert requested.status_code == cancelled.status_code == 202, (requested, cancelled)
+    status_urls = [requested.json()["status_url"], cancelled.json()["status_url"]]
+
+    async def both_commands_seen() -> list[Any] | None:
+        return decider.seen[seen_before:] if len(decider.seen) >= seen_before + 2 else None
+
+    commands = await eventually(both_commands_seen)
+    async with api_client(quick, clock) as second:
+        # Overdue, not awaited here: looked up, not found yet, still plainly pending.
+        for url in status_urls:
+            assert (await second.get(url)).json() == {"status": "pending"}
+        decider.silent = False
+        for command in commands:
+            reply = decider.decide(command)
+            assert reply is not None
+            await decider.answer(command, reply)
+
+        async def all_done() -> list[dict[str, Any]] | None:
+            got = [(await second.get(url)).json() for url in status_urls]
+            return got if all(g["status"] == "done" for g in got) else None
+
+        made, changed = await eventually(all_done)
+    assert made["http_status"] == 201, made
+    assert made["body"]["booking_id"] == requested.json()["booking_id"]
+    assert made["body"]["local_start"] == store.at("16:30").isoformat()
+    assert changed["http_status"] == 200, changed
+    assert changed["body"]["booking_id"] == booked.json()["booking_id"]
+    assert changed["body"]["status"] == "cancelled"
+
+
 async def test_a_booking_through_its_life(api, store, decider):
     booking = (await book(api, store, hhmm="09:00")).json()
     url = f"/v1/bookings/{booking['booking_id']}"

@@ -21,7 +21,12 @@ from schemas.events.booking import (
     RescheduleBooking,
 )
 from services.booking.adapters.bookings import Document
-from services.booking.api.commands import FAILURES, REQUEST_DECISIONS, CommandGateway
+from services.booking.api.commands import (
+    FAILURES,
+    REQUEST_DECISIONS,
+    CommandGateway,
+    LateRender,
+)
 from services.booking.api.deps import (
     ACCEPTED_RESPONSE,
     BookingContext,
@@ -92,6 +97,7 @@ class PreparedBooking:
             render=gateway.request_renderer(self.command.idempotency_key, self.timezone),
             occurred_at=self.occurred_at,
             booking_id=self.command.booking_id,
+            late=LateRender("request", self.command.idempotency_key, self.timezone),
         )
 
 
@@ -163,6 +169,7 @@ async def _submit_change(
         render=context.gateway.change_renderer(doc),
         occurred_at=clock.now(),
         booking_id=doc["_id"],
+        late=LateRender("change", booking_id=doc["_id"]),
     )
 
 

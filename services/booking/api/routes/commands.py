@@ -23,7 +23,7 @@ async def command_status(
     correlation_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")],
     context: ContextDep,
 ) -> Response:
-    stored = await context.outcomes.get(correlation_id)
+    stored = await context.gateway.status(correlation_id)
     if stored is None:
         raise ProblemError(404, "unknown_command", f"no command {correlation_id!r}")
     return Response(stored, media_type="application/json")
