@@ -128,6 +128,17 @@ async def _get_invite(client: httpx.AsyncClient, url: str) -> httpx.Response:
     raise AssertionError(f"{url} still 503 after 30 tries")
 
 
+async def _check_in(api: str, booking_id: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+        checked_in = await client.post(
+            f"/v1/bookings/{booking_id}/check-in",
+            json={},
+            headers={"Idempotency-Key": uuid.uuid4().hex},
+        )
+    assert checked_in.status_code == 200, checked_in.text
+    return dict(checked_in.json())
+
+
 async def _open_console(browser: Browser, api: str, store_id: str) -> Page:
     console = await _new_page(browser)
     await console.set_viewport_size({"width": 1280, "height": 900})
@@ -443,15 +454,8 @@ async def test_the_customer_reschedules_on_the_manage_page_and_the_optometrist_s
     await customer.screenshot(path=str(artifacts_dir / "pages-manage-rescheduled-zh.png"))
     await customer.context.close()
 
-    async with httpx.AsyncClient(base_url=api, timeout=30) as client:
-        checked_in = await client.post(
-            f"/v1/bookings/{booking['booking_id']}/check-in",
-            json={},
-            headers={"Idempotency-Key": uuid.uuid4().hex},
-        )
-        assert checked_in.status_code == 200, checked_in.text
     # the processor may give the new time to any free optometrist: open that one's day
-    optometrist_id = checked_in.json()["optometrist_id"]
+    optometrist_id = (await _check_in(api, booking["booking_id"]))["optometrist_id"]
     doctor = await _new_page(browser)
     await doctor.goto(f"{api}/optometrist/{optometrist_id}?day=tomorrow")
     # DAY was "tomorrow" when this module was imported; past midnight in Berlin it no longer is.
@@ -512,13 +516,7 @@ async def test_a_list_read_before_a_completion_never_undoes_it_nor_the_summary_b
         await route.fulfill(response=answer)
 
     await doctor.route("**/bookings?*", hold_the_first_checked_in_read)
-    async with httpx.AsyncClient(base_url=api, timeout=30) as client:
-        checked_in = await client.post(
-            f"/v1/bookings/{booking_id}/check-in",
-            json={},
-            headers={"Idempotency-Key": uuid.uuid4().hex},
-        )
-        assert checked_in.status_code == 200, checked_in.text
+    await _check_in(api, booking_id)
     stale_route, stale_answer = await asyncio.wait_for(held, TIMEOUT_MS / 1000)
     await visit.locator(".act-complete").click()
     await expect(visit).to_have_attribute("data-status", "completed")
