@@ -132,17 +132,7 @@ class CommandGateway:
             )
         except NotReady as exc:
             raise ProblemError(503, "unavailable", f"cannot take commands now: {exc}") from exc
-        lookup = (
-            None
-            if late is None
-            else LateLookup(
-                store_id,
-                str(envelope.event_id),
-                tuple(accepts),
-                int(time.time() * 1000),
-                asdict(late),
-            )
-        )
+        sent_ms = int(time.time() * 1000)  # as Kafka timestamps are: where a late lookup starts
         send = asyncio.create_task(_timed_publish(publisher, envelope))
         self._sends.add(send)
         send.add_done_callback(lambda task: self._sent(task, correlation_id))
@@ -155,6 +145,10 @@ class CommandGateway:
             if pending.future.done():  # decided just as the deadline passed
                 return pending.future.result().response()
             pending.handed_off = True  # no await before this: the outcome cannot slip by
+            lookup = None
+            if late is not None:
+                event_id = str(envelope.event_id)
+                lookup = LateLookup(store_id, event_id, tuple(accepts), sent_ms, asdict(late))
             return await self._accepted(correlation_id, booking_id, lookup)
         except Exception as exc:  # the broker refused the command: nothing was decided
             self.waiter.forget(correlation_id)
