@@ -154,10 +154,10 @@ class CommandOutcomes:
     def key(self, correlation_id: str) -> str:
         return f"{self.prefix}cmd:{correlation_id}"
 
-    async def mark_pending(self, correlation_id: str, lookup: LateLookup | None = None) -> None:
+    async def mark_pending(self, correlation_id: str, lookup: LateLookup) -> None:
         # NX: a decision stored a moment earlier must not be overwritten by "pending".
-        marker = PENDING if lookup is None else lookup.pending_json()
-        await self.redis.set(self.key(correlation_id), marker, ex=self.ttl_s, nx=True)
+        pending = lookup.pending_json()
+        await self.redis.set(self.key(correlation_id), pending, ex=self.ttl_s, nx=True)
 
     async def save_progress(self, correlation_id: str, lookup: LateLookup) -> None:
         await self._save_progress(keys=[self.key(correlation_id)], args=[lookup.pending_json()])

@@ -12,8 +12,9 @@ import asyncio
 import datetime as dt
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, cast
+from typing import Any
 
 from fastapi import Response
 
@@ -34,6 +35,7 @@ from services.booking.adapters.bookings import (
     Document,
     apply_change,
     confirmed_doc,
+    wait_for_document,
 )
 from services.booking.adapters.late_decisions import LateDecisions
 from services.booking.adapters.replies import (
@@ -60,30 +62,55 @@ async def _timed_publish(publisher: EventPublisher, envelope: Envelope[Any]) -> 
     PRODUCE_HOP.observe(time.perf_counter() - started)
 
 
-LateKind = Literal["request", "change"]
-
-
 @dataclass(frozen=True, slots=True)
 class LateRender:
-    """How to answer a decision that a status read finds after the waiting process is gone
-    (`CommandGateway.late_renderer`): a booking request, or a change to booking `booking_id`."""
+    """How a status read answers a decision it finds after the waiting process is gone: `kind`
+    names a renderer registered with `late_renderer` (a booking request and a booking change
+    here, the waitlist's in routes/waitlist.py); `subject_id` is the booking, waitlist entry
+    or offer the command is about."""
 
-    kind: LateKind
+    kind: str
     idempotency_key: str | None = None
     timezone: str | None = None
-    booking_id: str | None = None
+    subject_id: str | None = None
 
     @classmethod
     def of(cls, raw: dict[str, str | None]) -> LateRender:
         kind = raw.get("kind")
-        if kind not in ("request", "change"):
+        if kind not in _LATE_RENDERERS:
             raise ValueError(f"no late renderer {kind!r}")
-        return cls(
-            cast(LateKind, kind),
-            raw.get("idempotency_key"),
-            raw.get("timezone"),
-            raw.get("booking_id"),
-        )
+        return cls(kind, raw.get("idempotency_key"), raw.get("timezone"), raw.get("subject_id"))
+
+
+LateRenderer = Callable[["CommandGateway", LateRender], Render]
+_LATE_RENDERERS: dict[str, LateRenderer] = {}
+
+
+def late_renderer(kind: str) -> Callable[[LateRenderer], LateRenderer]:
+    """Register how to render the decisions of commands submitted with `LateRender(kind)`."""
+
+    def register(factory: LateRenderer) -> LateRenderer:
+        _LATE_RENDERERS[kind] = factory
+        return factory
+
+    return register
+
+
+def after_reading(
+    find: Callable[[str], Awaitable[Document | None]],
+    subject_id: str | None,
+    within_s: float,
+    missing: Outcome,
+    render_with: Callable[[Document], Render],
+) -> Render:
+    """A late renderer of a change: the subject as it is now (the change itself is in it once
+    projected; rendering applies it again, a no-op), or `missing`."""
+
+    async def render(envelope: Envelope[EventPayload]) -> Outcome:
+        doc = None if subject_id is None else await wait_for_document(find, subject_id, within_s)
+        return missing if doc is None else await render_with(doc)(envelope)
+
+    return render
 
 
 class CommandGateway:
@@ -109,11 +136,11 @@ class CommandGateway:
         accepts: frozenset[str],
         render: Render,
         occurred_at: dt.datetime,
+        late: LateRender,
         booking_id: str | None = None,
-        late: LateRender | None = None,
     ) -> Response:
-        """`late`: how a status read may answer the decision when no process waits for it
-        (without it, the status stays pending if this process goes before the decision)."""
+        """`render` turns the decision into the answer; `late` says how a status read renders
+        it when no process waits for it any more (see `late_renderer`)."""
         timeout = self.settings.decision_timeout_s
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -145,10 +172,8 @@ class CommandGateway:
             if pending.future.done():  # decided just as the deadline passed
                 return pending.future.result().response()
             pending.handed_off = True  # no await before this: the outcome cannot slip by
-            lookup = None
-            if late is not None:
-                event_id = str(envelope.event_id)
-                lookup = LateLookup(store_id, event_id, tuple(accepts), sent_ms, asdict(late))
+            event_id = str(envelope.event_id)
+            lookup = LateLookup(store_id, event_id, tuple(accepts), sent_ms, asdict(late))
             return await self._accepted(correlation_id, booking_id, lookup)
         except Exception as exc:  # the broker refused the command: nothing was decided
             self.waiter.forget(correlation_id)
@@ -166,7 +191,7 @@ class CommandGateway:
         )
 
     async def _accepted(
-        self, correlation_id: str, booking_id: str | None, lookup: LateLookup | None
+        self, correlation_id: str, booking_id: str | None, lookup: LateLookup
     ) -> Response:
         status_url = f"/v1/commands/{correlation_id}"
         try:
@@ -209,21 +234,7 @@ class CommandGateway:
     # ---- renderers: the decision -> the HTTP outcome ------------------------------------
 
     def late_renderer(self, late: LateRender) -> Render:
-        if late.kind == "request":
-            assert late.idempotency_key is not None
-            return self.request_renderer(late.idempotency_key, late.timezone)
-        booking_id = late.booking_id
-        assert booking_id is not None
-
-        async def render_change(envelope: Envelope[EventPayload]) -> Outcome:
-            # The booking as it is now: the change itself is in it once projected (applying it
-            # again is a no-op), and so is any later one.
-            doc = await self.repo.wait_for(booking_id, self.settings.projection_wait_s)
-            if doc is None:
-                return Outcome.problem(404, "unknown_booking", f"no booking {booking_id!r}")
-            return await self.change_renderer(doc)(envelope)
-
-        return render_change
+        return _LATE_RENDERERS[late.kind](self, late)
 
     def request_renderer(self, idempotency_key: str, timezone: str | None) -> Render:
         async def render(envelope: Envelope[EventPayload]) -> Outcome:
@@ -266,3 +277,15 @@ class CommandGateway:
             return booking_outcome(apply_change(doc, envelope), 200)
 
         return render
+
+
+@late_renderer("request")
+def _late_request(gateway: CommandGateway, late: LateRender) -> Render:
+    return gateway.request_renderer(late.idempotency_key or "", late.timezone)
+
+
+@late_renderer("change")
+def _late_change(gateway: CommandGateway, late: LateRender) -> Render:
+    missing = Outcome.problem(404, "unknown_booking", f"no booking {late.subject_id!r}")
+    wait = gateway.settings.projection_wait_s
+    return after_reading(gateway.repo.get, late.subject_id, wait, missing, gateway.change_renderer)

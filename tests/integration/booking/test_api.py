@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from schemas.events.availability import ExamTypeSlots, StoreDayAvailability
+from schemas.events.booking import WaitlistJoined, WaitlistLeft
 from services.booking.adapters.bookings import BookingRepository
 from services.booking.api.presenters import render_availability
 from services.booking.api.routes.bookings import prepare_booking
@@ -275,6 +276,64 @@ async def test_a_202s_status_url_gets_its_outcome_after_the_api_that_answered_it
     assert changed["http_status"] == 200, changed
     assert changed["body"]["booking_id"] == booked.json()["booking_id"]
     assert changed["body"]["status"] == "cancelled"
+
+
+async def test_a_202d_waitlist_join_and_leave_get_their_outcomes_after_the_api_is_gone(
+    booking_settings, projector, store, decider, clock
+):
+    """The waitlist's commands too: their decisions, found in the topic by a later API."""
+    quick = booking_settings.model_copy(update={
+        "decision_timeout_s": 0.3, "late_decision_after_s": 0.0, "late_decision_every_s": 0.2,
+    })  # fmt: skip
+    decider.silent = True  # this test answers the commands itself
+    day = store.at("10:00").date().isoformat()
+    join = {
+        "store_id": store.store_id, "exam_type": "std", "channel": "web",
+        "customer": {"customer_ref": f"wl-{store.store_id}", "name": "Wu", "locale": "en"},
+        "date_from": day, "date_to": day,
+    }  # fmt: skip
+
+    async def answered_late(send, answer) -> dict[str, Any]:
+        seen_before = len(decider.seen)
+        async with api_client(quick, clock) as first:
+            accepted = await send(first)
+        assert accepted.status_code == 202, accepted.text
+
+        async def command_seen() -> Any:
+            return decider.seen[seen_before] if len(decider.seen) > seen_before else None
+
+        command = await eventually(command_seen)
+        async with api_client(quick, clock) as second:
+            await decider.answer(command, answer(command.payload))
+
+            async def done() -> dict[str, Any] | None:
+                got = (await second.get(accepted.json()["status_url"])).json()
+                return got if got["status"] == "done" else None
+
+            return await eventually(done)
+
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    joined = await answered_late(
+        lambda api: api.post("/v1/waitlist", json=join, headers=key),
+        lambda c: WaitlistJoined(**c.model_dump()),
+    )
+    assert joined["http_status"] == 201, joined
+    entry_id = joined["body"]["waitlist_entry_id"]
+    assert joined["body"]["status"] == "waiting"
+    async with api_client(quick, clock) as api:
+
+        async def projected() -> httpx.Response | None:
+            got = await api.get(f"/v1/waitlist/{entry_id}")
+            return got if got.status_code == 200 else None
+
+        await eventually(projected)
+    left = await answered_late(
+        lambda api: api.delete(f"/v1/waitlist/{entry_id}"),
+        lambda c: WaitlistLeft(waitlist_entry_id=entry_id, idempotency_key=c.idempotency_key,
+                               reason="customer"),
+    )  # fmt: skip
+    assert left["http_status"] == 200, left
+    assert (left["body"]["waitlist_entry_id"], left["body"]["status"]) == (entry_id, "left")
 
 
 async def test_a_booking_through_its_life(api, store, decider):

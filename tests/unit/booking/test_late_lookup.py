@@ -16,7 +16,7 @@ def lookup(scanned_to: int | None = None) -> LateLookup:
         accepts=("BookingConfirmed", "BookingRejected"),
         sent_ms=1_764_000_000_000,
         render={"kind": "request", "idempotency_key": "k", "timezone": "Europe/Berlin",
-                "booking_id": None},
+                "subject_id": None},
         scanned_to=scanned_to,
     )  # fmt: skip
 
@@ -42,7 +42,7 @@ def test_only_an_accepted_type_caused_by_the_very_command_decides_it() -> None:
 
 def test_a_late_render_is_rebuilt_from_what_the_lookup_stored() -> None:
     assert LateRender.of(lookup().render) == LateRender("request", "k", "Europe/Berlin")
-    change = {"kind": "change", "booking_id": "b-1"}
-    assert LateRender.of(change) == LateRender("change", booking_id="b-1")  # type: ignore[arg-type]
+    change: dict[str, str | None] = {"kind": "change", "subject_id": "b-1"}
+    assert LateRender.of(change) == LateRender("change", subject_id="b-1")
     with pytest.raises(ValueError, match="no late renderer"):
-        LateRender.of({"kind": "waitlist"})
+        LateRender.of({"kind": "unheard_of"})

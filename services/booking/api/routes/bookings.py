@@ -169,7 +169,7 @@ async def _submit_change(
         render=context.gateway.change_renderer(doc),
         occurred_at=clock.now(),
         booking_id=doc["_id"],
-        late=LateRender("change", booking_id=doc["_id"]),
+        late=LateRender("change", subject_id=doc["_id"]),
     )
 
 

@@ -24,7 +24,14 @@ from schemas.events.booking import (
 from services.booking.adapters.bookings import Document, wait_for_document
 from services.booking.adapters.replies import Outcome, Render
 from services.booking.adapters.waitlist_docs import entry_doc
-from services.booking.api.commands import FAILURES, REQUEST_DECISIONS
+from services.booking.api.commands import (
+    FAILURES,
+    REQUEST_DECISIONS,
+    CommandGateway,
+    LateRender,
+    after_reading,
+    late_renderer,
+)
 from services.booking.api.deps import (
     ACCEPTED_RESPONSE,
     BookingContext,
@@ -72,6 +79,47 @@ def _entry_renderer(timezone: str | None, status: int, after: Document | None = 
     return render
 
 
+def _declined_renderer(offer: Document) -> Render:
+    declined = offer_from_doc({**offer, "state": "declined"})
+
+    async def render(envelope: Envelope[EventPayload]) -> Outcome:
+        if envelope.type in FAILURES:
+            return _failure(envelope.payload, None)
+        return Outcome(200, declined.model_dump_json().encode())
+
+    return render
+
+
+def _left_renderer(entry: Document) -> Render:
+    return _entry_renderer(None, 200, {**entry, "status": "left"})
+
+
+# How a status read renders these commands' decisions when no process waits for them.
+@late_renderer("waitlist_join")
+def _late_join(gateway: CommandGateway, late: LateRender) -> Render:
+    return _entry_renderer(late.timezone, 201)
+
+
+@late_renderer("waitlist_leave")
+def _late_leave(gateway: CommandGateway, late: LateRender) -> Render:
+    missing = Outcome.problem(
+        404, "unknown_waitlist_entry", f"no waitlist entry {late.subject_id!r}"
+    )
+    wait = gateway.settings.projection_wait_s
+    return after_reading(
+        gateway.repo.waitlist.entry, late.subject_id, wait, missing, _left_renderer
+    )
+
+
+@late_renderer("offer_decline")
+def _late_decline(gateway: CommandGateway, late: LateRender) -> Render:
+    missing = Outcome.problem(404, "unknown_offer", "no such offer for this customer")
+    wait = gateway.settings.projection_wait_s
+    return after_reading(
+        gateway.repo.waitlist.offer, late.subject_id, wait, missing, _declined_renderer
+    )
+
+
 @router.post(
     "/v1/waitlist",
     status_code=201,
@@ -106,6 +154,7 @@ async def join_waitlist(
         accepts=FAILURES | {"WaitlistJoined"},
         render=_entry_renderer(catalog.timezone, 201),
         occurred_at=now,
+        late=LateRender("waitlist_join", timezone=catalog.timezone),
     )
 
 
@@ -161,8 +210,9 @@ async def leave_waitlist(
         command,
         store_id=doc["store_id"],
         accepts=FAILURES | {"WaitlistLeft"},
-        render=_entry_renderer(None, 200, {**doc, "status": "left"}),
+        render=_left_renderer(doc),
         occurred_at=clock.now(),
+        late=LateRender("waitlist_leave", subject_id=entry_id),
     )
 
 
@@ -232,6 +282,7 @@ async def accept_offer(
         render=context.gateway.request_renderer(key, catalog.timezone),
         occurred_at=clock.now(),
         booking_id=booking_id,
+        late=LateRender("request", key, catalog.timezone),
     )
 
 
@@ -254,17 +305,11 @@ async def decline_offer(
         offer_token=token,
         customer_ref=offer["customer_ref"],
     )
-    declined = offer_from_doc({**offer, "state": "declined"})
-
-    async def render(envelope: Envelope[EventPayload]) -> Outcome:
-        if envelope.type in FAILURES:
-            return _failure(envelope.payload, None)
-        return Outcome(200, declined.model_dump_json().encode())
-
     return await context.gateway.submit(
         command,
         store_id=offer["store_id"],
         accepts=FAILURES | {"OfferDeclined"},
-        render=render,
+        render=_declined_renderer(offer),
         occurred_at=clock.now(),
+        late=LateRender("offer_decline", subject_id=token),
     )
