@@ -1,5 +1,7 @@
 """Roster HTTP API: reference data, draft shifts and templates, explicit publishing, leave,
-training, swaps and the optometrist's day view. Errors are problem+json with a `reason`."""
+training, swaps and the optometrist's day view. Errors are problem+json with a `code`; the
+roster's own refusals repeat it as `reason` (schema errors are 422 `invalid_request`, naming the
+fields in `errors`)."""
 
 from __future__ import annotations
 
