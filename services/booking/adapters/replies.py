@@ -126,10 +126,11 @@ class LateLookup:
         without one (written by an older API, or for a command that cannot be looked up)."""
         if not stored.startswith(PENDING[:-1]):
             return None
-        raw = orjson.loads(stored).get("lookup")
-        if not isinstance(raw, dict):
+        try:
+            raw = orjson.loads(stored)["lookup"]
+            return cls(**{**raw, "accepts": tuple(raw["accepts"])})
+        except (orjson.JSONDecodeError, KeyError, TypeError):  # another version's, or none
             return None
-        return cls(**{**raw, "accepts": tuple(raw["accepts"])})
 
 
 # Progress of a fruitless lookup, written only while the status is still pending: an outcome

@@ -30,6 +30,9 @@ def test_a_pending_status_round_trips_its_lookup_and_still_reads_as_pending() ->
 def test_an_outcome_or_a_plain_pending_status_carries_no_lookup() -> None:
     assert LateLookup.of_pending(Outcome(201, b'{"booking_id":"b"}').stored()) is None
     assert LateLookup.of_pending(PENDING) is None
+    # one another version wrote: plainly pending, never an error
+    assert LateLookup.of_pending(b'{"status":"pending","lookup":{"store_id":"s"}}') is None
+    assert LateLookup.of_pending(b'{"status":"pending","lookup":7}') is None
 
 
 def test_only_an_accepted_type_caused_by_the_very_command_decides_it() -> None:
