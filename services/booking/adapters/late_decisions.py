@@ -16,6 +16,7 @@ from dataclasses import replace
 
 import orjson
 from aiokafka import TopicPartition
+from prometheus_client import Counter
 
 from optisync_common.kafka import make_consumer
 from optisync_common.logging import get_logger
@@ -33,6 +34,12 @@ from services.booking.adapters.replies import (
 )
 
 log = get_logger(__name__)
+
+LATE_LOOKUPS = Counter(
+    "optisync_booking_late_decision_lookups_total",
+    "Status reads that looked for a 202'd command's decision in the topic, by result",
+    ["result"],  # found, not_yet, failed
+)
 
 
 class LateDecisions:
@@ -83,6 +90,7 @@ class LateDecisions:
                         envelope = decode(record.value, record.headers)
                         outcome = await render(envelope)
                         await self.outcomes.save([(correlation_id, outcome)])
+                        LATE_LOOKUPS.labels("found").inc()
                         took_s = round(time.monotonic() - started, 3)
                         log.info("late_decision_found", correlation_id=correlation_id,
                                  scanned=scanned, took_s=took_s)  # fmt: skip
@@ -92,6 +100,7 @@ class LateDecisions:
         finally:
             await consumer.stop()
         await self.outcomes.save_progress(correlation_id, replace(lookup, scanned_to=position))
+        LATE_LOOKUPS.labels("not_yet").inc()
         log.info("late_decision_not_yet", correlation_id=correlation_id, scanned=scanned,
                  scanned_to=position)  # fmt: skip
         return None

@@ -37,7 +37,7 @@ from services.booking.adapters.bookings import (
     confirmed_doc,
     wait_for_document,
 )
-from services.booking.adapters.late_decisions import LateDecisions
+from services.booking.adapters.late_decisions import LATE_LOOKUPS, LateDecisions
 from services.booking.adapters.replies import (
     PENDING,
     PRODUCE_HOP,
@@ -225,6 +225,7 @@ class CommandGateway:
                 correlation_id, lookup, self.late_renderer(LateRender.of(lookup.render))
             )
         except Exception as exc:  # Kafka away: the next read tries again
+            LATE_LOOKUPS.labels("failed").inc()
             log.warning(
                 "late_decision_lookup_failed", correlation_id=correlation_id, error=repr(exc)
             )

@@ -270,6 +270,9 @@ async def test_a_202s_status_url_gets_its_outcome_after_the_api_that_answered_it
             return got if all(g["status"] == "done" for g in got) else None
 
         made, changed = await eventually(all_done)
+        metrics = (await second.get("/metrics")).text
+        assert 'optisync_booking_late_decision_lookups_total{result="found"}' in metrics
+        assert 'optisync_booking_late_decision_lookups_total{result="not_yet"}' in metrics
     assert made["http_status"] == 201, made
     assert made["body"]["booking_id"] == requested.json()["booking_id"]
     assert made["body"]["local_start"] == store.at("16:30").isoformat()
