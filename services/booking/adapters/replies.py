@@ -123,7 +123,7 @@ class LateLookup:
     @classmethod
     def of_pending(cls, stored: bytes) -> LateLookup | None:
         """The lookup a stored status carries: None for an outcome, or a pending status
-        without one (written by an older API, or for a command that cannot be looked up)."""
+        without a readable one (written by an older or newer version of the API)."""
         if not stored.startswith(PENDING[:-1]):
             return None
         try:

@@ -131,9 +131,6 @@ async function api(method, url, body, key) {
   return { ok: resp.ok, status: resp.status, body: data || {} };
 }
 
-// For a request made again before its answer came (the day changed twice quickly): each call
-// of the returned function starts a turn and returns a check that is true while it is the
-// latest, so an older answer that arrives last does not replace a newer one.
 // Of two copies of one booking, the one changed last. A list read from MongoDB can be a step
 // behind an action's answer (the decision itself), and must not undo it.
 function lastChanged(a, b) {
@@ -141,6 +138,9 @@ function lastChanged(a, b) {
   return Date.parse(b.updated_at) > Date.parse(a.updated_at) ? b : a;
 }
 
+// For a request made again before its answer came (the day changed twice quickly): each call
+// of the returned function starts a turn and returns a check that is true while it is the
+// latest, so an older answer that arrives last does not replace a newer one.
 function latestOnly() {
   let turn = 0;
   return () => { const mine = ++turn; return () => mine === turn; };
