@@ -53,6 +53,7 @@ from services.booking.settings import BookingSettings
 log = get_logger(__name__)
 
 FAILURES = frozenset({"BookingRejected", "CommandFailed"})
+LATE_LOOKUP_LIMIT_S = 10.0  # the longest a status read spends looking for a late decision
 REQUEST_DECISIONS = FAILURES | {"BookingConfirmed"}
 
 
@@ -221,9 +222,10 @@ class CommandGateway:
         ):
             return PENDING
         try:
-            outcome = await self.late.find(
-                correlation_id, lookup, self.late_renderer(LateRender.of(lookup.render))
-            )
+            async with asyncio.timeout(LATE_LOOKUP_LIMIT_S):  # a broker that does not answer
+                outcome = await self.late.find(
+                    correlation_id, lookup, self.late_renderer(LateRender.of(lookup.render))
+                )
         except Exception as exc:  # Kafka away: the next read tries again
             LATE_LOOKUPS.labels("failed").inc()
             log.warning(
