@@ -139,6 +139,23 @@ async def _check_in(api: str, booking_id: str) -> dict[str, Any]:
     return dict(checked_in.json())
 
 
+async def _book_last_free_time(api: str, store_id: str, name: str) -> dict[str, Any]:
+    """At the day's last free time: the other tests of this module book earlier ones."""
+    async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+        view = await client.get(
+            f"/v1/stores/{store_id}/availability",
+            params={"date": DAY.isoformat(), "exam_type": "standard"},
+        )
+        free = [s["start_utc"] for s in view.json()["slots"] if s["free_count"] > 0]
+        made = await client.post("/v1/bookings", json={
+            "store_id": store_id, "exam_type": "standard", "slot_start": free[-1],
+            "channel": "front_desk",
+            "customer": {"customer_ref": f"fd-{uuid.uuid4().hex[:8]}", "name": name},
+        }, headers={"Idempotency-Key": uuid.uuid4().hex})  # fmt: skip
+    assert made.status_code == 201, made.text
+    return dict(made.json())
+
+
 async def _open_console(browser: Browser, api: str, store_id: str) -> Page:
     console = await _new_page(browser)
     await console.set_viewport_size({"width": 1280, "height": 900})
@@ -481,20 +498,8 @@ async def test_a_list_read_before_a_completion_never_undoes_it_nor_the_summary_b
     completed on the page, must not bring the check-in back and drop the summary being typed (a
     CI run once lost a summary so)."""
     api, store_id = store["api"], store["store_id"]
-    async with httpx.AsyncClient(base_url=api, timeout=30) as client:
-        view = await client.get(
-            f"/v1/stores/{store_id}/availability",
-            params={"date": DAY.isoformat(), "exam_type": "standard"},
-        )
-        # the day's last free time: the other tests of this module book earlier ones
-        free = [s["start_utc"] for s in view.json()["slots"] if s["free_count"] > 0]
-        made = await client.post("/v1/bookings", json={
-            "store_id": store_id, "exam_type": "standard", "slot_start": free[-1],
-            "channel": "front_desk",
-            "customer": {"customer_ref": f"fd-{uuid.uuid4().hex[:8]}", "name": "Late Bird"},
-        }, headers={"Idempotency-Key": uuid.uuid4().hex})  # fmt: skip
-        assert made.status_code == 201, made.text
-    booking_id, optometrist_id = made.json()["booking_id"], made.json()["optometrist_id"]
+    booking = await _book_last_free_time(api, store_id, "Late Bird")
+    booking_id, optometrist_id = booking["booking_id"], booking["optometrist_id"]
     doctor = await _new_page(browser)
     await doctor.goto(f"{api}/optometrist/{optometrist_id}?day=tomorrow")
     await doctor.fill("#day", DAY.isoformat())
@@ -530,3 +535,32 @@ async def test_a_list_read_before_a_completion_never_undoes_it_nor_the_summary_b
     await visit.locator(".act-summary").click()
     await expect(doctor.locator("#message")).to_have_text("Summary sent.")
     await doctor.context.close()
+
+
+async def test_a_decision_still_pending_after_the_polling_says_so_and_keeps_the_timeline(
+    browser: Browser, store: dict[str, Any]
+) -> None:
+    """A 202 whose status URL stays pending past the page's polling (as while the processor is
+    away): the front desk is told the request is being processed; the 202's bare answer never
+    replaces the booking on the timeline (it once broke the timeline)."""
+    api, store_id = store["api"], store["store_id"]
+    booking_id = (await _book_last_free_time(api, store_id, "Patience Pending"))["booking_id"]
+    console = await _new_page(browser)
+    await console.add_init_script("window.OPTISYNC_SETTLE_POLLS = 2")
+    await console.set_viewport_size({"width": 1280, "height": 900})
+    await console.goto(f"{api}/console/{store_id}")
+    await console.click("#tab-tomorrow")
+    card = console.locator(f'.booking[data-booking-id="{booking_id}"]')
+    await expect(card).to_have_attribute("data-status", "confirmed")
+    shown_time = (await card.locator(".time").inner_text()).strip()
+
+    status_url = f"/v1/commands/{uuid.uuid4().hex}"
+    accepted = {"status": "pending", "correlation_id": status_url.rsplit("/", 1)[1],
+                "status_url": status_url, "booking_id": booking_id}  # fmt: skip
+    await console.route("**/check-in", lambda route: route.fulfill(status=202, json=accepted))
+    await console.route(f"**{status_url}", lambda route: route.fulfill(json={"status": "pending"}))
+    await card.locator(".act-check_in").click()
+    await expect(console.locator("#message")).to_have_text("Your request is being processed…")
+    await expect(card).to_have_attribute("data-status", "confirmed")
+    await expect(card.locator(".time")).to_have_text(shown_time)
+    await console.context.close()

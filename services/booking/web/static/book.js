@@ -112,8 +112,8 @@ async function confirmBooking(slot) {
     name: $("name").value, phone: $("phone").value, locale: LOCALE, channel: "web",
   }, state.key));
   button.disabled = false;
-  if (res.ok && res.body.status !== "pending") return showConfirmed(res.body);
-  if (res.ok) return showResult(el("p", { class: "notice" }, t("pending")), "pending");
+  if (res.ok) return showConfirmed(res.body);
+  if (res.body.code === "pending") return showResult(el("p", { class: "notice" }, t("pending")), "pending");
   if (res.body.code === "slot_taken") return showTaken(res.body.alternatives || []);
   if (res.body.code === "duplicate" && res.body.existing_booking_id) {
     return showResult(el("p", { class: "notice" }, t("e_duplicate")), "duplicate");

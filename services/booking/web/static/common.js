@@ -150,10 +150,14 @@ function newKey() {
   return (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random()).replace(/-/g, "");
 }
 
-// 202: the decision comes later; poll the status URL the API gave.
+// 202: the decision comes later; poll the status URL the API gave, every half second for up to
+// SETTLE_POLLS times. Still undecided then: not ok, with code "pending", so no caller takes the
+// 202's bare answer for the booking it asked for.
+const SETTLE_POLLS = window.OPTISYNC_SETTLE_POLLS || 60;
+
 async function settle(result) {
   if (result.status !== 202 || !result.body.status_url) return result;
-  for (let i = 0; i < 60; i++) {
+  for (let i = 0; i < SETTLE_POLLS; i++) {
     await new Promise((r) => setTimeout(r, 500));
     const state = await api("GET", result.body.status_url);
     if (state.ok && state.body.status === "done") {
@@ -161,7 +165,7 @@ async function settle(result) {
                body: Object.assign({}, result.body, state.body.body) };
     }
   }
-  return result;
+  return { ok: false, status: 202, body: Object.assign({}, result.body, { code: "pending" }) };
 }
 
 function problemText(body) {
@@ -170,6 +174,7 @@ function problemText(body) {
     const fields = body.errors.map((e) => e.loc.join("."));
     if (fields.some((f) => f.includes("date"))) return t("past_day");
   }
+  if (code === "pending") return t("pending");
   const key = "e_" + code;
   if (TEXTS.en[key]) return t(key);
   return (body && body.detail) || t("e_server");
