@@ -140,7 +140,8 @@ async def _check_in(api: str, booking_id: str) -> dict[str, Any]:
 
 
 async def _book_last_free_time(api: str, store_id: str, name: str) -> dict[str, Any]:
-    """At the day's last free time: the other tests of this module book earlier ones."""
+    """At the day's last free time, as left by the tests before (this is for the module's last
+    tests: the earlier ones book fixed times, up to 16:30)."""
     async with httpx.AsyncClient(base_url=api, timeout=30) as client:
         view = await client.get(
             f"/v1/stores/{store_id}/availability",
