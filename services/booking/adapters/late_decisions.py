@@ -7,16 +7,25 @@ decision was in the topic. A status read then looks for it here: in the one part
 decision's key (the store id) puts it in, from a little before the command was sent, up to the
 partition's end, at most `max_records` and `max_seconds` a look; a fruitless look saves where it
 stopped, so the next goes on from there.
+
+Redis keeps no copy on disk, so each 202'd command's lookup is also kept in MongoDB
+(`KeptLookups`): after a Redis loss its status URL is marked pending again from there and looked
+up anew, instead of answering 404.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
+from typing import Any
 
 import orjson
 from aiokafka import TopicPartition
 from prometheus_client import Counter
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from optisync_common.kafka import make_consumer
 from optisync_common.logging import get_logger
@@ -121,3 +130,43 @@ def _is_decision(value: bytes | None, correlation_id: str, lookup: LateLookup) -
         and head.get("correlation_id") == correlation_id
         and decides(head, lookup.command_event_id, lookup.accepts)
     )
+
+
+class KeptLookups:
+    """Each 202'd command's lookup, kept in MongoDB (`command_lookups`, by correlation id) for
+    as long as its status is readable. Expired ones are purged at most once an hour, by a
+    filter rather than a TTL index: FerretDB v1 keeps no secondary index (`ensure_indexes`)."""
+
+    COLLECTION = "command_lookups"
+    PURGE_EVERY_S = 3600.0
+
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], ttl_s: int) -> None:
+        self.coll = db[self.COLLECTION]
+        self.ttl_s = ttl_s
+        self._next_purge = 0.0
+
+    async def keep(self, correlation_id: str, lookup: LateLookup) -> None:
+        now = time.time()
+        expires_at = dt.datetime.fromtimestamp(now + self.ttl_s, dt.UTC)
+        doc = {"_id": correlation_id, "lookup": asdict(lookup), "expires_at": expires_at}
+        with contextlib.suppress(DuplicateKeyError):  # kept already: the same lookup
+            await self.coll.insert_one(doc)
+        if now >= self._next_purge:
+            self._next_purge = now + self.PURGE_EVERY_S
+            await self.coll.delete_many(
+                {"expires_at": {"$lt": dt.datetime.fromtimestamp(now, dt.UTC)}}
+            )
+
+    async def get(self, correlation_id: str) -> tuple[LateLookup, int] | None:
+        """The kept lookup and the seconds its status stays readable, or None (unknown,
+        expired, or not a lookup this version reads)."""
+        doc = await self.coll.find_one({"_id": correlation_id})
+        if doc is None:
+            return None
+        left_s = int(doc["expires_at"].timestamp() - time.time())  # the client is tz-aware
+        try:
+            lookup = LateLookup.of_raw(doc["lookup"])
+        except (KeyError, TypeError):
+            log.warning("kept_lookup_unreadable", correlation_id=correlation_id)
+            return None
+        return (lookup, left_s) if left_s > 0 else None

@@ -127,10 +127,14 @@ class LateLookup:
         if not stored.startswith(PENDING[:-1]):
             return None
         try:
-            raw = orjson.loads(stored)["lookup"]
-            return cls(**{**raw, "accepts": tuple(raw["accepts"])})
+            return cls.of_raw(orjson.loads(stored)["lookup"])
         except (orjson.JSONDecodeError, KeyError, TypeError):  # another version's, or none
             return None
+
+    @classmethod
+    def of_raw(cls, raw: dict[str, Any]) -> LateLookup:
+        """From its `asdict` form; TypeError or KeyError when it is not one."""
+        return cls(**{**raw, "accepts": tuple(raw["accepts"])})
 
 
 # Progress of a fruitless lookup, written only while the status is still pending: an outcome
@@ -155,10 +159,13 @@ class CommandOutcomes:
     def key(self, correlation_id: str) -> str:
         return f"{self.prefix}cmd:{correlation_id}"
 
-    async def mark_pending(self, correlation_id: str, lookup: LateLookup) -> None:
+    async def mark_pending(
+        self, correlation_id: str, lookup: LateLookup, ttl_s: int | None = None
+    ) -> None:
         # NX: a decision stored a moment earlier must not be overwritten by "pending".
         pending = lookup.pending_json()
-        await self.redis.set(self.key(correlation_id), pending, ex=self.ttl_s, nx=True)
+        ex = self.ttl_s if ttl_s is None else ttl_s
+        await self.redis.set(self.key(correlation_id), pending, ex=ex, nx=True)
 
     async def save_progress(self, correlation_id: str, lookup: LateLookup) -> None:
         await self._save_progress(keys=[self.key(correlation_id)], args=[lookup.pending_json()])

@@ -3,7 +3,8 @@
 The decision is awaited for `decision_timeout_s`, counted from before the command is produced
 (that is what the caller waits). Past the deadline the caller gets 202 and a status URL; the
 reply waiter still records the decision when it comes, and when no process waits for it any
-more, a status read finds it in the topic (`adapters/late_decisions.py`).
+more, a status read finds it in the topic (`adapters/late_decisions.py`), even after a Redis loss
+(the lookup is kept in MongoDB too).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from services.booking.adapters.bookings import (
     confirmed_doc,
     wait_for_document,
 )
-from services.booking.adapters.late_decisions import LATE_LOOKUPS, LateDecisions
+from services.booking.adapters.late_decisions import LATE_LOOKUPS, KeptLookups, LateDecisions
 from services.booking.adapters.replies import (
     PENDING,
     PRODUCE_HOP,
@@ -128,6 +129,7 @@ class CommandGateway:
         self.repo = repo
         self._sends: set[asyncio.Task[Any]] = set()
         self.late = LateDecisions(settings, waiter.outcomes)
+        self.kept = KeptLookups(resources.db, settings.idempotency_ttl_s)
 
     async def submit(
         self,
@@ -195,10 +197,15 @@ class CommandGateway:
         self, correlation_id: str, booking_id: str | None, lookup: LateLookup
     ) -> Response:
         status_url = f"/v1/commands/{correlation_id}"
-        try:
-            await self.waiter.outcomes.mark_pending(correlation_id, lookup)
-        except Exception as exc:  # the decision is still stored when it comes
-            log.warning("pending_not_marked", correlation_id=correlation_id, error=repr(exc))
+        marked = await asyncio.gather(
+            self.waiter.outcomes.mark_pending(correlation_id, lookup),
+            self.kept.keep(correlation_id, lookup),  # outlives a Redis loss
+            return_exceptions=True,
+        )
+        for store, failure in zip(("redis", "mongodb"), marked, strict=True):
+            if isinstance(failure, Exception):  # the decision is still stored when it comes
+                log.warning("pending_not_marked", correlation_id=correlation_id, store=store,
+                            error=repr(failure))  # fmt: skip
         body = Accepted(correlation_id=correlation_id, status_url=status_url, booking_id=booking_id)
         return Response(body.model_dump_json(), 202, {"location": status_url}, "application/json")
 
@@ -208,7 +215,9 @@ class CommandGateway:
         None for an unknown command."""
         stored = await self.waiter.outcomes.get(correlation_id)
         if stored is None:
-            return None
+            stored = await self._pending_again(correlation_id)
+            if stored is None:
+                return None
         lookup = LateLookup.of_pending(stored)
         if lookup is None:
             return stored if not stored.startswith(PENDING[:-1]) else PENDING
@@ -233,6 +242,21 @@ class CommandGateway:
             )
             return PENDING
         return PENDING if outcome is None else outcome.stored()
+
+    async def _pending_again(self, correlation_id: str) -> bytes | None:
+        """After a Redis loss: the command's pending status again, from the lookup kept in
+        MongoDB (then looked up as any overdue one); None for a command never answered 202."""
+        try:
+            kept = await self.kept.get(correlation_id)
+        except Exception as exc:
+            log.warning("kept_lookup_not_read", correlation_id=correlation_id, error=repr(exc))
+            raise ProblemError(503, "unavailable", "command status cannot be read now") from exc
+        if kept is None:
+            return None
+        lookup, left_s = kept
+        await self.waiter.outcomes.mark_pending(correlation_id, lookup, ttl_s=left_s)
+        log.info("command_status_restored", correlation_id=correlation_id)
+        return lookup.pending_json()
 
     # ---- renderers: the decision -> the HTTP outcome ------------------------------------
 

@@ -281,6 +281,54 @@ async def test_a_202s_status_url_gets_its_outcome_after_the_api_that_answered_it
     assert changed["body"]["status"] == "cancelled"
 
 
+async def test_a_202s_status_url_outlives_a_redis_loss(
+    booking_settings, resources, projector, store, decider, clock
+):
+    """Redis keeps no copy on disk: a command's pending status lost with it comes back from
+    the lookup kept in MongoDB, before and after its decision; an unknown command stays 404."""
+    quick = booking_settings.model_copy(update={
+        "decision_timeout_s": 0.3, "late_decision_after_s": 0.0, "late_decision_every_s": 0.2,
+    })  # fmt: skip
+    seen_before = len(decider.seen)
+    decider.silent = True
+    async with api_client(quick, clock) as first:
+        requested = await book(first, store, hhmm="17:00")
+    assert requested.status_code == 202, requested.text
+    correlation_id = requested.json()["correlation_id"]
+    status_url = requested.json()["status_url"]
+
+    async def command_seen() -> Any:
+        return decider.seen[seen_before] if len(decider.seen) > seen_before else None
+
+    command = await eventually(command_seen)
+    status_key = f"{quick.redis_prefix}cmd:{correlation_id}"
+
+    async def lose_redis_status() -> None:
+        assert await resources.redis.delete(status_key, f"{status_key}:lookup") >= 1
+
+    async def read_done(api: httpx.AsyncClient) -> dict[str, Any] | None:
+        got = (await api.get(status_url)).json()
+        return got if got["status"] == "done" else None
+
+    await lose_redis_status()
+    async with api_client(quick, clock) as second:
+        assert (await second.get(status_url)).json() == {"status": "pending"}
+        assert await resources.redis.ttl(status_key) > quick.idempotency_ttl_s - 60
+        unknown = await second.get(f"/v1/commands/{uuid.uuid4().hex}")
+        assert unknown.status_code == 404, unknown.text
+        assert unknown.json()["code"] == "unknown_command"
+        decider.silent = False
+        reply = decider.decide(command)
+        assert reply is not None
+        await decider.answer(command, reply)
+        made = await eventually(lambda: read_done(second))
+        await lose_redis_status()  # the outcome too: found again in the topic
+        again = await eventually(lambda: read_done(second))
+    assert made["http_status"] == again["http_status"] == 201, (made, again)
+    assert made["body"]["booking_id"] == again["body"]["booking_id"]
+    assert made["body"]["booking_id"] == requested.json()["booking_id"]
+
+
 async def test_a_202d_waitlist_join_and_leave_get_their_outcomes_after_the_api_is_gone(
     booking_settings, projector, store, decider, clock
 ):

@@ -1,9 +1,11 @@
 """A status read's late lookup against the real Redis: with the broker away it answers pending
 (and counts the failure), and a lookup's progress never overwrites an outcome saved meanwhile.
-The lookup finding decisions is in test_api.py."""
+The lookup finding decisions is in test_api.py. Also the lookups kept in MongoDB (real FerretDB)
+for a Redis loss."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
 from dataclasses import asdict, replace
@@ -12,6 +14,7 @@ from prometheus_client import REGISTRY
 
 from optisync_common.resources import Resources
 from services.booking.adapters.bookings import BookingRepository
+from services.booking.adapters.late_decisions import KeptLookups
 from services.booking.adapters.replies import (
     PENDING,
     CommandOutcomes,
@@ -74,3 +77,28 @@ async def test_a_lookups_progress_never_overwrites_an_outcome_saved_meanwhile(
     await outcomes.save([(correlation_id, done)])
     await outcomes.save_progress(correlation_id, progressed)
     assert await outcomes.get(correlation_id) == done.stored()
+
+
+async def test_a_kept_lookup_is_read_back_until_it_expires_then_purged(
+    resources: Resources,
+) -> None:
+    kept = KeptLookups(resources.db, ttl_s=60)
+    lookup, correlation_id = _lookup(int(time.time() * 1000)), uuid.uuid4().hex
+    await kept.keep(correlation_id, lookup)
+    await kept.keep(correlation_id, lookup)  # twice: still one, no error
+    found = await kept.get(correlation_id)
+    assert found is not None
+    assert found[0] == lookup
+    assert 55 <= found[1] <= 60  # seconds its status stays readable
+    assert await kept.get(uuid.uuid4().hex) is None
+
+    expired = uuid.uuid4().hex
+    await kept.coll.insert_one({
+        "_id": expired, "lookup": asdict(lookup),
+        "expires_at": dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1),
+    })  # fmt: skip
+    assert await kept.get(expired) is None  # expired: unknown, even before the purge
+    later = KeptLookups(resources.db, ttl_s=60)  # a fresh process purges on its first keep
+    await later.keep(uuid.uuid4().hex, lookup)
+    assert await kept.coll.find_one({"_id": expired}) is None
+    assert await kept.coll.find_one({"_id": correlation_id}) is not None

@@ -16,7 +16,7 @@ router = APIRouter(prefix="/v1/commands", tags=["commands"])
 @router.get(
     "/{correlation_id}",
     response_model=CommandStatus,
-    responses=problems(404, 422),
+    responses=problems(404, 422, 503),
     summary="The outcome of a command, once decided (kept for 24 h)",
 )
 async def command_status(
