@@ -153,9 +153,13 @@ class KeptLookups:
             await self.coll.insert_one(doc)
         if now >= self._next_purge:
             self._next_purge = now + self.PURGE_EVERY_S
-            await self.coll.delete_many(
-                {"expires_at": {"$lt": dt.datetime.fromtimestamp(now, dt.UTC)}}
-            )
+            await self._purge(dt.datetime.fromtimestamp(now, dt.UTC))
+
+    async def _purge(self, now: dt.datetime) -> None:
+        try:
+            await self.coll.delete_many({"expires_at": {"$lt": now}})
+        except Exception as exc:  # the lookup is kept; the next purge takes these too
+            log.warning("kept_lookups_not_purged", error=repr(exc))
 
     async def get(self, correlation_id: str) -> tuple[LateLookup, int] | None:
         """The kept lookup and the seconds its status stays readable, or None (unknown,
