@@ -35,7 +35,7 @@ import resource
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -122,22 +122,38 @@ async def _api_aiokafka(bootstrap: str, topic: str, rate: int, seconds: float) -
                         latencies.append((now - at) * 1000)
 
     async def request(i: int) -> None:
-        await producer.send_and_wait(topic, RECORD, key=f"{i % KEYS}/{i}".encode())
+        await producer.send_and_wait(topic, RECORD, key=_key(i))
 
     reader = asyncio.create_task(read_back())
-    tasks: set[asyncio.Task[None]] = set()
-
-    def send(i: int, at: float) -> None:
-        scheduled[f"{i % KEYS}/{i}".encode()] = at
-        task = asyncio.create_task(request(i))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-
-    await _run_windowed(window, rate, seconds, send, lambda: len(scheduled) == 0)
+    await _run_requests(window, rate, seconds, scheduled, request)
     reader.cancel()
     await producer.stop()
     await consumer.stop()
     return {"cpu_s": window.cpu_s, "latencies": latencies}
+
+
+def _key(i: int) -> bytes:
+    return f"{i % KEYS}/{i}".encode()
+
+
+async def _run_requests(
+    window: Window,
+    rate: int,
+    seconds: float,
+    scheduled: dict[bytes, float],
+    request: Callable[[int], Coroutine[Any, Any, None]],
+) -> None:
+    """The api pattern: each record sent by a task of its own, as a request's command is; the
+    window closes once every record was read back (`scheduled` emptied by the reader)."""
+    tasks: set[asyncio.Task[None]] = set()
+
+    def send(i: int, at: float) -> None:
+        scheduled[_key(i)] = at
+        task = asyncio.create_task(request(i))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    await _run_windowed(window, rate, seconds, send, lambda: not scheduled)
 
 
 async def _until(done: Callable[[], bool], seconds: float = 30) -> None:
@@ -233,21 +249,13 @@ async def _api_confluent(bootstrap: str, topic: str, rate: int, seconds: float) 
     async def request(i: int) -> None:
         future: asyncio.Future[None] = loop.create_future()
         producer.produce(
-            topic, RECORD, key=f"{i % KEYS}/{i}".encode(),
+            topic, RECORD, key=_key(i),
             on_delivery=lambda err, _msg: loop.call_soon_threadsafe(settle, future, err),
         )  # fmt: skip
         await future
 
     pollers = [_Polling(lambda: producer.poll(0.1)), _Polling(consume)]
-    tasks: set[asyncio.Task[None]] = set()
-
-    def send(i: int, at: float) -> None:
-        scheduled[f"{i % KEYS}/{i}".encode()] = at
-        task = asyncio.create_task(request(i))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-
-    await _run_windowed(window, rate, seconds, send, lambda: len(scheduled) == 0)
+    await _run_requests(window, rate, seconds, scheduled, request)
     for poller in pollers:
         poller.stop()
     producer.flush(5)
