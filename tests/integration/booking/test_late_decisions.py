@@ -9,9 +9,13 @@ import datetime as dt
 import time
 import uuid
 from dataclasses import asdict, replace
+from typing import Any
 
+import pytest
 from prometheus_client import REGISTRY
+from pymongo import AsyncMongoClient
 
+from optisync_common.problems import ProblemError
 from optisync_common.resources import Resources
 from services.booking.adapters.bookings import BookingRepository
 from services.booking.adapters.late_decisions import KeptLookups
@@ -102,3 +106,24 @@ async def test_a_kept_lookup_is_read_back_until_it_expires_then_purged(
     await later.keep(uuid.uuid4().hex, lookup)
     assert await kept.coll.find_one({"_id": expired}) is None
     assert await kept.coll.find_one({"_id": correlation_id}) is not None
+
+
+async def test_a_status_redis_lost_while_mongodb_does_not_answer_is_503_not_404(
+    booking_settings: BookingSettings, resources: Resources
+) -> None:
+    assert resources.redis is not None
+    outcomes = CommandOutcomes(resources.redis, "late-test:", 60)
+    gateway = CommandGateway(
+        booking_settings, resources, ReplyWaiter(booking_settings, outcomes),
+        BookingRepository(resources.db),
+    )  # fmt: skip
+    away: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        "mongodb://127.0.0.1:1/", serverSelectionTimeoutMS=300
+    )
+    try:
+        gateway.kept = KeptLookups(away["booking"], 60)
+        with pytest.raises(ProblemError) as raised:
+            await gateway.status(uuid.uuid4().hex)  # not in Redis: MongoDB is asked
+    finally:
+        await away.close()
+    assert (raised.value.status, raised.value.code) == (503, "unavailable")
