@@ -4,8 +4,15 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from playwright.async_api import expect
 
 from deploy.local import infra, stack
+
+# The pages show what MongoDB and Redis hold, which follow a decision by a second or two (more on
+# a busy host), and some re-read on a timer (the optometrist's day every 3 s). Playwright's 5 s
+# default for assertions was too tight for that under load: with two CPU-burning loops beside
+# the suite, the optometrist's day took up to about 20 s to show a new booking.
+expect.set_options(timeout=30_000)
 
 # Settings the e2e stack runs with: waitlist holds short enough to watch them lapse, and an
 # analytics aggregator that counts from now on (not the integration tests' history before it).

@@ -79,6 +79,12 @@ document.addEventListener("DOMContentLoaded", () => {
   $("feed-link").href = BOOT.feed_url;
   $("day").value = localDate(tz, new URLSearchParams(location.search).get("day") === "tomorrow" ? 1 : 0);
   $("day").addEventListener("change", () => { lastShown = null; load(); });
-  load().then(markInteractive);
-  setInterval(load, REFRESH_MS);
+  load().then(markInteractive).finally(refreshLater);
 });
+
+// The next re-read starts REFRESH_MS after the previous one ended, never while it runs: a fixed
+// interval began a new read every 3 s, each superseding the one before, so once a read took
+// longer than that (a slow or busy database) none drew and the page stood still.
+function refreshLater() {
+  setTimeout(() => load().finally(refreshLater), REFRESH_MS);
+}
