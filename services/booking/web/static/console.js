@@ -176,10 +176,17 @@ function scheduleReload(ms) {
   state.reload = setTimeout(() => { loadBookings(); loadSlots(); }, ms);
 }
 
+// MongoDB follows decisions a moment later (seconds on a busy host): a booking decided just
+// before the feed opened is in neither the first read nor the feed, so read again a bit later.
+const CATCH_UP_MS = [0, 2000, 6000];
+
 function connect() {
   const source = new EventSource(`/console/${sid}/events`);
   const live = $("live-status");
-  source.addEventListener("open", () => { live.className = "live on"; live.textContent = t("live"); scheduleReload(0); });
+  source.addEventListener("open", () => {
+    live.className = "live on"; live.textContent = t("live");
+    CATCH_UP_MS.forEach((ms) => setTimeout(() => scheduleReload(0), ms));
+  });
   source.addEventListener("error", () => { live.className = "live off"; live.textContent = t("offline"); });
   source.addEventListener("booking", (ev) => {
     const b = JSON.parse(ev.data).booking;
