@@ -49,7 +49,9 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def wait(self, count: int, timeout: float = 30.0) -> list[dict]:
+    # 30 s was too short once with two CPU-burning loops beside the suite (the third message
+    # had not come yet; the first two came in order)
+    def wait(self, count: int, timeout: float = 60.0) -> list[dict]:
         deadline = time.monotonic() + timeout
         while len(self.messages) < count and time.monotonic() < deadline:
             time.sleep(0.05)
