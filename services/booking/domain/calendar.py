@@ -29,6 +29,17 @@ def local_instant(date: dt.date, minute_of_day: int, tz: str) -> int | None:
     return int(aware.timestamp())
 
 
+def local_instants(date: dt.date, minute_of_day: int, tz: str) -> tuple[int, ...]:
+    """Every UTC epoch second a local wall time names: none in the spring-forward gap, two in
+    the hour repeated in autumn (its first and its second run), else one."""
+    first = local_instant(date, minute_of_day, tz)
+    if first is None:
+        return ()
+    naive = dt.datetime.combine(date, dt.time()) + dt.timedelta(minutes=minute_of_day)
+    second = int(naive.replace(tzinfo=zone(tz), fold=1).timestamp())
+    return (first,) if second == first else (first, second)
+
+
 @lru_cache(maxsize=65536)  # every decision and view asks again for the same shifts and hours
 def local_interval(date: dt.date, start: str, end: str, tz: str) -> tuple[int, int] | None:
     """[start, end) of local wall times as UTC epoch seconds (elapsed time, so a shift

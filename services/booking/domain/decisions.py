@@ -15,7 +15,7 @@ from functools import lru_cache
 from itertools import accumulate
 
 from services.booking.domain.calendar import (
-    local_instant,
+    local_instants,
     local_interval,
     minutes,
     to_local,
@@ -82,7 +82,20 @@ def opening_windows(cfg: StoreConfig, date: dt.date) -> list[Interval]:
 @lru_cache(maxsize=4096)
 def _opening(date: dt.date, tz: str, hours: tuple[tuple[str, str], ...]) -> tuple[Interval, ...]:
     windows = (local_interval(date, open_, close, tz) for open_, close in hours)
-    return tuple(sorted(w for w in windows if w))
+    return tuple(_joined(w for w in windows if w))
+
+
+def _joined(windows: Iterable[Interval]) -> list[Interval]:
+    """The windows sorted, with those that meet or overlap made one: an exam may run across
+    the join of 09:00-13:00 and 13:00-17:00 (two shifts, or two opening intervals)."""
+    result: list[Interval] = []
+    for start, end in sorted(windows):
+        if result and start <= result[-1][1]:
+            if end > result[-1][1]:
+                result[-1] = (result[-1][0], end)
+        else:
+            result.append((start, end))
+    return result
 
 
 def _subtract(windows: Iterable[Interval], holes: Iterable[Interval]) -> list[Interval]:
@@ -164,7 +177,7 @@ def _working(
     windows = _subtract(windows, away) if away else sorted(windows)
     opening = _opening(date, tz, hours)
     return tuple(
-        sorted(
+        _joined(
             (max(s, os), min(e, oe)) for s, e in windows for os, oe in opening if s < oe and os < e
         )
     )
@@ -340,7 +353,9 @@ def reschedule(
         return Rejected(
             Reason.SLOT_TAKEN,
             "that slot was just taken",
-            alternatives(cfg, new_day, exam, new_start, optometrist_id, not_before=now),
+            alternatives(
+                cfg, new_day, exam, new_start, optometrist_id, not_before=now, moving=booking
+            ),
         )
     # Prefer keeping the same optometrist when they are free at the new time.
     chosen = booking.optometrist_id if booking.optometrist_id in who else who[0]
@@ -378,14 +393,13 @@ def transition(booking: Booking, status: BookingStatus, now: int) -> Booking | R
 def _grid(
     date: dt.date, tz: str, slot_minutes: int, hours: tuple[tuple[str, str], ...]
 ) -> tuple[int, ...]:
-    """Every local grid start inside opening hours, as UTC epoch seconds (gaps skipped)."""
+    """Every local grid start inside opening hours, as UTC epoch seconds (spring gaps skipped,
+    the hour repeated in autumn there twice)."""
     starts: list[int] = []
     for open_, close in hours:
         first = -(-minutes(open_) // slot_minutes) * slot_minutes
         for minute in range(first, minutes(close), slot_minutes):
-            instant = local_instant(date, minute, tz)
-            if instant is not None:
-                starts.append(instant)
+            starts.extend(local_instants(date, minute, tz))
     return tuple(sorted(set(starts)))
 
 
@@ -445,15 +459,17 @@ def alternatives(
     optometrist_id: str | None = None,
     limit: int = MAX_ALTERNATIVES,
     not_before: int = 0,
+    moving: Booking | None = None,
 ) -> tuple[int, ...]:
-    """The free starts of the same day nearest to `around` (and after `not_before`)."""
-    if optometrist_id is None:
-        free = [s for s, _ in free_starts(cfg, day, exam.code)]
-    else:
-        windows = free_windows(cfg, day, optometrist_id)
-        duration = exam.duration_minutes * 60
-        free = [s for s in grid(cfg, day.date) if _contains(windows, s, s + duration)]
-    free = [s for s in free if s != around and s > not_before]
+    """The free starts of the same day nearest to `around` (and after `not_before`).
+    `moving`: the booking being rescheduled; its own interval counts as free, and its own
+    start is no alternative."""
+    ignore = moving.booking_id if moving is not None else None
+    pool = qualified(cfg, exam) if optometrist_id is None else [optometrist_id]
+    windows = (free_windows(cfg, day, o, ignore) for o in pool)
+    starts = starts_within(grid(cfg, day.date), windows, exam.duration_minutes * 60)
+    not_offered = {around} if moving is None else {around, moving.start}
+    free = [s for s, _ in starts if s not in not_offered and s > not_before]
     return tuple(sorted(sorted(free, key=lambda s: (abs(s - around), s))[:limit]))
 
 
@@ -488,22 +504,29 @@ def rehome(cfg: StoreConfig, day: Day, now: int) -> list[Reassigned | Displaced]
     for _, b in stranded:
         day.release(b.booking_id)
     outcomes: list[Reassigned | Displaced] = []
+    displaced: list[tuple[str, Busy]] = []
     for optometrist, b in sorted(stranded, key=lambda s: (s[1].start, s[1].booking_id)):
-        exam = _exam(cfg, b.exam_type)
+        # An exam type taken off the menu keeps the bookings it already has.
+        exam = cfg.exam_types.get(b.exam_type)
         who = candidates(cfg, day, exam, b.start) if exam is not None else []
         if isinstance(who, list) and who:
             day.occupy(who[0], b)
             outcomes.append(Reassigned(b, optometrist, who[0]))
         else:
-            around = alternatives(cfg, day, exam, b.start, not_before=now) if exam else ()
-            outcomes.append(Displaced(b, optometrist, around))
+            displaced.append((optometrist, b))
+    # Alternatives only once every reassignment has taken its slot: offered earlier, a slot
+    # could go to a later stranded booking before the displaced customer asked for it.
+    for optometrist, b in displaced:
+        exam = _exam(cfg, b.exam_type)  # none to offer for an exam no longer booked
+        around = alternatives(cfg, day, exam, b.start, not_before=now) if exam else ()
+        outcomes.append(Displaced(b, optometrist, around))
     if stranded:
         day.seq += 1
-    return outcomes
+    return sorted(outcomes, key=lambda o: (o.busy.start, o.busy.booking_id))
 
 
 def _still_served(cfg: StoreConfig, day: Day, optometrist: str, b: Busy) -> bool:
-    exam = _exam(cfg, b.exam_type)
+    exam = cfg.exam_types.get(b.exam_type)
     skills = cfg.optometrists.get(optometrist)
     if exam is None or skills is None or exam.required_skill not in skills:
         return False
