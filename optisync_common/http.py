@@ -84,9 +84,17 @@ class BodySizeLimit:
 def health_router() -> APIRouter:
     router = APIRouter(tags=["ops"])
 
-    @router.get("/healthz", summary="Liveness: the process answers")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    @router.get("/healthz", summary="Liveness: the process answers and can go on")
+    async def healthz(request: Request) -> JSONResponse:
+        # Only what a restart would cure: a dependency away is for readiness, not this.
+        checks = getattr(request.app.state, "liveness_checks", {})
+        if not checks:
+            return JSONResponse({"status": "ok"})
+        alive, report = await run_checks(checks)
+        return JSONResponse(
+            {"status": "ok" if alive else "failed", "checks": report},
+            status_code=200 if alive else 503,
+        )
 
     @router.get("/readyz", summary="Readiness: every dependency answers")
     async def readyz(request: Request) -> JSONResponse:
@@ -125,10 +133,12 @@ def create_app(
     on_startup: Sequence[Hook] = (),
     on_shutdown: Sequence[Hook] = (),
     extra_checks: Mapping[str, ReadinessCheck] | None = None,
+    liveness_checks: Mapping[str, ReadinessCheck] | None = None,
     middleware: Sequence[Callable[[ASGIApp], ASGIApp]] = (),
 ) -> FastAPI:
     """`middleware`: a service's own ASGI middleware (a class taking the next app), run inside
-    the body-size limit and the request metrics."""
+    the body-size limit and the request metrics. `liveness_checks`: what fails `/healthz`
+    (a state only a restart cures); `extra_checks` fail `/readyz` only."""
     configure_logging(settings.service_name, settings.log_level)
 
     @contextlib.asynccontextmanager
@@ -156,6 +166,7 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
+    app.state.liveness_checks = dict(liveness_checks or {})
     install_problem_handlers(app)
     for extra in reversed(middleware):
         app.add_middleware(extra)

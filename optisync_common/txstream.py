@@ -72,7 +72,15 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -151,6 +159,9 @@ class Output:
     partition: int | None = None  # None: by the key's hash
 
 
+_ABSENT = object()  # a key a table did not hold
+
+
 class ChangelogTable(MutableMapping[str, Any]):
     """A dict that remembers which keys changed since the last `take_changes()`.
 
@@ -161,17 +172,38 @@ class ChangelogTable(MutableMapping[str, Any]):
     def __init__(self) -> None:
         self._data: dict[str, Any] = {}
         self._dirty: set[str] = set()
+        # While `all_or_nothing` runs: each changed key's value (and dirtiness) before it.
+        self._undo: dict[str, tuple[Any, bool]] | None = None
 
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
+        if self._undo is not None:
+            self._remember(key)
         self._data[key] = value
         self._dirty.add(key)
 
     def __delitem__(self, key: str) -> None:
+        if self._undo is not None:
+            self._remember(key)
         del self._data[key]
         self._dirty.add(key)
+
+    def _remember(self, key: str) -> None:
+        assert self._undo is not None
+        if key not in self._undo:
+            self._undo[key] = (self._data.get(key, _ABSENT), key in self._dirty)
+
+    def _roll_back(self) -> None:
+        for key, (value, dirty) in (self._undo or {}).items():
+            if value is _ABSENT:
+                self._data.pop(key, None)
+            else:
+                self._data[key] = value
+            if not dirty:
+                self._dirty.discard(key)
+        self._undo = None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)
@@ -197,6 +229,25 @@ class ChangelogTable(MutableMapping[str, Any]):
 
 
 Tables = Mapping[str, ChangelogTable]
+
+
+@contextlib.contextmanager
+def all_or_nothing(tables: Tables) -> Iterator[None]:
+    """Every table change made inside, or none of them: an exception rolls the tables back
+    to where they were (a record dead-lettered halfway must leave nothing behind) and is
+    raised again. Not reentrant."""
+    for table in tables.values():
+        table._undo = {}
+    try:
+        yield
+    except BaseException:
+        for table in tables.values():
+            table._roll_back()
+        raise
+    for table in tables.values():
+        table._undo = None
+
+
 # Decides one task's batch: records in arrival order per input partition; mutates the tables
 # and returns what to publish. It must not raise for one bad record (dead-letter it instead).
 # An empty batch is a punctuation: only time has passed.
@@ -481,6 +532,12 @@ class TransactionalStreamProcessor:
         """Running and holding restored tasks (or told it has none)."""
         return self.running and self._assigned_once and not self._crashed
 
+    @property
+    def failed(self) -> bool:
+        """A task group crashed, or taking on tasks failed: its tasks stand still until the
+        process restarts (the liveness probe's cue: readiness only stops traffic)."""
+        return self._crashed
+
     def tables(self, partition: int) -> Tables | None:
         """The live tables of a task this instance owns (for tests and diagnostics)."""
         task = self._tasks.get(partition)
@@ -532,7 +589,8 @@ class TransactionalStreamProcessor:
         except asyncio.CancelledError:
             raise
         except BaseException:
-            # Unready from now on (the readiness probe restarts us): never a silent stall.
+            # Unready and failed from now on (the liveness probe restarts the process):
+            # never a silent stall.
             log.exception("stream_group_crashed", app=self.app_id, group=group.index)
             self._crashed = True
             raise
@@ -867,7 +925,9 @@ class TransactionalStreamProcessor:
                 group.tasks[p] = self._tasks[p] = _Task(p)
         assigned = [p for tasks in members.values() for p in tasks]
         await self._restore(assigned)
-        await self._fence_stale_layouts([self._tasks[p] for p in assigned])
+        if await self._fence_stale_layouts([self._tasks[p] for p in assigned]):
+            # What the other layout committed while being fenced is past the restore's end.
+            await self._restore(assigned)
         for g in members:
             group = self._groups[g]
             await self._seek_to_positions(group)
@@ -876,7 +936,7 @@ class TransactionalStreamProcessor:
         self._assigned_once = True
         log.info("stream_tasks_assigned", app=self.app_id, partitions=sorted(self._tasks))
 
-    async def _fence_stale_layouts(self, tasks: Sequence[_Task]) -> None:
+    async def _fence_stale_layouts(self, tasks: Sequence[_Task]) -> bool:
         """Abort what a crashed instance of another group count (or of the per-task ids of
         earlier versions) left open on these tasks' partitions. Its ids are not ours, so
         starting our producers fenced nothing of it, and until the broker's transaction
@@ -892,9 +952,10 @@ class TransactionalStreamProcessor:
             }
         )
         if not stale:
-            return
+            return False
         log.warning("stream_fencing_other_layout", app=self.app_id, transactional_ids=stale)
         await asyncio.gather(*(self._fence(transactional_id) for transactional_id in stale))
+        return True
 
     async def _fence(self, transactional_id: str) -> None:
         producer = AIOKafkaProducer(
@@ -1137,12 +1198,21 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         kept = {tp.partition for tp in owner.consumer.assignment()} - {
             tp.partition for tp in revoked
         }
-        await owner._drop_groups(
-            [g for g, group in list(owner._groups.items()) if set(group.tasks) - kept]
-        )
+        stale = [g for g, group in list(owner._groups.items()) if set(group.tasks) - kept]
+        await self._or_fail(owner._drop_groups(stale))
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        await self.owner._assign({tp.partition for tp in assigned})
+        await self._or_fail(self.owner._assign({tp.partition for tp in assigned}))
+
+    async def _or_fail(self, step: Awaitable[None]) -> None:
+        """aiokafka logs and swallows what a rebalance callback raises, and fetches on: the
+        half-moved tasks would stand still while the instance looked ready."""
+        try:
+            await step
+        except Exception:
+            log.exception("stream_tasks_move_failed", app=self.owner.app_id)
+            self.owner._crashed = True
+            raise
 
 
 @lru_cache

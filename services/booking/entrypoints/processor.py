@@ -23,7 +23,12 @@ from optisync_common.http import create_app, serve
 from optisync_common.logging import bind_event, get_logger
 from optisync_common.metrics import count_consumed
 from optisync_common.resources import NotReady, Resources
-from optisync_common.txstream import Output, Tables, TransactionalStreamProcessor
+from optisync_common.txstream import (
+    Output,
+    Tables,
+    TransactionalStreamProcessor,
+    all_or_nothing,
+)
 from schemas.events.availability import availability_key
 from schemas.registry import AVAILABILITY, BOOKING_COMMANDS, ROSTER_EVENTS, dlq_topic_for, topic
 from schemas.serde import DecodeError, decode, encode
@@ -63,16 +68,36 @@ class BatchDecider:
             decoded=self._decoded.setdefault(partition, DecodedState()),
         )
         now = self.clock.now()
-        processor.expire_idempotency(now)
-        outputs = self._retire_past(partition, processor.t, now)
+        outputs = self._housekeeping(partition, processor, now)
         for record in records:
-            outputs.extend(self._decide(processor, record))
-        outputs.extend(self._timed(processor))
-        # A store's views go to the task's own partition number, like its events and facts
-        # (the key, store:date, would hash elsewhere): one partition fewer in each transaction.
-        # Each key still has one partition, so compaction keeps working.
-        views = [encode(view) for view in processor.flush_views()]
-        return outputs + [
+            outputs.extend(self._decide(processor, record, tables))
+        outputs.extend(self._timed(processor, tables))
+        return outputs + self._views(partition, processor)
+
+    def _housekeeping(
+        self, partition: int, processor: AvailabilityProcessor, now: dt.datetime
+    ) -> list[Output]:
+        """Expiry and retention; a bug here must not stall the task (they run again next
+        batch)."""
+        try:
+            processor.expire_idempotency(now)
+            return self._retire_past(partition, processor.t, now)
+        except Exception:
+            log.exception("processor_housekeeping_failed")
+            return []
+
+    def _views(self, partition: int, processor: AvailabilityProcessor) -> list[Output]:
+        """The batch's availability views. A store's views go to the task's own partition
+        number, like its events and facts (the key, store:date, would hash elsewhere): one
+        partition fewer in each transaction. Each key still has one partition, so compaction
+        keeps working. A bug here costs the batch's views (the decisions stand, and the
+        day's next change publishes its view), never the task."""
+        try:
+            views = [encode(view) for view in processor.flush_views()]
+        except Exception:
+            log.exception("processor_views_failed")
+            return []
+        return [
             Output(e.topic, e.key, e.value, list(e.headers), partition=partition) for e in views
         ]
 
@@ -94,7 +119,10 @@ class BatchDecider:
         ]
 
     def _decide(
-        self, processor: AvailabilityProcessor, record: ConsumerRecord[bytes, bytes]
+        self,
+        processor: AvailabilityProcessor,
+        record: ConsumerRecord[bytes, bytes],
+        tables: Tables,
     ) -> list[Output]:
         headers = list(record.headers or [])
         try:
@@ -104,21 +132,25 @@ class BatchDecider:
         count_consumed(self.settings.service_name, record.topic, envelope.type)
         with bind_event(event_id=str(envelope.event_id), correlation_id=envelope.correlation_id):
             try:
-                results = processor.handle(envelope, self.clock.now())
+                # A record dead-lettered halfway leaves no table change behind: no booking
+                # holding a slot without its decision or idempotency record.
+                with all_or_nothing(tables):
+                    results = processor.handle(envelope, self.clock.now())
+                    encoded = [processor.encoded(result) for result in results]
             except Exception as exc:  # a bug must not stall the store's partition
                 log.exception("processor_failed", type=envelope.type)
                 return [self._dead_letter(record, exc)]
-        encoded = [processor.encoded(result) for result in results]
         return [Output(e.topic, e.key, e.value, list(e.headers)) for e in encoded]
 
-    def _timed(self, processor: AvailabilityProcessor) -> list[Output]:
-        """What time alone decided (lapsed holds); a bug here must not stall the task."""
+    def _timed(self, processor: AvailabilityProcessor, tables: Tables) -> list[Output]:
+        """What time alone decided (lapsed holds); a bug here must not stall the task, nor
+        leave half its changes (the next batch tries again)."""
         try:
-            results = processor.tick(self.clock.now())
+            with all_or_nothing(tables):
+                encoded = [encode(result) for result in processor.tick(self.clock.now())]
         except Exception:
             log.exception("processor_tick_failed")
             return []
-        encoded = [encode(result) for result in results]
         return [Output(e.topic, e.key, e.value, list(e.headers)) for e in encoded]
 
     def _dead_letter(self, record: ConsumerRecord[bytes, bytes], error: Exception) -> Output:
@@ -129,7 +161,8 @@ class BatchDecider:
             error=error,
             now=self.clock.now(),
         )
-        encoded = encode(letter, topic=dlq_topic_for(record.topic), key=record.key)
+        key = letter.payload.original_key()  # the key the letter kept (none if too large)
+        encoded = encode(letter, topic=dlq_topic_for(record.topic), key=key)
         return Output(encoded.topic, encoded.key, encoded.value, list(encoded.headers))
 
 
@@ -165,6 +198,10 @@ def build_app(settings: BookingSettings, clock: Clock | None = None) -> FastAPI:
         if not stream.ready:
             raise NotReady("processor tasks not assigned and restored yet")
 
+    async def check_stream_alive() -> None:
+        if stream.failed:
+            raise NotReady("a task group failed for good: restart the processor")
+
     worker_settings = settings.model_copy(update={"http_port": settings.worker_port})
     return create_app(
         worker_settings,
@@ -175,6 +212,7 @@ def build_app(settings: BookingSettings, clock: Clock | None = None) -> FastAPI:
         on_startup=[start],
         on_shutdown=[stop],
         extra_checks={"stream": check_stream},
+        liveness_checks={"stream": check_stream_alive},
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 from aiokafka.structs import ConsumerRecord
@@ -11,6 +12,7 @@ from optisync_common.txstream import ChangelogTable
 from schemas.events.dlq import DeadLetter
 from schemas.registry import AVAILABILITY, BOOKING_COMMANDS, BOOKING_EVENTS, dlq_topic_for
 from schemas.serde import decode, encode
+from services.booking.adapters.processor import AvailabilityProcessor
 from services.booking.adapters.processor_state import outputs_from_record
 from services.booking.entrypoints.processor import TABLES, BatchDecider
 from services.booking.settings import BookingSettings
@@ -82,3 +84,53 @@ def test_a_decision_publishes_the_bytes_its_idempotency_record_replays():
     assert published == kept
     assert [decode(v.encode()).type for v in kept].count("BookingConfirmed") == 2
     assert len([o for o in outputs if o.topic == AVAILABILITY]) == 1  # one view per store-day
+
+
+def test_a_record_that_fails_halfway_is_dead_lettered_with_none_of_its_changes(monkeypatch):
+    """A fault after the decision wrote the tables (here: encoding its event) must not leave a
+    booking holding the slot without a decision or an idempotency record."""
+    tables = seeded_tables()
+    before = {name: dict(table) for name, table in tables.items()}
+    for table in tables.values():
+        table.take_changes()
+    slot = dt.datetime(2026, 12, 7, 9, 0, tzinfo=dt.UTC)
+    first = encode(request("berlin", slot, key="k1", now=NOW))
+
+    def failing_encode(envelope, **kwargs):
+        if envelope.type == "BookingConfirmed":
+            raise ValueError("a bug after the tables changed")
+        return encode(envelope, **kwargs)
+
+    monkeypatch.setattr(f"{AvailabilityProcessor.__module__}.encode", failing_encode)
+    decider = BatchDecider(BookingSettings(environment="test"), FixedClock(NOW))
+    outputs = decider(3, [record(0, first.value, list(first.headers))], tables)
+    assert [o.topic for o in outputs if o.topic != AVAILABILITY] == [
+        dlq_topic_for(BOOKING_COMMANDS)
+    ]
+    assert {name: dict(table) for name, table in tables.items()} == before
+    assert not any(table.changed for table in tables.values())
+
+    monkeypatch.undo()
+    again = encode(request("berlin", slot, key="k2", now=NOW))
+    outputs = decider(3, [record(1, again.value, list(again.headers))], tables)
+    decided = [decode(o.value or b"") for o in outputs if o.topic == BOOKING_EVENTS]
+    assert [d.type for d in decided] == ["BookingConfirmed"]  # the slot was still free
+
+
+def test_any_record_gets_a_dead_letter_the_broker_takes():
+    """A key longer than an envelope's store id, or a value near the broker's 1 MiB limit:
+    the dead letter is still made (a consumer that cannot make one is stuck on the record)."""
+    tables = seeded_tables()
+    decider = BatchDecider(BookingSettings(environment="test"), FixedClock(NOW))
+    long_key = dataclasses.replace(record(0, b"{not json", []), key=b"s" * 300)
+    huge_value = record(1, b"{" + b"a" * 900_000, [])
+    outputs = decider(3, [long_key, huge_value], tables)
+    assert [o.topic for o in outputs] == [dlq_topic_for(BOOKING_COMMANDS)] * 2
+    envelopes = [decode(o.value or b"") for o in outputs]
+    assert envelopes[0].store_id == "s" * 128
+    long_key_letter, huge_value_letter = (e.payload for e in envelopes)
+    assert isinstance(long_key_letter, DeadLetter) and isinstance(huge_value_letter, DeadLetter)
+    assert long_key_letter.original_key() == b"s" * 300
+    assert huge_value_letter.value_b64 is None
+    assert "value (900001 bytes)" in huge_value_letter.error
+    assert all(len(o.value or b"") + len(o.key or b"") < 512 * 1024 for o in outputs)

@@ -7,6 +7,7 @@ from pydantic import BaseModel
 
 from optisync_common.http import create_app
 from optisync_common.problems import PROBLEM_JSON, ProblemError
+from optisync_common.resources import NotReady
 from optisync_common.settings import ServiceSettings
 
 
@@ -110,3 +111,26 @@ async def test_health_and_metrics_exist(client):
     await client.get("/healthz")
     metrics = (await client.get("/metrics")).text
     assert 'optisync_http_requests_total{method="GET",route="/healthz"' in metrics
+
+
+async def test_healthz_fails_while_a_liveness_check_fails():
+    broken = False
+
+    async def stream_alive() -> None:
+        if broken:
+            raise NotReady("a task group failed for good")
+
+    app = create_app(
+        ServiceSettings(service_name="probe"), title="t", description="d", kafka=False,
+        mongo=False, redis=False, liveness_checks={"stream": stream_alive},
+    )  # fmt: skip
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            assert (await client.get("/healthz")).json() == {
+                "status": "ok", "checks": {"stream": "ok"}
+            }  # fmt: skip
+            broken = True
+            resp = await client.get("/healthz")
+            assert resp.status_code == 503
+            assert resp.json()["checks"]["stream"].startswith("failed: NotReady")

@@ -3,9 +3,10 @@ transaction must write to its changelog, and outputs are placed as the producer 
 
 from __future__ import annotations
 
+import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from optisync_common.txstream import ChangelogTable, default_partition
+from optisync_common.txstream import ChangelogTable, all_or_nothing, default_partition
 
 
 def test_only_assignments_and_deletions_are_changes():
@@ -44,3 +45,32 @@ def test_outputs_without_a_partition_go_where_the_producer_would_put_them():
         key = f"store-{i}".encode()
         assert default_partition(key, partitions) == DefaultPartitioner()(key, partitions, [])
     assert default_partition(None, partitions) in partitions
+
+
+def test_all_or_nothing_undoes_every_change_of_a_failed_step_and_keeps_a_good_one():
+    people, counts = ChangelogTable(), ChangelogTable()
+    people.restore("kept", {"n": 1})
+    people.restore("gone", {"n": 2})
+    people["changed_before"] = {"n": 3}  # an earlier record's change, not yet committed
+    tables = {"people": people, "counts": counts}
+
+    def handle_halfway() -> None:
+        with all_or_nothing(tables):
+            people["kept"] = {"n": 10}
+            people["changed_before"] = {"n": 30}
+            people["new"] = {"n": 4}
+            del people["gone"]
+            counts["c"] = 1
+            raise RuntimeError("the record's handler failed halfway")
+
+    with pytest.raises(RuntimeError):
+        handle_halfway()
+    assert dict(people) == {"kept": {"n": 1}, "gone": {"n": 2}, "changed_before": {"n": 3}}
+    assert dict(counts) == {}
+    assert people.take_changes() == [("changed_before", {"n": 3})]
+    assert counts.take_changes() == []
+
+    with all_or_nothing(tables):
+        people["new"] = {"n": 4}
+    people["later"] = {"n": 5}  # outside: nothing remembered, nothing undone
+    assert people.take_changes() == [("later", {"n": 5}), ("new", {"n": 4})]
