@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import gc
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BeforeValidator
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -20,7 +22,7 @@ from optisync_common.metrics import HttpMetrics, metrics_response, observe_gc_pa
 from optisync_common.problems import install_problem_handlers, problem_response
 from optisync_common.resources import Resources, open_resources
 from optisync_common.settings import ServiceSettings
-from schemas.events.base import END_REQUEST_DAY, FIRST_REQUEST_DAY
+from schemas.events.base import END_REQUEST_DAY, FIRST_REQUEST_DAY, day_text
 
 log = get_logger(__name__)
 
@@ -32,7 +34,9 @@ Hook = Callable[[FastAPI, Resources], Awaitable[None]]
 
 
 class BodySizeLimit:
-    """Reject bodies over `limit` bytes with 413, counting streamed chunks too."""
+    """Reject bodies over `limit` bytes with 413, counting streamed chunks too. The whole body
+    is read before the app sees any of it: an app given the first part of an oversized
+    streamed body acted on it (a booking made, then answered 413)."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -50,35 +54,47 @@ class BodySizeLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await self._reject(scope, receive, send)
             return
-        received = 0
-        too_large = False
-        rejected = False
-
-        async def limited_receive() -> Message:
-            nonlocal received, too_large
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.limit:
-                # End the body here; whatever the app answers is replaced by 413 below.
-                too_large = True
-                return {"type": "http.request", "body": b"", "more_body": False}
-            return message
-
-        async def guarded_send(message: Message) -> None:
-            nonlocal rejected
-            if not too_large:
-                await send(message)
-            elif not rejected:
-                rejected = True
-                await self._reject(scope, receive, send)
-
-        await self.app(scope, limited_receive, guarded_send)
+        try:
+            body = await read_body(receive, self.limit)
+        except BodyTooLarge:
+            await self._reject(scope, receive, send)
+            return
+        await self.app(scope, replay(body, receive), send)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problem_response(
             413, "payload_too_large", f"request bodies are limited to {self.limit} bytes"
         )
         await response(scope, receive, send)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(receive: Receive, limit: int | None = None) -> list[Message]:
+    """A request's messages up to the end of its body (or a disconnect). Raises BodyTooLarge
+    as soon as the body is over `limit` bytes."""
+    messages: list[Message] = []
+    size = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        size += len(message.get("body", b""))
+        if limit is not None and size > limit:
+            raise BodyTooLarge(f"over {limit} bytes")
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return messages
+
+
+def replay(messages: list[Message], receive: Receive) -> Receive:
+    """A `receive` that gives `messages` again, then goes on with `receive` (a disconnect)."""
+    pending = list(messages)
+
+    async def replayed() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replayed
 
 
 def health_router() -> APIRouter:
@@ -209,9 +225,14 @@ def serve(
     )
 
 
-def day_query(description: str = "store-local date, YYYY-MM-DD") -> Any:
-    """A date query parameter limited to the days a request may name (`RequestDay`): at the
-    ends of the calendar, converting a day to UTC overflows (a 500 instead of a 422)."""
-    # FastAPI types the bounds as numbers; pydantic compares dates with them just as well.
-    bounds: dict[str, Any] = {"ge": FIRST_REQUEST_DAY, "lt": END_REQUEST_DAY}
-    return Query(description=description, **bounds)
+# FastAPI types the bounds as numbers; pydantic compares dates with them just as well.
+_REQUEST_DAYS: dict[str, Any] = {"ge": FIRST_REQUEST_DAY, "lt": END_REQUEST_DAY}
+
+LocalDayQuery = Annotated[
+    dt.date,
+    BeforeValidator(day_text),
+    Query(description="store-local date, YYYY-MM-DD", **_REQUEST_DAYS),
+]
+"""A date query parameter: YYYY-MM-DD only (pydantic would also take a Unix timestamp or a
+midnight date-time), within the days a request may name (`RequestDay`: at the ends of the
+calendar, converting a day to UTC overflows, a 500 instead of a 422)."""

@@ -95,6 +95,15 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return errors
 
 
+def _body_not_json(exc: RequestValidationError) -> bool:
+    """FastAPI validates a body it did not parse as JSON (another or no Content-Type) as
+    its raw bytes: the schema error it gets is about the media type, not the fields."""
+    return any(
+        tuple(err.get("loc", ())) == ("body",) and isinstance(err.get("input"), bytes)
+        for err in exc.errors()
+    )
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(_: Request, exc: ProblemError) -> JSONResponse:
@@ -102,6 +111,11 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        if _body_not_json(exc):
+            return problem_response(
+                415, "unsupported_media_type",
+                "request bodies are JSON: send them with Content-Type: application/json",
+            )  # fmt: skip
         errors = _validation_errors(exc)
         if any(e["type"] == "json_invalid" for e in errors):
             return problem_response(

@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Annotated, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 __all__ = [
     "Actor",
@@ -69,11 +69,51 @@ END_REQUEST_DAY = dt.date(3000, 1, 1)  # exclusive
 FIRST_REQUEST_INSTANT = dt.datetime.combine(FIRST_REQUEST_DAY, dt.time(), tzinfo=dt.UTC)
 END_REQUEST_INSTANT = dt.datetime.combine(END_REQUEST_DAY, dt.time(), tzinfo=dt.UTC)
 
-RequestDay = Annotated[dt.date, Field(ge=FIRST_REQUEST_DAY, lt=END_REQUEST_DAY)]
-"""A day a request may name (2000-01-01 up to 2999-12-31)."""
+# What a request may write for a day and an instant. Pydantic alone also takes a number as
+# Unix seconds or milliseconds (by its size), so a client's unit mistake became a booking at
+# another time, and it cuts digits below the microsecond off rather than refusing them.
+_DAY_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_INSTANT_TEXT = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.(\d+))?)?(?:[Zz]|[+-]\d{2}:\d{2})$"
+)
 
-RequestInstant = Annotated[AwareDatetime, Field(ge=FIRST_REQUEST_INSTANT, lt=END_REQUEST_INSTANT)]
-"""An offset-aware instant a request may name (from 2000 up to the end of 2999, UTC)."""
+
+def day_text(value: object) -> object:
+    """A request's day: `YYYY-MM-DD` text (or a date, from code)."""
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, str) and _DAY_TEXT.match(value):
+        return value
+    raise ValueError("expected a date as YYYY-MM-DD")
+
+
+def instant_text(value: object) -> object:
+    """A request's instant: RFC 3339 text with an offset (or a datetime, from code), to the
+    microsecond at most."""
+    if isinstance(value, dt.datetime):
+        return value
+    match = _INSTANT_TEXT.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(
+            "expected an RFC 3339 date-time with an offset, e.g. 2026-03-30T09:30:00+02:00"
+        )
+    if (match.group(1) or "")[6:].strip("0"):
+        raise ValueError("times are precise to the microsecond at most")
+    return value
+
+
+RequestDay = Annotated[
+    dt.date, BeforeValidator(day_text), Field(ge=FIRST_REQUEST_DAY, lt=END_REQUEST_DAY)
+]
+"""A day a request may name (2000-01-01 up to 2999-12-31), written YYYY-MM-DD."""
+
+RequestInstant = Annotated[
+    AwareDatetime,
+    BeforeValidator(instant_text),
+    Field(ge=FIRST_REQUEST_INSTANT, lt=END_REQUEST_INSTANT),
+]
+"""An offset-aware instant a request may name (from 2000 up to the end of 2999, UTC), written
+in RFC 3339."""
 
 _LOCAL_TIME_RE = re.compile(r"^(?:[01]\d|2[0-3]):[0-5]\d$")
 

@@ -243,10 +243,13 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         start, booking_id = orjson.loads(raw)
         instant = dt.datetime.fromisoformat(start)
-    except (binascii.Error, orjson.JSONDecodeError, ValueError, TypeError) as exc:
+        if not isinstance(booking_id, str) or instant.tzinfo is None:
+            raise ValueError("not a cursor's fields")
+        # In UTC, as issued: a crafted one at the calendar's ends (0001-01-01T00:00+14:00)
+        # overflows here rather than in the query's encoding (a 500).
+        instant = instant.astimezone(dt.UTC)
+    except (binascii.Error, orjson.JSONDecodeError, ValueError, TypeError, OverflowError) as exc:
         raise InvalidCursor("cursor is not one this API issued") from exc
-    if not isinstance(booking_id, str) or instant.tzinfo is None:
-        raise InvalidCursor("cursor is not one this API issued")
     return instant, booking_id
 
 

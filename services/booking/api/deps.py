@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Query, Request
 
 from optisync_common.clock import Clock, SystemClock
-from optisync_common.http import day_query
 from optisync_common.problems import PROBLEM_JSON, ProblemError
 from services.booking.adapters.bookings import BookingRepository, Document, InvalidCursor
 from services.booking.adapters.replies import CommandOutcomes
@@ -53,18 +51,32 @@ async def get_clock() -> Clock:
 
 
 ContextDep = Annotated[BookingContext, Depends(get_context)]
-LocalDateQuery = Annotated[dt.date, day_query()]
 ClockDep = Annotated[Clock, Depends(get_clock)]
-IdempotencyKeyHeader = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=256,
-        description="required on state-changing requests; a retry with the same key returns "
-        "the same result for 24 h",
-    ),
-]
+
+
+def one_idempotency_key(
+    request: Request,
+    key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=256,
+            description="required on state-changing requests; a retry with the same key "
+            "returns the same result for 24 h",
+        ),
+    ] = None,
+) -> str | None:
+    """The request's one Idempotency-Key. Several (a client's and a proxy's, say) are refused:
+    taking the first would make which retries count as the same request a matter of chance."""
+    if len(request.headers.getlist("idempotency-key")) > 1:
+        raise ProblemError(
+            400, "duplicate_idempotency_key", "send one Idempotency-Key header, not several"
+        )
+    return key
+
+
+IdempotencyKeyHeader = Annotated[str | None, Depends(one_idempotency_key)]
 
 
 def require_idempotency_key(key: str | None) -> str:

@@ -24,6 +24,7 @@ from typing import cast
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from optisync_common.clock import Clock
+from optisync_common.http import read_body, replay
 from optisync_common.problems import ProblemError
 from services.booking.api.deps import BookingContext, get_clock, get_context
 from services.booking.api.models import BookingRequest
@@ -44,10 +45,10 @@ class FastBookingRequests:
         if context is None:
             await self.app(scope, receive, send)
             return
-        received = await _read_body(receive)
+        received = await read_body(receive)
         booking = await _prepare(context, scope, received)
         if booking is None:
-            await self.app(scope, _replay(received, receive), send)
+            await self.app(scope, replay(received, receive), send)
             return
         scope["route"] = _ROUTE
         try:
@@ -109,22 +110,3 @@ def _is_json(scope: Scope) -> bool:
         if header == b"content-type":
             return bool(value.split(b";", 1)[0].strip().lower() == b"application/json")
     return False
-
-
-async def _read_body(receive: Receive) -> list[Message]:
-    """The request's messages up to the end of its body (or a disconnect)."""
-    messages = []
-    while True:
-        message = await receive()
-        messages.append(message)
-        if message["type"] != "http.request" or not message.get("more_body", False):
-            return messages
-
-
-def _replay(messages: list[Message], receive: Receive) -> Receive:
-    pending = list(messages)
-
-    async def replayed() -> Message:
-        return pending.pop(0) if pending else await receive()
-
-    return replayed

@@ -8,11 +8,11 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Response
 
-from optisync_common.http import day_query
+from optisync_common.http import LocalDayQuery
 from optisync_common.problems import ProblemError
 from schemas.envelope import deterministic_event_id
 from services.roster.adapters.commands import Emitted
@@ -56,7 +56,6 @@ from services.roster.domain.model import (
 from services.roster.domain.rules import PlacedShift, RosterViolation
 
 router = APIRouter(prefix="/v1", tags=["roster"])
-LocalDay = Annotated[dt.date, day_query()]
 T = TypeVar("T")
 
 
@@ -136,14 +135,14 @@ async def store_optometrists(store_id: str, commands: CommandsDep) -> dict[str, 
 
 
 @router.get("/stores/{store_id}/shifts", summary="Published shifts of a store on a local date")
-async def store_shifts(store_id: str, date: LocalDay, commands: CommandsDep) -> dict[str, Any]:
+async def store_shifts(store_id: str, date: LocalDayQuery, commands: CommandsDep) -> dict[str, Any]:
     await commands.store(store_id)
     return {"items": await commands.repo.published_shifts_on(store_id, date)}
 
 
 @router.get("/stores/{store_id}/roster", summary="A store-week: drafts and published shifts")
 async def store_roster(
-    store_id: str, week_start: LocalDay, commands: CommandsDep
+    store_id: str, week_start: LocalDayQuery, commands: CommandsDep
 ) -> dict[str, Any]:
     await commands.store(store_id)
     docs = await commands.repo.shifts_of_store(
@@ -256,7 +255,9 @@ async def schedule_training(
     "/optometrists/{optometrist_id}/schedule",
     summary="Day view: published shifts minus breaks/training/leave, bookings and free gaps",
 )
-async def schedule(optometrist_id: str, date: LocalDay, commands: CommandsDep) -> dict[str, Any]:
+async def schedule(
+    optometrist_id: str, date: LocalDayQuery, commands: CommandsDep
+) -> dict[str, Any]:
     repo = commands.repo
     if await repo.get_optometrist(optometrist_id) is None:
         raise RosterViolation(404, "unknown_optometrist", f"no optometrist {optometrist_id!r}")

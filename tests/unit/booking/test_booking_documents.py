@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 
 import orjson
@@ -84,7 +85,11 @@ def test_booking_lifecycle_and_redelivery():
 def test_cursor_round_trip_and_garbage():
     doc = confirmed_doc(CONFIRMED)
     assert decode_cursor(encode_cursor(doc)) == (T0, "b1")
-    for garbage in ("", "!!!", "bm90IGpzb24", encode_cursor(doc)[:-3]):
+    crafted = [  # well-formed, but at the calendar's ends once in UTC, or without an offset
+        base64.urlsafe_b64encode(orjson.dumps([start, "x"])).decode().rstrip("=")
+        for start in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:00:00-12:00", "2026-03-29")
+    ]
+    for garbage in ("", "!!!", "bm90IGpzb24", encode_cursor(doc)[:-3], *crafted):
         with pytest.raises(InvalidCursor):
             decode_cursor(garbage)
 

@@ -56,9 +56,9 @@ BookingId = Annotated[str, Path(min_length=1, max_length=128)]
 _CREATE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": Booking, "description": "the same customer already holds this slot"},
     **ACCEPTED_RESPONSE,
-    **problems(400, 404, 409, 413, 422, 503),
+    **problems(400, 404, 409, 413, 415, 422, 503),
 }
-_CHANGE_RESPONSES = {**ACCEPTED_RESPONSE, **problems(400, 404, 409, 413, 422, 503)}
+_CHANGE_RESPONSES = {**ACCEPTED_RESPONSE, **problems(400, 404, 409, 413, 415, 422, 503)}
 
 
 @router.post(

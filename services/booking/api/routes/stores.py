@@ -8,11 +8,11 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
+from optisync_common.http import LocalDayQuery
 from schemas.events.base import Channel
 from services.booking.adapters.bookings import BookingStatus
 from services.booking.api.deps import (
     ContextDep,
-    LocalDateQuery,
     PageDep,
     context_of,
     problems,
@@ -35,7 +35,7 @@ StoreId = Annotated[str, Path(min_length=1, max_length=128)]
 )
 async def availability(
     store_id: StoreId,
-    date: LocalDateQuery,
+    date: LocalDayQuery,
     exam_type: Annotated[str, Query(min_length=1, max_length=128)],
     request: Request,
     channel: Annotated[Channel, Query(description="who is looking (analytics)")] = Channel.WEB,
@@ -65,7 +65,7 @@ async def availability(
 )
 async def store_bookings(
     store_id: StoreId,
-    date: LocalDateQuery,
+    date: LocalDayQuery,
     context: ContextDep,
     page: PageDep,
     status: BookingStatus | None = None,

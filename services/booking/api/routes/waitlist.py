@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Path, Query, Response
 
+from optisync_common.http import LocalDayQuery
 from optisync_common.problems import ProblemError
 from schemas.envelope import Envelope
 from schemas.events.base import EventPayload
@@ -38,7 +39,6 @@ from services.booking.api.deps import (
     ClockDep,
     ContextDep,
     IdempotencyKeyHeader,
-    LocalDateQuery,
     problems,
     require_idempotency_key,
     store_catalog,
@@ -124,7 +124,7 @@ def _late_decline(gateway: CommandGateway, late: LateRender) -> Render:
     "/v1/waitlist",
     status_code=201,
     response_model=WaitlistEntry,
-    responses={**ACCEPTED_RESPONSE, **problems(400, 404, 409, 413, 422, 503)},
+    responses={**ACCEPTED_RESPONSE, **problems(400, 404, 409, 413, 415, 422, 503)},
     summary="Join a store's waitlist for an exam type, days and (optionally) a time window",
     description="When a matching slot frees up the customer gets an offer (SlotOffered) on "
     "their channel and can accept it while it is held for them.",
@@ -224,7 +224,7 @@ async def leave_waitlist(
 )
 async def store_waitlist(
     store_id: Annotated[str, Path(min_length=1, max_length=128)],
-    date: LocalDateQuery,
+    date: LocalDayQuery,
     context: ContextDep,
 ) -> StoreWaitlist:
     await store_catalog(context, store_id)  # 404 for an unknown store
@@ -246,7 +246,7 @@ async def get_offer(token: Token, context: ContextDep) -> Offer:
     "/v1/offers/{token}/accept",
     status_code=201,
     response_model=Booking,
-    responses={**ACCEPTED_RESPONSE, **problems(404, 409, 413, 422, 503)},
+    responses={**ACCEPTED_RESPONSE, **problems(404, 409, 413, 415, 422, 503)},
     summary="Accept an offer: the first accept of a slot's offers gets the booking",
     description="201 with the booking; 409 `offer_taken` when another customer accepted "
     "first, `offer_expired` after the hold; a repeated accept returns the same booking.",

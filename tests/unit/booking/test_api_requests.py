@@ -1,0 +1,164 @@
+"""The booking API's answers to odd requests, in-process (no servers): the body limit, the
+Idempotency-Key header, the body's media type and how instants and days must be written.
+The fast booking path and the FastAPI route must answer alike, so both are asked."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from fastapi import Response
+
+from optisync_common.http import create_app
+from optisync_common.settings import ServiceSettings
+from services.booking.api.deps import get_clock, get_context
+from services.booking.api.fast_bookings import FastBookingRequests
+from services.booking.api.fast_reads import FastAvailabilityReads
+from services.booking.api.main import api_router
+
+from .test_api_validation import BERLIN
+
+NOW = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+LIMIT = 1024
+BOOKING = {
+    "store_id": "s1", "exam_type": "std", "slot_start": "2026-03-10T09:30:00+01:00",
+    "channel": "web", "customer": {"customer_ref": "c1"},
+}  # fmt: skip
+
+
+class Catalogs:
+    async def catalog(self, store_id: str) -> Any:
+        return BERLIN if store_id == "s1" else None
+
+    async def view(self, store_id: str, date: dt.date) -> None:
+        return None
+
+    def cached_view(self, store_id: str, date: dt.date) -> None:
+        return None
+
+
+class Gateway:
+    """Takes what would be produced, and answers as if it had been decided."""
+
+    def __init__(self) -> None:
+        self.submitted: list[Any] = []
+
+    def request_renderer(self, *args: object) -> None:
+        return None
+
+    async def submit(self, command: Any, **kwargs: object) -> Response:
+        self.submitted.append(command)
+        return Response(b'{"booked": true}', 201, media_type="application/json")
+
+
+@pytest.fixture(params=["fast path", "route"])
+def api(request: pytest.FixtureRequest) -> tuple[httpx.AsyncClient, Gateway]:
+    settings = ServiceSettings(service_name="booking-unit", max_body_bytes=LIMIT)
+    app = create_app(
+        settings, title="t", description="d", routers=[api_router], kafka=False, mongo=False,
+        redis=False, middleware=[FastAvailabilityReads, FastBookingRequests],
+    )  # fmt: skip
+    gateway = Gateway()
+    context = SimpleNamespace(views=Catalogs(), gateway=gateway, repo=None, view_counter=None)
+    app.state.booking = context
+    app.dependency_overrides[get_clock] = lambda: SimpleNamespace(now=lambda: NOW)
+    if request.param == "route":  # the fast path steps aside for an overridden context
+
+        async def route_context() -> Any:
+            return context
+
+        app.dependency_overrides[get_context] = route_context
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url="http://test"), gateway
+
+
+def booking_with(**changes: object) -> dict[str, Any]:
+    return {**BOOKING, **changes}
+
+
+async def test_a_plain_booking_is_submitted(api):
+    client, gateway = api
+    resp = await client.post("/v1/bookings", json=BOOKING, headers={"Idempotency-Key": "k1"})
+    assert resp.status_code == 201 and len(gateway.submitted) == 1
+
+
+async def test_a_body_over_the_limit_in_chunks_is_refused_before_anything_is_submitted(api):
+    """The first chunk is a whole, valid booking; the rest is JSON whitespace past the limit."""
+    client, gateway = api
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield orjson.dumps(BOOKING)
+        yield b" " * (2 * LIMIT)
+
+    resp = await client.post(
+        "/v1/bookings", content=chunks(),
+        headers={"Content-Type": "application/json", "Idempotency-Key": "k1"},
+    )  # fmt: skip
+    assert resp.status_code == 413 and resp.json()["code"] == "payload_too_large"
+    assert gateway.submitted == []
+
+
+async def test_several_idempotency_keys_are_refused(api):
+    client, gateway = api
+    resp = await client.post(
+        "/v1/bookings", json=BOOKING,
+        headers=[("Idempotency-Key", "first"), ("Idempotency-Key", "second")],
+    )  # fmt: skip
+    assert resp.status_code == 400 and resp.json()["code"] == "duplicate_idempotency_key"
+    assert gateway.submitted == []
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+async def test_a_body_that_is_not_sent_as_json_is_415(api, content_type):
+    client, gateway = api
+    headers = {"Idempotency-Key": "k1"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    resp = await client.post("/v1/bookings", content=orjson.dumps(BOOKING), headers=headers)
+    assert resp.status_code == 415 and resp.json()["code"] == "unsupported_media_type"
+    assert gateway.submitted == []
+
+
+@pytest.mark.parametrize(
+    "slot_start",
+    [
+        1773131400,  # 2026-03-10T08:30Z as Unix seconds: no offset, and which unit?
+        1773131400000,
+        "1773131400",
+        "2026-03-10T09:30:00.0000009+01:00",  # below the microsecond: not on the grid
+        "2026-03-10T09:30:00",  # no offset
+    ],
+)
+async def test_an_instant_must_be_rfc_3339_text_with_an_offset(api, slot_start):
+    client, gateway = api
+    resp = await client.post(
+        "/v1/bookings", json=booking_with(slot_start=slot_start), headers={"Idempotency-Key": "k"}
+    )
+    assert resp.status_code == 422 and resp.json()["code"] == "invalid_request"
+    assert [e["loc"] for e in resp.json()["errors"]] == [["body", "slot_start"]]
+    assert gateway.submitted == []
+
+
+@pytest.mark.parametrize(
+    "slot_start", ["2026-03-10T08:30:00Z", "2026-03-10 09:30:00+01:00", "2026-03-10T09:30+01:00"]
+)
+async def test_rfc_3339_variants_are_taken(api, slot_start):
+    client, gateway = api
+    resp = await client.post(
+        "/v1/bookings", json=booking_with(slot_start=slot_start), headers={"Idempotency-Key": "k"}
+    )
+    assert resp.status_code == 201
+    assert gateway.submitted[0].slot_start == dt.datetime(2026, 3, 10, 8, 30, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize("date", ["1773100800", "2026-03-10T00:00:00Z", "20260310"])
+async def test_a_day_must_be_written_yyyy_mm_dd(api, date):
+    client, _ = api
+    resp = await client.get(f"/v1/stores/s1/availability?date={date}&exam_type=std")
+    assert resp.status_code == 422 and resp.json()["code"] == "invalid_request"
+    assert [e["loc"] for e in resp.json()["errors"]] == [["query", "date"]]
