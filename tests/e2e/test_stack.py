@@ -38,7 +38,7 @@ def test_every_service_is_ready_against_the_real_servers(running_stack):
         checks = resp.json()["checks"]
         assert checks["kafka"] == "ok", name
         assert set(checks.values()) == {"ok"}, name
-        assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
+        assert httpx.get(f"{url}/healthz").json()["status"] == "ok", name
         assert "optisync_http_requests_total" in httpx.get(f"{url}/metrics").text
         assert httpx.get(f"{url}/openapi.json").json()["info"]["title"].startswith("OptiSync")
 

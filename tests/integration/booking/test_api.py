@@ -611,13 +611,14 @@ async def test_the_fast_booking_path_answers_what_the_route_answers(
             ), headers  # fmt: skip
         assert (taken, decider.seen) == (0, [])  # the route refused each; nothing was produced
 
-        # A repeated key is the route's to judge (it takes one of them).
+        # A repeated key is the route's to judge: several are refused, and nothing produced.
         repeated = [("Idempotency-Key", "d"), ("Idempotency-Key", "e")]
         twice = booking_body(store, hhmm="11:00")
         fast = await api.post("/v1/bookings", json=twice, headers=repeated)
         slow = await routed.post("/v1/bookings", json=twice, headers=repeated)
-        assert (fast.status_code, slow.status_code, taken) == (201, 201, 0), fast.text
-        assert fast.json()["booking_id"] == slow.json()["booking_id"]
+        assert (fast.status_code, slow.status_code, taken) == (400, 400, 0), fast.text
+        assert fast.content == slow.content and decider.seen == []
+        assert fast.json()["code"] == "duplicate_idempotency_key"
 
         # Well-formed requests are taken here; both paths book with the same meaning.
         charset = {"content-type": "application/json; charset=utf-8", "Idempotency-Key": "one"}
