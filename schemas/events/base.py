@@ -162,6 +162,7 @@ class RejectionReason(StrEnum):
     HELD = "held"
     NOT_HOME_REGION = "not_home_region"
     INVALID_COMMAND = "invalid_command"
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"  # the key of another request (24 h)
 
 
 class PayloadModel(BaseModel):

@@ -257,6 +257,7 @@ class BookingRejected(BookingEvent):
     """The command could not be applied; ``alternatives`` are nearby free slot starts."""
 
     event_type: ClassVar[str] = "BookingRejected"
+    event_version: ClassVar[str] = "1.1"  # 1.1: reason `idempotency_key_reused`
 
     booking_id: Id
     idempotency_key: IdempotencyKey
@@ -442,6 +443,8 @@ class CommandFailed(BookingEvent):
     """A command that can never succeed (invalid for this store/state) answered without a DLQ."""
 
     event_type: ClassVar[str] = "CommandFailed"
+    # 1.1: reason `idempotency_key_reused`, `decided_event_id`
+    event_version: ClassVar[str] = "1.1"
 
     command_type: str
     command_event_id: str | None = None
@@ -449,3 +452,8 @@ class CommandFailed(BookingEvent):
     booking_id: Id | None = None
     reason: RejectionReason
     detail: str = ""
+    decided_event_id: str | None = Field(
+        default=None,
+        description="with reason `duplicate`: the event of the change this idempotency key "
+        "already made (a retry's answer is the booking once it shows that change)",
+    )

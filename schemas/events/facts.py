@@ -38,7 +38,7 @@ class BookingFact(EventPayload):
     """One step of the booking funnel. ``local_date`` is the store-local day the fact happened."""
 
     event_type: ClassVar[str] = "BookingFact"
-    event_version: ClassVar[str] = "1.1"  # 1.1: fact `reassigned`
+    event_version: ClassVar[str] = "1.2"  # 1.1: fact `reassigned`; 1.2: `idempotency_key_reused`
     topic: ClassVar[str] = BOOKING_FACTS
 
     fact: FactKind

@@ -205,3 +205,43 @@ def test_result_summary_goes_out_only_for_a_completed_exam(running_stack, endpoi
     assert posted.status_code == 200, posted.text
     assert posted.json()["booking_id"] == created.json()["booking_id"]
     assert post("/summary", f"{store_id}-s2", {"summary": ""}).status_code == 422
+
+
+def test_a_key_gives_the_same_result_for_its_own_request_only(running_stack, endpoints, unique_id):
+    """Through the real processor: a change retried with its key answers as the first time;
+    a key sent again with another request is refused, and gives nothing of the first away."""
+    api = running_stack["booking-api"]
+    store_id = f"keys-{unique_id}"
+    publish_store(endpoints, store_id, store_events(store_id, DAY, {"solo": ("09:00", "12:00")}))
+    wait_for_availability(api, store_id, DAY, lambda v: free_at(v, "09:30") == 1)
+    with httpx.Client(base_url=api, timeout=30) as client:
+
+        def send(path: str, payload: dict, key: str) -> tuple[int, dict]:
+            resp = client.post(path, json=payload, headers={"Idempotency-Key": key})
+            if resp.status_code == 202:
+                return asyncio.run(_settle(api, resp.json()["status_url"]))
+            return resp.status_code, resp.json()
+
+        booked = send("/v1/bookings", body(store_id, 1, at("09:30")), f"{store_id}-b")
+        assert booked[0] == 201, booked
+        booking = booked[1]["booking_id"]
+        other = send("/v1/bookings", body(store_id, 2, at("10:30")), f"{store_id}-b")
+        assert other[0] == 422 and other[1]["code"] == "idempotency_key_reused", other
+        assert "Customer 1" not in str(other[1])
+
+        cancel = f"/v1/bookings/{booking}/cancel"
+        first = send(cancel, {"by": "customer"}, f"{store_id}-c")
+        again = send(cancel, {"by": "customer"}, f"{store_id}-c")
+        assert first[0] == again[0] == 200, (first, again)
+        assert first[1]["status"] == again[1]["status"] == "cancelled"
+        as_store = send(cancel, {"by": "store"}, f"{store_id}-c")
+        assert as_store[0] == 422 and as_store[1]["code"] == "idempotency_key_reused"
+        refused = send(cancel, {"by": "customer"}, f"{store_id}-c2")  # already cancelled
+        refused_again = send(cancel, {"by": "customer"}, f"{store_id}-c2")
+        assert refused[0] == refused_again[0] == 409, (refused, refused_again)
+        assert refused[1]["code"] == refused_again[1]["code"] == "invalid_transition"
+
+
+async def _settle(api: str, status_url: str) -> tuple[int, dict]:
+    async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+        return await final_outcome(client, status_url)

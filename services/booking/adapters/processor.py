@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from schemas.envelope import Envelope, deterministic_event_id
 from schemas.events.availability import ExamTypeSlots, StoreDayAvailability
@@ -187,6 +190,7 @@ class AvailabilityProcessor:
         self.t.idem.pop(idem_key, None)
         self.t.idem[idem_key] = {
             "cmd": str(env.event_id),
+            "fp": request_fingerprint(cmd),
             "at": _epoch(now),
             "outputs": outputs_to_text([self._encoded[id(o)][1].value.decode() for o in kept]),
         }
@@ -206,11 +210,16 @@ class AvailabilityProcessor:
         if record["cmd"] == str(env.event_id):
             # The same message again (redelivery after a crash): exactly the same outputs.
             return stored
+        if record.get("fp", request_fingerprint(cmd)) != request_fingerprint(cmd):
+            # Another request under a used key: answering with the first request's result
+            # would hand one customer another's booking (records before `fp` are trusted).
+            detail = "this Idempotency-Key was already used for a different request"
+            return [self._failed(env, cmd, Reason.IDEMPOTENCY_KEY_REUSED, detail, now)]
         # A client retry with the same key: the same result, without a second booking.
         first = stored[0].payload if stored else None
+        if isinstance(first, BookingRejected | CommandFailed):  # the same refusal again
+            return [self._derive(env, _refusal_for(first, env), now, "retry")]
         if isinstance(cmd, RequestBooking | AcceptOffer):  # both answer with a booking
-            if isinstance(first, BookingRejected):
-                return [self._derive(env, first.model_copy(), now, "retry")]
             booking_id = first.booking_id if isinstance(first, BookingConfirmed) else None
             slot = cmd.slot_start if isinstance(cmd, RequestBooking) else None
             return [
@@ -228,9 +237,11 @@ class AvailabilityProcessor:
                     "retry",
                 )
             ]
-        return [
-            self._failed(env, cmd, Reason.DUPLICATE, "this idempotency key was already used", now)
-        ]
+        # A change already made with this key: the API answers with the booking as that
+        # change left it, named by its event.
+        decided = str(stored[0].event_id) if stored else None
+        detail = "already done with this idempotency key"
+        return [self._failed(env, cmd, Reason.DUPLICATE, detail, now, decided_event_id=decided)]
 
     def _decide(
         self, env: Envelope[Any], cmd: BookingCommand, now: dt.datetime
@@ -774,6 +785,7 @@ class AvailabilityProcessor:
         reason: Reason | RejectionReason,
         detail: str,
         now: dt.datetime,
+        decided_event_id: str | None = None,
     ) -> Envelope[Any]:
         return self._derive(
             env,
@@ -784,6 +796,7 @@ class AvailabilityProcessor:
                 booking_id=getattr(cmd, "booking_id", None),
                 reason=RejectionReason(reason.value),
                 detail=detail,
+                decided_event_id=decided_event_id,
             ),
             now,
             str(_epoch(now)) if reason == Reason.DUPLICATE else "",
@@ -878,3 +891,27 @@ def _hours(opening_hours: dict[Any, Any]) -> dict[str, list[tuple[str, str]]]:
 @functools.lru_cache(maxsize=1 << 16)  # a day's view repeats its slots at every change
 def _hhmm(epoch: int, tz: str) -> str:
     return to_local(epoch, tz).strftime("%H:%M")
+
+
+# Fields a client's retry sends anew: ids and times the API makes up for each request.
+_FRESH_PER_REQUEST: dict[type[BookingCommand], frozenset[str]] = {
+    RequestBooking: frozenset({"booking_id", "requested_at"}),
+    AcceptOffer: frozenset({"booking_id"}),
+    JoinWaitlist: frozenset({"waitlist_entry_id"}),
+}
+
+
+def request_fingerprint(cmd: BookingCommand) -> str:
+    """What makes two commands with one idempotency key the same request: their type and
+    every field a retry repeats."""
+    skip = {"idempotency_key", *_FRESH_PER_REQUEST.get(type(cmd), ())}
+    fields = cmd.model_dump(mode="json", exclude=skip)
+    raw = orjson.dumps([cmd.event_type, fields], option=orjson.OPT_SORT_KEYS)
+    return hashlib.blake2b(raw, digest_size=12).hexdigest()
+
+
+def _refusal_for(refusal: BookingRejected | CommandFailed, env: Envelope[Any]) -> EventPayload:
+    """A stored refusal, answering the command `env` now."""
+    if isinstance(refusal, CommandFailed):
+        return refusal.model_copy(update={"command_event_id": str(env.event_id)})
+    return refusal.model_copy()

@@ -293,11 +293,31 @@ class CommandGateway:
             )
         return booking_outcome(doc, 201 if doc["idempotency_key"] == idempotency_key else 200)
 
+    async def _changed_by(self, doc: Document, event_id: str) -> Outcome:
+        """A retried change's answer: the booking once its document shows the change this
+        idempotency key made first (the projector may be a moment behind the decision)."""
+
+        async def changed(booking_id: str) -> Document | None:
+            current = await self.repo.get(booking_id)
+            applied = current is not None and event_id in current.get("applied_event_ids", ())
+            return current if applied else None
+
+        current = await wait_for_document(changed, doc["_id"], self.settings.decision_timeout_s)
+        if current is None:
+            return rejection_outcome(
+                RejectionReason.DUPLICATE,
+                "this change was already made; the booking does not show it yet",
+                doc["timezone"],
+            )
+        return booking_outcome(current, 200)
+
     def change_renderer(self, doc: Document) -> Render:
         """Success: the document as the event changes it (the projector writes the same)."""
 
         async def render(envelope: Envelope[EventPayload]) -> Outcome:
             event = envelope.payload
+            if isinstance(event, CommandFailed) and event.decided_event_id is not None:
+                return await self._changed_by(doc, event.decided_event_id)
             if isinstance(event, BookingRejected | CommandFailed):
                 alternatives = event.alternatives if isinstance(event, BookingRejected) else []
                 return rejection_outcome(event.reason, event.detail, doc["timezone"], alternatives)

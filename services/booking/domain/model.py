@@ -46,6 +46,7 @@ class Reason(StrEnum):
     DUPLICATE = "duplicate"
     INVALID_TRANSITION = "invalid_transition"
     HELD = "held"  # kept for customers with a live waitlist offer
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
 
 
 @dataclass(frozen=True)

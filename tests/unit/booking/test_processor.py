@@ -278,3 +278,50 @@ def test_coalesced_views_publish_each_changed_day_once_with_its_final_state():
     assert "10:00" not in slots and slots["11:00"] == 1
     assert view.seq == tables.days[f"berlin|{DAY.isoformat()}"]["seq"]
     assert proc.flush_views() == []
+
+
+def test_a_key_used_again_for_another_request_is_refused_without_the_first_result():
+    proc, tables = berlin_store()
+    first = proc.handle(request("berlin", at("10:00"), key="k1", customer="c1", now=NOW), NOW)
+    assert payloads(first, BookingConfirmed)
+    other = proc.handle(request("berlin", at("11:00"), key="k1", customer="c2", now=NOW), NOW)
+    assert [o.type for o in other] == ["CommandFailed"]
+    failed = payloads(other, CommandFailed)[0]
+    assert (failed.reason, failed.booking_id) == ("idempotency_key_reused", "b-k1")
+    assert len(tables.bookings) == 1
+    booking_id = payloads(first, BookingConfirmed)[0].booking_id
+    as_cancel = CancelBooking(booking_id=booking_id, idempotency_key="k1", by="customer")
+    refused = proc.handle(env("berlin", as_cancel, NOW), NOW)
+    assert payloads(refused, CommandFailed)[0].reason == "idempotency_key_reused"
+    assert not payloads(refused, BookingCancelled)
+
+
+def test_a_change_retried_with_its_key_answers_as_the_first_time_and_changes_nothing():
+    proc, _ = berlin_store()
+    booked = proc.handle(request("berlin", at("10:00"), key="k1", now=NOW), NOW)
+    booking_id = payloads(booked, BookingConfirmed)[0].booking_id
+    cancel = CancelBooking(booking_id=booking_id, idempotency_key="c1", by="customer")
+    first = proc.handle(env("berlin", cancel, NOW), NOW)
+    (cancelled,) = [o for o in first if isinstance(o.payload, BookingCancelled)]
+    retry = env("berlin", cancel, NOW)
+    again = proc.handle(retry, NOW)
+    assert [o.type for o in again] == ["CommandFailed"]  # no second cancellation
+    done = payloads(again, CommandFailed)[0]
+    assert (done.reason, done.command_event_id) == ("duplicate", str(retry.event_id))
+    assert done.decided_event_id == str(cancelled.event_id)  # what the API waits to see
+
+    late = CancelBooking(booking_id=booking_id, idempotency_key="c2", by="customer")
+    refusal = payloads(proc.handle(env("berlin", late, NOW), NOW), CommandFailed)[0]
+    assert refusal.reason == "invalid_transition"
+    retry = env("berlin", late, NOW)
+    repeated = payloads(proc.handle(retry, NOW), CommandFailed)[0]
+    assert (repeated.reason, repeated.detail) == (refusal.reason, refusal.detail)
+    assert repeated.command_event_id == str(retry.event_id)
+
+
+def test_idempotency_records_written_before_fingerprints_count_as_the_same_request():
+    proc, tables = berlin_store()
+    proc.handle(request("berlin", at("10:00"), key="k1", now=NOW), NOW)
+    del tables.idem["berlin|k1"]["fp"]
+    retry = proc.handle(request("berlin", at("11:00"), key="k1", booking_id="b2", now=NOW), NOW)
+    assert payloads(retry, BookingRejected)[0].existing_booking_id == "b-k1"
