@@ -76,7 +76,7 @@ bench: venv
 # Drops the booking projections (MongoDB bookings, Redis views) and replays them from the
 # topics; STORE=<id> limits it to one store. Stop the booking-projector first if you can.
 rebuild-projections: venv
-	@$(BIN)/python -m services.booking.entrypoints.projector rebuild $(if $(STORE),--store $(STORE))
+	@$(BIN)/python -m deploy.local.stack rebuild-projections $(if $(STORE),--store $(STORE))
 
 lock:
 	@$(PY) -m pip install -q uv && $(PY) -m uv pip compile requirements.in -o requirements.lock --python-version 3.11

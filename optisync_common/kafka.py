@@ -108,6 +108,19 @@ def make_admin(settings: ServiceSettings) -> AIOKafkaAdminClient:
     )
 
 
+async def active_groups(settings: ServiceSettings, group_ids: Sequence[str]) -> list[str]:
+    """Those of `group_ids` whose consumer group has members now (neither Empty nor Dead)."""
+    admin = make_admin(settings)
+    await admin.start()
+    try:  # one group a request: aiokafka failed to parse an answer about several at once
+        responses = [await admin.describe_consumer_groups([group]) for group in group_ids]
+    finally:
+        await admin.close()
+    # DescribeGroups: each group is (error_code, group_id, state, ...).
+    groups = [group for answer in responses for response in answer for group in response.groups]
+    return [group[1] for group in groups if group[2] not in ("Empty", "Dead")]
+
+
 def new_traceparent() -> str:
     """A fresh W3C trace context header value (version 00, sampled)."""
     return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"

@@ -33,7 +33,13 @@ from redis.exceptions import RedisError
 
 from optisync_common.clock import Clock, SystemClock
 from optisync_common.dlq import dead_letter
-from optisync_common.kafka import consume_forever, linger, make_admin, make_consumer
+from optisync_common.kafka import (
+    active_groups,
+    consume_forever,
+    linger,
+    make_admin,
+    make_consumer,
+)
 from optisync_common.logging import get_logger
 from optisync_common.metrics import count_consumed
 from optisync_common.priority import Yielding
@@ -554,6 +560,10 @@ class RebuildReport:
     dropped_keys: int = 0
 
 
+class ProjectorRunning(RuntimeError):
+    """The live projector must be stopped before a rebuild."""
+
+
 async def rebuild(
     settings: ServiceSettings,
     *,
@@ -561,12 +571,23 @@ async def rebuild(
     clock: Clock | None = None,
     out: Callable[[str], Any] = print,
     progress_every_s: float = 2.0,
+    live_groups: Sequence[str] = (GROUP_ID, VIEWS_GROUP_ID),
 ) -> RebuildReport:
     """Drop the projections (of one store, or all) and replay the topics from the beginning.
 
-    Stop the live projector first if you can: it may otherwise write between the drop and the
-    replay, which the replay absorbs but which makes the progress figures misleading.
+    Refused while the live projector runs (`live_groups` have members): it would write
+    between the drop and the replay, and a change it applied to a document the replay had
+    not written yet was lost (a cancellation found no booking), or was undone by an older
+    event the replay applied after it. Started again afterwards, the live projector goes on
+    from its committed positions, re-applying what the replay already did, which changes
+    nothing.
     """
+    running = await active_groups(settings, list(live_groups))
+    if running:
+        raise ProjectorRunning(
+            f"the booking projector is running (consumer groups {', '.join(running)} have "
+            "members): stop it, rebuild, then start it again"
+        )
     report = RebuildReport()
     async with open_resources(settings, kafka=False) as res:
         assert res.redis is not None
@@ -594,6 +615,9 @@ async def rebuild(
         finally:
             await consumer.stop()
         report.applied = handler.applied
+        if store_id is None:  # every view is back: nothing for the views projector to refill
+            names = [f"{tp.topic}:{tp.partition}" for tp in partitions]
+            await views.mark_filled(names, (clock or SystemClock()).now())
     out(
         f"[rebuild] done: {report.records} records read, {report.applied} applied, "
         f"{len(report.skipped)} skipped"

@@ -296,10 +296,11 @@ class ReplyWaiter:
                 partitions = await topic_partitions(self.settings, self.topic)
                 await consumer.start()
                 consumer.assign(partitions)
-                # First start: from the end. After a reconnect: where we stopped, so decisions
-                # made meanwhile still reach the requests (or status URLs) waiting for them.
+                # First start: from the end. After a reconnect: where we stopped (for a
+                # partition that had nothing since the first start, that start's end), so
+                # decisions made meanwhile still reach the requests (or status URLs) waiting.
                 for tp, offset in (await consumer.end_offsets(partitions)).items():
-                    consumer.seek(tp, self._resume_at.get(tp, offset))
+                    consumer.seek(tp, self._resume_at.setdefault(tp, offset))
                 self._consumer = consumer
                 self._ready.set()
                 log.info("reply_waiter_ready", partitions=len(partitions))

@@ -360,9 +360,12 @@ class RedisViews:
     # ---- rebuild ------------------------------------------------------------------------
 
     async def drop(self, store_id: str | None = None) -> int:
-        """Delete the catalog and views of one store, or of every store."""
+        """Delete the catalog and views of one store, or of every store (and then the marks of
+        what the views hold: if the rebuild after this stops short, the views projector
+        refills them when it starts)."""
         if store_id is None:
             patterns = [f"{self.prefix}store:*", f"{self.prefix}avail:*"]
+            await self.redis.unlink(self.filled_key())
         else:
             literal = _GLOB_SPECIAL.sub(r"\\\g<0>", store_id)
             patterns = [self.store_key(literal), self.view_key(literal, "*")]

@@ -17,7 +17,12 @@ from optisync_common.http import create_app, serve
 from optisync_common.logging import configure_logging
 from optisync_common.priority import Yielding
 from optisync_common.resources import Resources
-from services.booking.adapters.projections import Projector, projectors, rebuild
+from services.booking.adapters.projections import (
+    Projector,
+    ProjectorRunning,
+    projectors,
+    rebuild,
+)
 from services.booking.settings import BookingSettings, get_settings
 
 
@@ -63,7 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     if args.command == "rebuild":
         configure_logging(settings.service_name, settings.log_level)
-        asyncio.run(rebuild(settings, store_id=args.store))
+        try:
+            asyncio.run(rebuild(settings, store_id=args.store))
+        except ProjectorRunning as exc:
+            print(f"[rebuild] refused: {exc}", file=sys.stderr)
+            return 2
         return 0
     serve(build_app(settings), settings.model_copy(update={"http_port": settings.projector_port}))
     return 0

@@ -21,7 +21,7 @@ import httpx
 from aiokafka.structs import RecordMetadata
 
 from optisync_common.clock import FixedClock
-from optisync_common.kafka import EventPublisher, make_admin, make_consumer
+from optisync_common.kafka import EventPublisher, active_groups, make_consumer
 from schemas.envelope import Envelope, new_envelope
 from schemas.events.base import EventPayload, RejectionReason
 from schemas.events.booking import (
@@ -139,14 +139,7 @@ PROCESSOR_GROUP = "optisync-booking-processor"
 
 
 async def real_processor_running(settings: BookingSettings) -> bool:
-    admin = make_admin(settings)
-    await admin.start()
-    try:
-        (response,) = await admin.describe_consumer_groups([PROCESSOR_GROUP])
-    finally:
-        await admin.close()
-    state = response.groups[0][2]
-    return state not in ("Empty", "Dead")
+    return bool(await active_groups(settings, [PROCESSOR_GROUP]))
 
 
 @dataclass

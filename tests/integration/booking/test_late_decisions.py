@@ -5,6 +5,7 @@ for a Redis loss."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 import uuid
@@ -17,6 +18,9 @@ from pymongo import AsyncMongoClient
 
 from optisync_common.problems import ProblemError
 from optisync_common.resources import Resources
+from schemas.envelope import new_envelope
+from schemas.events.base import RejectionReason
+from schemas.events.booking import CancelBooking, CommandFailed
 from services.booking.adapters.bookings import BookingRepository
 from services.booking.adapters.late_decisions import KeptLookups
 from services.booking.adapters.replies import (
@@ -26,7 +30,7 @@ from services.booking.adapters.replies import (
     Outcome,
     ReplyWaiter,
 )
-from services.booking.api.commands import CommandGateway, LateRender
+from services.booking.api.commands import FAILURES, CommandGateway, LateRender
 from services.booking.settings import BookingSettings
 
 
@@ -127,3 +131,35 @@ async def test_a_status_redis_lost_while_mongodb_does_not_answer_is_503_not_404(
     finally:
         await away.close()
     assert (raised.value.status, raised.value.code) == (503, "unavailable")
+
+
+async def test_a_decision_made_while_the_reply_consumer_reconnects_reaches_its_request(
+    booking_settings: BookingSettings, resources: Resources
+) -> None:
+    """The reply consumer drops and comes back; a decision published meanwhile, on a partition
+    that had nothing since the API started, is read from where the consumer started, not
+    skipped (it sought to the end again, and the request waited 15 min for nothing)."""
+    assert resources.redis is not None and resources.publisher is not None
+    waiter = ReplyWaiter(booking_settings, CommandOutcomes(resources.redis, "reconnect:", 60))
+    await waiter.start()
+    try:
+        now = dt.datetime.now(dt.UTC)
+        cancel = CancelBooking(booking_id="b-gone", idempotency_key="k", by="store")
+        command = new_envelope(cancel, region="cn", store_id=f"reconnect-{uuid.uuid4().hex}",
+                               correlation_id=uuid.uuid4().hex, occurred_at=now)  # fmt: skip
+
+        async def render(envelope: Any) -> Outcome:
+            return Outcome(200, envelope.type.encode())
+
+        pending = waiter.expect(
+            command.correlation_id, str(command.event_id), FAILURES, render, wait_s=30
+        )
+        assert waiter._consumer is not None
+        await waiter._consumer.stop()  # the connection drops: the waiter reconnects
+        failed = CommandFailed(command_type=command.type, command_event_id=str(command.event_id),
+                               reason=RejectionReason.UNKNOWN_BOOKING)  # fmt: skip
+        await resources.publisher.publish(command.derive(failed, occurred_at=now))
+        outcome = await asyncio.wait_for(pending.future, 30)
+        assert (outcome.status, outcome.body) == (200, b"CommandFailed")
+    finally:
+        await waiter.stop()

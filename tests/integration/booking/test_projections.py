@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import pytest
 from aiokafka import TopicPartition
 
 from optisync_common.clock import SystemClock
@@ -27,6 +28,7 @@ from services.booking.adapters.projections import (
     VIEWS_PATTERN,
     ProjectionWriter,
     Projector,
+    ProjectorRunning,
     RecordHandler,
     Unprojectable,
     apply_batch,
@@ -161,6 +163,19 @@ async def test_projections_are_exact_idempotent_and_rebuilt_identically(
     assert await snapshot(resources, views, store) == before
     assert report.skipped == [] and report.dropped_documents == 1 and report.dropped_keys == 0
     assert any("replaying" in line for line in lines) and "done" in lines[-1]
+
+
+async def test_a_rebuild_is_refused_while_the_live_projector_runs(
+    bus, store, views, resources, booking_settings, projector
+):
+    """Beside a live projector, a rebuild lost changes (one applied to a document the replay
+    had not written yet) and undid others (an older event replayed after a newer one)."""
+    _, meta = await bus.publish(view(store, 2, ["09:00"]), store.store_id)
+    await bus.projected(meta)
+    before = await snapshot(resources, views, store)
+    with pytest.raises(ProjectorRunning, match=projector.group_id):
+        await rebuild(booking_settings, store_id=store.store_id, live_groups=[projector.group_id])
+    assert await snapshot(resources, views, store) == before  # nothing dropped
 
 
 async def test_undecodable_records_are_dead_lettered_and_the_projector_keeps_going(
