@@ -163,6 +163,7 @@ class RejectionReason(StrEnum):
     NOT_HOME_REGION = "not_home_region"
     INVALID_COMMAND = "invalid_command"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"  # the key of another request (24 h)
+    INTERNAL_ERROR = "internal_error"  # the processor failed on it: dead-lettered
 
 
 class PayloadModel(BaseModel):

@@ -257,7 +257,7 @@ class BookingRejected(BookingEvent):
     """The command could not be applied; ``alternatives`` are nearby free slot starts."""
 
     event_type: ClassVar[str] = "BookingRejected"
-    event_version: ClassVar[str] = "1.1"  # 1.1: reason `idempotency_key_reused`
+    event_version: ClassVar[str] = "1.1"  # 1.1: reasons `idempotency_key_reused`, `internal_error`
 
     booking_id: Id
     idempotency_key: IdempotencyKey
@@ -443,7 +443,7 @@ class CommandFailed(BookingEvent):
     """A command that can never succeed (invalid for this store/state) answered without a DLQ."""
 
     event_type: ClassVar[str] = "CommandFailed"
-    # 1.1: reason `idempotency_key_reused`, `decided_event_id`
+    # 1.1: reasons `idempotency_key_reused`, `internal_error`; `decided_event_id`
     event_version: ClassVar[str] = "1.1"
 
     command_type: str

@@ -38,7 +38,8 @@ class BookingFact(EventPayload):
     """One step of the booking funnel. ``local_date`` is the store-local day the fact happened."""
 
     event_type: ClassVar[str] = "BookingFact"
-    event_version: ClassVar[str] = "1.2"  # 1.1: fact `reassigned`; 1.2: `idempotency_key_reused`
+    # 1.1: fact `reassigned`; 1.2: reasons `idempotency_key_reused`, `internal_error`
+    event_version: ClassVar[str] = "1.2"
     topic: ClassVar[str] = BOOKING_FACTS
 
     fact: FactKind

@@ -154,6 +154,14 @@ class AvailabilityProcessor:
             return self._command(envelope, payload, now)
         return self._roster(envelope, payload, now)
 
+    def failed_internally(self, env: Envelope[Any], now: dt.datetime) -> Envelope[Any] | None:
+        """The answer to a command the processor failed on (and dead-lettered), so that the
+        request and its status URL are answered too; None for what is not a command."""
+        if not isinstance(env.payload, BookingCommand):
+            return None
+        detail = "the command could not be processed; it was set aside for the operators"
+        return self._failed(env, env.payload, RejectionReason.INTERNAL_ERROR, detail, now)
+
     def tick(self, now: dt.datetime) -> list[Envelope[Any]]:
         """Time-driven decisions (waitlist holds lapsing, entries expiring)."""
         return self.waitlist.tick(now)

@@ -63,7 +63,12 @@ def rejection_outcome(
     **extra: Any,
 ) -> Outcome:
     """A processor rejection as problem details; alternatives in UTC and store-local."""
-    status = 404 if reason in _NOT_FOUND else 409 if reason in _CONFLICT else 422
+    status = (
+        404 if reason in _NOT_FOUND
+        else 409 if reason in _CONFLICT
+        else 500 if reason is RejectionReason.INTERNAL_ERROR  # the processor's own failure
+        else 422
+    )  # fmt: skip
     if alternatives:
         tz = ZoneInfo(timezone) if timezone else dt.UTC
         extra["alternatives"] = [

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from aiokafka.structs import ConsumerRecord
 from fastapi import FastAPI
@@ -29,6 +30,7 @@ from optisync_common.txstream import (
     TransactionalStreamProcessor,
     all_or_nothing,
 )
+from schemas.envelope import Envelope
 from schemas.events.availability import availability_key
 from schemas.registry import AVAILABILITY, BOOKING_COMMANDS, ROSTER_EVENTS, dlq_topic_for, topic
 from schemas.serde import DecodeError, decode, encode
@@ -139,7 +141,20 @@ class BatchDecider:
                     encoded = [processor.encoded(result) for result in results]
             except Exception as exc:  # a bug must not stall the store's partition
                 log.exception("processor_failed", type=envelope.type)
-                return [self._dead_letter(record, exc)]
+                return [self._dead_letter(record, exc), *self._answer_failed(processor, envelope)]
+        return [Output(e.topic, e.key, e.value, list(e.headers)) for e in encoded]
+
+    def _answer_failed(
+        self, processor: AvailabilityProcessor, envelope: Envelope[Any]
+    ) -> list[Output]:
+        """A dead-lettered command's `internal_error` answer: else its request waited out
+        its deadline and its status URL stayed pending until it expired."""
+        try:
+            answer = processor.failed_internally(envelope, self.clock.now())
+            encoded = [encode(answer)] if answer is not None else []
+        except Exception:
+            log.exception("processor_failure_unanswered", type=envelope.type)
+            return []
         return [Output(e.topic, e.key, e.value, list(e.headers)) for e in encoded]
 
     def _timed(self, processor: AvailabilityProcessor, tables: Tables) -> list[Output]:

@@ -9,6 +9,7 @@ from aiokafka.structs import ConsumerRecord
 
 from optisync_common.clock import FixedClock
 from optisync_common.txstream import ChangelogTable
+from schemas.events.booking import CommandFailed
 from schemas.events.dlq import DeadLetter
 from schemas.registry import AVAILABILITY, BOOKING_COMMANDS, BOOKING_EVENTS, dlq_topic_for
 from schemas.serde import decode, encode
@@ -94,7 +95,8 @@ def test_a_record_that_fails_halfway_is_dead_lettered_with_none_of_its_changes(m
     for table in tables.values():
         table.take_changes()
     slot = dt.datetime(2026, 12, 7, 9, 0, tzinfo=dt.UTC)
-    first = encode(request("berlin", slot, key="k1", now=NOW))
+    command = request("berlin", slot, key="k1", now=NOW)
+    first = encode(command)
 
     def failing_encode(envelope, **kwargs):
         if envelope.type == "BookingConfirmed":
@@ -105,8 +107,12 @@ def test_a_record_that_fails_halfway_is_dead_lettered_with_none_of_its_changes(m
     decider = BatchDecider(BookingSettings(environment="test"), FixedClock(NOW))
     outputs = decider(3, [record(0, first.value, list(first.headers))], tables)
     assert [o.topic for o in outputs if o.topic != AVAILABILITY] == [
-        dlq_topic_for(BOOKING_COMMANDS)
-    ]
+        dlq_topic_for(BOOKING_COMMANDS), BOOKING_EVENTS,
+    ]  # fmt: skip
+    # ... and answered, so that its request and status URL do not wait for nothing.
+    answer = decode(next(o.value for o in outputs if o.topic == BOOKING_EVENTS) or b"")
+    assert isinstance(answer.payload, CommandFailed)
+    assert (answer.payload.reason, answer.causation_id) == ("internal_error", str(command.event_id))
     assert {name: dict(table) for name, table in tables.items()} == before
     assert not any(table.changed for table in tables.values())
 

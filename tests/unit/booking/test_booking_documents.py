@@ -110,6 +110,8 @@ def test_rejections_map_to_problem_statuses_with_local_alternatives():
         RejectionReason.OUTSIDE_HOURS: (422, "outside_opening_hours"),
         RejectionReason.IN_PAST: (422, "in_past"),
         RejectionReason.NOT_ON_GRID: (422, "not_on_grid"),
+        RejectionReason.IDEMPOTENCY_KEY_REUSED: (422, "idempotency_key_reused"),
+        RejectionReason.INTERNAL_ERROR: (500, "internal_error"),
     }
     for reason, (status, code) in expected.items():
         outcome = rejection_outcome(reason, "", "Europe/Berlin")
