@@ -26,7 +26,7 @@ import orjson
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from optisync_common.mongo import ensure_indexes
 from schemas.envelope import Envelope
@@ -341,8 +341,39 @@ class BookingRepository:
                 # FerretDB does not say which index refused it: ours again, or a foreign key?
                 doc = docs[error["index"]]
                 mine = await self.coll.find_one({"_id": doc["_id"]}, {"_id": 1}) is not None
-                results[error["index"]] = "already_applied" if mine else "conflict"
+                if mine:
+                    results[error["index"]] = "already_applied"
+                elif await self._take_key_over(doc):
+                    results[error["index"]] = "applied"
+                else:
+                    results[error["index"]] = "conflict"
         return results
+
+    async def _take_key_over(self, doc: Document) -> bool:
+        """Insert `doc` whose idempotency key an older booking of the store holds. The
+        processor remembers a key for 24 h, so a key sent again later (a client's fixed key, a
+        channel's message ids starting over) is a new request and may book again; the older
+        booking lets go of the key (kept as `released_idempotency_key`), and the unique index
+        stays whole. False when a newer booking holds it (nothing this event may take)."""
+        key, store_id = doc["idempotency_key"], doc["store_id"]
+        holder = await self.coll.find_one(
+            {"store_id": store_id, "idempotency_key": key, "_id": {"$ne": doc["_id"]}},
+            {"created_at": 1},
+        )
+        if holder is None or holder["created_at"] > doc["created_at"]:
+            return False
+        await self.coll.update_one(
+            {"_id": holder["_id"], "idempotency_key": key},
+            {"$set": {
+                "idempotency_key": f"{key}#released-by:{doc['_id']}",
+                "released_idempotency_key": key,
+            }},
+        )  # fmt: skip
+        try:
+            await self.coll.insert_one(doc)
+        except DuplicateKeyError:
+            return await self.coll.find_one({"_id": doc["_id"]}, {"_id": 1}) is not None
+        return True
 
     async def get(self, booking_id: str) -> Document | None:
         return await self.coll.find_one({"_id": booking_id})

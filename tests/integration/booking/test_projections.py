@@ -286,8 +286,9 @@ async def test_a_run_of_new_bookings_is_one_insert_and_each_keeps_its_own_outcom
     store, views, resources
 ):
     """New bookings in a row are inserted together; a redelivered one, one whose idempotency
-    key another booking holds (dead-lettered) and a change in between each still end as they
-    would one by one, in the partition's order."""
+    key an older booking holds (the processor's 24 h had passed: it takes the key over), one
+    whose key a newer booking holds (dead-lettered) and a change in between each still end as
+    they would one by one, in the partition's order."""
     sid = store.store_id
     start = store.at("09:00").astimezone(dt.UTC)
     now = dt.datetime.now(dt.UTC)
@@ -295,7 +296,7 @@ async def test_a_run_of_new_bookings_is_one_insert_and_each_keeps_its_own_outcom
     def confirmed(booking_id: str, key: str) -> Envelope[EventPayload]:
         return confirmed_event(store, booking_id, key)
 
-    a, b, c, d = (f"{n}-{sid}" for n in "abcd")
+    a, b, c, d, e = (f"{n}-{sid}" for n in "abcde")
     first_a = confirmed(a, "k-a")
     cancel_b = new_envelope(
         BookingCancelled(
@@ -305,8 +306,10 @@ async def test_a_run_of_new_bookings_is_one_insert_and_each_keeps_its_own_outcom
         ),
         region="eu", store_id=sid, correlation_id="x", occurred_at=now,
     )  # fmt: skip
+    made_a_day_before_d = replace_occurred(confirmed(e, "k-d"), now - dt.timedelta(days=1))
     events: list[Envelope[Any]] = [
-        first_a, confirmed(b, "k-b"), first_a, confirmed(c, "k-a"), cancel_b, confirmed(d, "k-d")
+        first_a, confirmed(b, "k-b"), first_a, confirmed(c, "k-a"), cancel_b, confirmed(d, "k-d"),
+        made_a_day_before_d,
     ]  # fmt: skip
     records = fetched(events, partition=0, first_offset=100)
     rejected: list[tuple[int, Exception]] = []
@@ -316,21 +319,29 @@ async def test_a_run_of_new_bookings_is_one_insert_and_each_keeps_its_own_outcom
 
     repo = BookingRepository(resources.db)
     handler = RecordHandler(ProjectionWriter(repo, views, SystemClock()), "test", reject)
-    assert await handler(records) == (106, None)
-    assert [(offset, type(error)) for offset, error in rejected] == [(103, Unprojectable)]
-    statuses = {doc["_id"]: doc["status"] async for doc in repo.coll.find({"store_id": sid})}
-    assert statuses == {a: "confirmed", b: "cancelled", d: "confirmed"}
-    assert handler.applied == 4  # a, b, b's cancellation, d
-    assert await handler(records) == (106, None)  # the whole run redelivered: nothing changes
-    assert handler.applied == 4 and len(rejected) == 2
+    assert await handler(records) == (107, None)
+    assert [(offset, type(error)) for offset, error in rejected] == [(106, Unprojectable)]
+    docs = {doc["_id"]: doc async for doc in repo.coll.find({"store_id": sid})}
+    assert {i: doc["status"] for i, doc in docs.items()} == {
+        a: "confirmed", b: "cancelled", c: "confirmed", d: "confirmed"
+    }  # fmt: skip
+    assert (docs[c]["idempotency_key"], docs[a]["released_idempotency_key"]) == ("k-a", "k-a")
+    assert docs[a]["idempotency_key"] != "k-a"
+    assert handler.applied == 5  # a, b, c, b's cancellation, d
+    assert await handler(records) == (107, None)  # the whole run redelivered: nothing changes
+    assert handler.applied == 5 and len(rejected) == 2
+
+
+def replace_occurred(envelope: Envelope[Any], at: dt.datetime) -> Envelope[Any]:
+    return envelope.model_copy(update={"occurred_at": at})
 
 
 async def test_partitions_applied_together_write_their_new_bookings_in_one_insert(
     store, views, resources
 ):
     """Three partitions' runs of new bookings go to MongoDB in one write, and each partition
-    still gets its own outcomes: the one whose booking reuses a taken idempotency key has it
-    dead-lettered, the others commit past all their records."""
+    still gets its own outcomes: the one whose booking reuses the idempotency key of a newer
+    booking has it dead-lettered, the others commit past all their records."""
     sid = store.store_id
     repo = BookingRepository(resources.db)
     writes: list[int] = []
@@ -347,10 +358,12 @@ async def test_partitions_applied_together_write_their_new_bookings_in_one_inser
         rejected.append((record.partition, record.offset))
 
     handler = RecordHandler(ProjectionWriter(repo, views, SystemClock()), "test", reject)
+    yesterday = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
     batch = {
         TopicPartition(BOOKING_EVENTS, p): fetched(
             [confirmed_event(store, f"p{p}-{n}-{sid}", f"k-{p}-{n}") for n in range(2)]
-            + ([confirmed_event(store, f"dup-{sid}", "k-0-0")] if p == 1 else []),
+            + ([replace_occurred(confirmed_event(store, f"dup-{sid}", "k-0-0"), yesterday)]
+               if p == 1 else []),
             partition=p, first_offset=10,
         )
         for p in range(3)
