@@ -54,6 +54,12 @@ from services.booking.settings import BookingSettings
 log = get_logger(__name__)
 
 FAILURES = frozenset({"BookingRejected", "CommandFailed"})
+# A produce that failed may still have reached the broker (a timeout, a leader moving), so
+# the answer says how to find out: the key makes sending it again safe.
+NOT_SENT = (
+    "the command could not be confirmed as sent: send it again with the same "
+    "Idempotency-Key (if it did arrive, that returns its decision)"
+)
 LATE_LOOKUP_LIMIT_S = 10.0  # the longest a status read spends looking for a late decision
 REQUEST_DECISIONS = FAILURES | {"BookingConfirmed"}
 
@@ -178,9 +184,9 @@ class CommandGateway:
             event_id = str(envelope.event_id)
             lookup = LateLookup(store_id, event_id, tuple(accepts), sent_ms, asdict(late))
             return await self._accepted(correlation_id, booking_id, lookup)
-        except Exception as exc:  # the broker refused the command: nothing was decided
+        except Exception as exc:  # the broker refused the command (or its answer was lost)
             self.waiter.forget(correlation_id)
-            raise ProblemError(503, "unavailable", "the command could not be sent") from exc
+            raise ProblemError(503, "unavailable", NOT_SENT) from exc
         return outcome.response()
 
     def _sent(self, task: asyncio.Task[Any], correlation_id: str) -> None:
@@ -189,9 +195,7 @@ class CommandGateway:
             return
         # Late failure after a 202: record it so the status URL does not stay pending.
         log.error("command_not_sent", correlation_id=correlation_id, error=repr(task.exception()))
-        self.waiter.fail(
-            correlation_id, Outcome.problem(503, "unavailable", "the command could not be sent")
-        )
+        self.waiter.fail(correlation_id, Outcome.problem(503, "unavailable", NOT_SENT))
 
     async def _accepted(
         self, correlation_id: str, booking_id: str | None, lookup: LateLookup
