@@ -74,7 +74,8 @@ bench: venv
 	@$(BIN)/python -m bench.analytics
 
 # Drops the booking projections (MongoDB bookings, Redis views) and replays them from the
-# topics; STORE=<id> limits it to one store. Stop the booking-projector first if you can.
+# topics; STORE=<id> limits it to one store. The local booking-projector is stopped for it
+# and started again (the rebuild refuses to run beside it).
 rebuild-projections: venv
 	@$(BIN)/python -m deploy.local.stack rebuild-projections $(if $(STORE),--store $(STORE))
 
