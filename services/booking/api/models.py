@@ -112,7 +112,12 @@ class Accepted(BaseModel):
     status: Literal["pending"] = "pending"
     correlation_id: str
     status_url: str
-    booking_id: str | None = None
+    booking_id: str | None = Field(
+        default=None,
+        description="the booking this request concerns; for a new booking, the id it gets if "
+        "this request books one (a retry, or the customer's same slot from another channel, "
+        "resolves to the existing booking instead: the status URL's answer names it)",
+    )
 
 
 class CommandStatus(BaseModel):
