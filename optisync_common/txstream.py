@@ -231,21 +231,41 @@ class ChangelogTable(MutableMapping[str, Any]):
 Tables = Mapping[str, ChangelogTable]
 
 
+# The largest record a transaction may write: under the broker's and the producer's 1 MiB
+# limit, with room for the key and headers. A larger one would fail its transaction, and the
+# group would recover and fail on it again for ever, all its tasks standing still.
+MAX_RECORD_BYTES = 900_000
+
+
+class RecordTooLarge(ValueError):
+    pass
+
+
 @contextlib.contextmanager
 def all_or_nothing(tables: Tables) -> Iterator[None]:
     """Every table change made inside, or none of them: an exception rolls the tables back
     to where they were (a record dead-lettered halfway must leave nothing behind) and is
-    raised again. Not reentrant."""
+    raised again, and so is a change whose value would be over `MAX_RECORD_BYTES` in the
+    changelog (RecordTooLarge). Not reentrant."""
     for table in tables.values():
         table._undo = {}
     try:
         yield
+        _refuse_oversized(tables)
     except BaseException:
         for table in tables.values():
             table._roll_back()
         raise
     for table in tables.values():
         table._undo = None
+
+
+def _refuse_oversized(tables: Tables) -> None:
+    for name, table in tables.items():
+        for key in table._undo or ():
+            value = table._data.get(key)
+            if value is not None and len(orjson.dumps(value)) > MAX_RECORD_BYTES:
+                raise RecordTooLarge(f"{name}/{key} would be over {MAX_RECORD_BYTES} bytes")
 
 
 # Decides one task's batch: records in arrival order per input partition; mutates the tables

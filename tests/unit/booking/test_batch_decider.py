@@ -140,3 +140,25 @@ def test_any_record_gets_a_dead_letter_the_broker_takes():
     assert huge_value_letter.value_b64 is None
     assert "value (900001 bytes)" in huge_value_letter.error
     assert all(len(o.value or b"") + len(o.key or b"") < 512 * 1024 for o in outputs)
+
+
+def test_a_command_whose_state_would_be_too_large_is_dead_lettered_and_answered(monkeypatch):
+    """Its store-day (or any table value) over the record limit would fail every transaction
+    of the group: the command fails alone, changes nothing, and its request is answered."""
+    tables = seeded_tables()
+    for table in tables.values():
+        table.take_changes()
+    before = {name: dict(table) for name, table in tables.items()}
+    monkeypatch.setattr("optisync_common.txstream.MAX_RECORD_BYTES", 1_000)  # a store-day's size
+    command = request("berlin", dt.datetime(2026, 12, 7, 9, 0, tzinfo=dt.UTC), key="k1", now=NOW)
+    message = encode(command)
+    decider = BatchDecider(BookingSettings(environment="test"), FixedClock(NOW))
+    outputs = decider(3, [record(0, message.value, list(message.headers))], tables)
+    assert [o.topic for o in outputs if o.topic != AVAILABILITY] == [
+        dlq_topic_for(BOOKING_COMMANDS), BOOKING_EVENTS,
+    ]  # fmt: skip
+    letter = decode(outputs[0].value or b"").payload
+    assert isinstance(letter, DeadLetter) and "would be over 1000 bytes" in letter.error
+    answer = decode(outputs[1].value or b"").payload
+    assert isinstance(answer, CommandFailed) and answer.reason == "internal_error"
+    assert {name: dict(table) for name, table in tables.items()} == before

@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from optisync_common.txstream import ChangelogTable, all_or_nothing, default_partition
+from optisync_common.txstream import (
+    MAX_RECORD_BYTES,
+    ChangelogTable,
+    RecordTooLarge,
+    all_or_nothing,
+    default_partition,
+)
 
 
 def test_only_assignments_and_deletions_are_changes():
@@ -74,3 +80,19 @@ def test_all_or_nothing_undoes_every_change_of_a_failed_step_and_keeps_a_good_on
         people["new"] = {"n": 4}
     people["later"] = {"n": 5}  # outside: nothing remembered, nothing undone
     assert people.take_changes() == [("later", {"n": 5}), ("new", {"n": 4})]
+
+
+def test_a_change_too_large_for_the_changelog_is_refused_and_undone():
+    """A record over the broker's limit would fail every transaction of its group from then
+    on: the change that would write it fails instead, and leaves nothing behind."""
+    table = ChangelogTable()
+    table.restore("small", {"n": 1})
+
+    def grow_too_large() -> None:
+        with all_or_nothing({"t": table}):
+            table["small"] = {"n": 2}
+            table["big"] = {"blob": "x" * MAX_RECORD_BYTES}
+
+    with pytest.raises(RecordTooLarge, match="t/big"):
+        grow_too_large()
+    assert dict(table) == {"small": {"n": 1}} and table.take_changes() == []
