@@ -218,6 +218,11 @@ class ChangelogTable(MutableMapping[str, Any]):
         else:
             self._data[key] = value
 
+    def reorder(self, key: Callable[[tuple[str, Any]], Any]) -> None:
+        """Put the entries in `key` order (a change, as ever, moves its key to the end): a
+        restore loads a local copy in key order, not in the order the keys were written."""
+        self._data = dict(sorted(self._data.items(), key=key))
+
     @property
     def changed(self) -> bool:
         return bool(self._dirty)
@@ -945,9 +950,7 @@ class TransactionalStreamProcessor:
                 group.tasks[p] = self._tasks[p] = _Task(p)
         assigned = [p for tasks in members.values() for p in tasks]
         await self._restore(assigned)
-        if await self._fence_stale_layouts([self._tasks[p] for p in assigned]):
-            # What the other layout committed while being fenced is past the restore's end.
-            await self._restore(assigned)
+        await self._fence_stale_layouts([self._tasks[p] for p in assigned])
         for g in members:
             group = self._groups[g]
             await self._seek_to_positions(group)
@@ -956,7 +959,7 @@ class TransactionalStreamProcessor:
         self._assigned_once = True
         log.info("stream_tasks_assigned", app=self.app_id, partitions=sorted(self._tasks))
 
-    async def _fence_stale_layouts(self, tasks: Sequence[_Task]) -> bool:
+    async def _fence_stale_layouts(self, tasks: Sequence[_Task]) -> None:
         """Abort what a crashed instance of another group count (or of the per-task ids of
         earlier versions) left open on these tasks' partitions. Its ids are not ours, so
         starting our producers fenced nothing of it, and until the broker's transaction
@@ -972,10 +975,9 @@ class TransactionalStreamProcessor:
             }
         )
         if not stale:
-            return False
+            return
         log.warning("stream_fencing_other_layout", app=self.app_id, transactional_ids=stale)
         await asyncio.gather(*(self._fence(transactional_id) for transactional_id in stale))
-        return True
 
     async def _fence(self, transactional_id: str) -> None:
         producer = AIOKafkaProducer(

@@ -10,6 +10,7 @@ batch's outputs, table changes and input offsets commit in one Kafka transaction
 from __future__ import annotations
 
 import datetime as dt
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from optisync_common.metrics import count_consumed
 from optisync_common.resources import NotReady, Resources
 from optisync_common.txstream import (
     MAX_RECORD_BYTES,
+    ChangelogTable,
     Output,
     RecordTooLarge,
     Tables,
@@ -59,6 +61,9 @@ class BatchDecider:
         self.clock = clock
         self._decoded: dict[int, DecodedState] = {}  # per task (partition)
         self._retirements: dict[int, PastRetirement] = {}
+        # Per task: its idempotency table, once put in write order (weakly: a task that moved
+        # away must not keep its tables alive).
+        self._idem_in_order: dict[int, weakref.ref[ChangelogTable]] = {}
 
     def __call__(
         self, partition: int, records: Sequence[ConsumerRecord[bytes, bytes]], tables: Tables
@@ -71,6 +76,11 @@ class BatchDecider:
             waitlist_hold_s=self.settings.waitlist_hold_s,
             decoded=self._decoded.setdefault(partition, DecodedState()),
         )
+        ordered = self._idem_in_order.get(partition)
+        if ordered is None or ordered() is not tables["idem"]:  # restored anew
+            # Expiry stops at the first live record, so the records must be in write order.
+            tables["idem"].reorder(key=lambda item: item[1]["at"])
+            self._idem_in_order[partition] = weakref.ref(tables["idem"])
         now = self.clock.now()
         outputs = self._housekeeping(partition, processor, now)
         for record in records:

@@ -162,3 +162,17 @@ def test_a_command_whose_state_would_be_too_large_is_dead_lettered_and_answered(
     answer = decode(outputs[1].value or b"").payload
     assert isinstance(answer, CommandFailed) and answer.reason == "internal_error"
     assert {name: dict(table) for name, table in tables.items()} == before
+
+
+def test_idempotency_records_restored_in_key_order_still_expire_oldest_first():
+    """A restore from the local copy loads the records in key order; expiry stops at the first
+    live one, so unordered, records past the TTL behind it were kept for up to a day more."""
+    tables = seeded_tables()
+    day = 24 * 3600
+    at = int(NOW.timestamp())
+    restored = {"berlin|a-new": at, "berlin|b-old": at - day - 60, "berlin|c-old": at - day - 30}
+    for key, written in restored.items():  # key order, as the copy gives them
+        tables["idem"].restore(key, {"cmd": key, "at": written, "outputs": ""})
+    decider = BatchDecider(BookingSettings(environment="test"), FixedClock(NOW))
+    decider(3, [], tables)
+    assert list(tables["idem"]) == ["berlin|a-new"]
