@@ -265,12 +265,18 @@ def all_or_nothing(tables: Tables) -> Iterator[None]:
         table._undo = None
 
 
+def refuse_oversized(size: int, what: str) -> None:
+    """RecordTooLarge for a record of `size` bytes over `MAX_RECORD_BYTES`."""
+    if size > MAX_RECORD_BYTES:
+        raise RecordTooLarge(f"{what} would be over {MAX_RECORD_BYTES} bytes")
+
+
 def _refuse_oversized(tables: Tables) -> None:
     for name, table in tables.items():
         for key in table._undo or ():
             value = table._data.get(key)
-            if value is not None and len(orjson.dumps(value)) > MAX_RECORD_BYTES:
-                raise RecordTooLarge(f"{name}/{key} would be over {MAX_RECORD_BYTES} bytes")
+            if value is not None:
+                refuse_oversized(len(orjson.dumps(value)), f"{name}/{key}")
 
 
 # Decides one task's batch: records in arrival order per input partition; mutates the tables

@@ -218,7 +218,8 @@ class AvailabilityProcessor:
         if record["cmd"] == str(env.event_id):
             # The same message again (redelivery after a crash): exactly the same outputs.
             return stored
-        if record.get("fp", request_fingerprint(cmd)) != request_fingerprint(cmd):
+        fingerprint = request_fingerprint(cmd)
+        if record.get("fp", fingerprint) != fingerprint:
             # Another request under a used key: answering with the first request's result
             # would hand one customer another's booking (records before `fp` are trusted).
             detail = "this Idempotency-Key was already used for a different request"

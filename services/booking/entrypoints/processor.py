@@ -26,18 +26,17 @@ from optisync_common.logging import bind_event, get_logger
 from optisync_common.metrics import count_consumed
 from optisync_common.resources import NotReady, Resources
 from optisync_common.txstream import (
-    MAX_RECORD_BYTES,
     ChangelogTable,
     Output,
-    RecordTooLarge,
     Tables,
     TransactionalStreamProcessor,
     all_or_nothing,
+    refuse_oversized,
 )
 from schemas.envelope import Envelope
 from schemas.events.availability import availability_key
 from schemas.registry import AVAILABILITY, BOOKING_COMMANDS, ROSTER_EVENTS, dlq_topic_for, topic
-from schemas.serde import DecodeError, EncodedMessage, decode, encode
+from schemas.serde import DecodeError, decode, encode
 from services.booking.adapters.processor import AvailabilityProcessor, ProcessorTables
 from services.booking.adapters.processor_retention import PastRetirement
 from services.booking.adapters.processor_state import DecodedState
@@ -151,7 +150,10 @@ class BatchDecider:
                 with all_or_nothing(tables):
                     results = processor.handle(envelope, self.clock.now())
                     encoded = [processor.encoded(result) for result in results]
-                    _refuse_oversized(encoded)
+                    # An output the broker would refuse fails its record here, not every
+                    # transaction of the group from now on.
+                    for message in encoded:
+                        refuse_oversized(len(message.value or b""), f"a {message.topic} record")
             except Exception as exc:  # a bug must not stall the store's partition
                 log.exception("processor_failed", type=envelope.type)
                 return [self._dead_letter(record, exc), *self._answer_failed(processor, envelope)]
@@ -192,14 +194,6 @@ class BatchDecider:
         key = letter.payload.original_key()  # the key the letter kept (none if too large)
         encoded = encode(letter, topic=dlq_topic_for(record.topic), key=key)
         return Output(encoded.topic, encoded.key, encoded.value, list(encoded.headers))
-
-
-def _refuse_oversized(encoded: Sequence[EncodedMessage]) -> None:
-    """An output the broker would refuse fails its record here (dead-lettered, its changes
-    undone) rather than every transaction of the group from now on."""
-    for message in encoded:
-        if len(message.value or b"") > MAX_RECORD_BYTES:
-            raise RecordTooLarge(f"a {message.topic} record would be over {MAX_RECORD_BYTES} bytes")
 
 
 def build_app(settings: BookingSettings, clock: Clock | None = None) -> FastAPI:
