@@ -31,7 +31,7 @@ import orjson
 
 from schemas.envelope import Envelope, deterministic_event_id
 from schemas.events.availability import ExamTypeSlots, StoreDayAvailability
-from schemas.events.base import EventPayload, RejectionReason, local_iso
+from schemas.events.base import Actor, EventPayload, RejectionReason, local_iso
 from schemas.events.booking import (
     AcceptOffer,
     BookingCancelled,
@@ -401,7 +401,9 @@ class AvailabilityProcessor:
         now: dt.datetime,
     ) -> list[Envelope[Any]]:
         day = self._day(cfg, booking.date)
-        outcome = decisions.cancel(cfg, day, booking, _epoch(now))
+        outcome = decisions.cancel(
+            cfg, day, booking, _epoch(now), by_customer=cmd.by == Actor.CUSTOMER
+        )
         if isinstance(outcome, decisions.Rejected):
             return [self._failed(env, cmd, outcome.reason, outcome.detail, now)]
         self._save_booking(outcome.booking)

@@ -44,13 +44,14 @@ def local_instants(date: dt.date, minute_of_day: int, tz: str) -> tuple[int, ...
 def local_interval(date: dt.date, start: str, end: str, tz: str) -> tuple[int, int] | None:
     """[start, end) of local wall times as UTC epoch seconds (elapsed time, so a shift
     across a DST change is an hour shorter or longer, as it really is)."""
-    a = _nearest_existing(date, minutes(start), tz)
-    b = _nearest_existing(date, minutes(end), tz)
+    a = nearest_existing(date, minutes(start), tz)
+    b = nearest_existing(date, minutes(end), tz)
     return (a, b) if a < b else None
 
 
-def _nearest_existing(date: dt.date, minute_of_day: int, tz: str) -> int:
-    # A boundary inside the spring gap moves to the first valid minute after it.
+def nearest_existing(date: dt.date, minute_of_day: int, tz: str) -> int:
+    """A local wall time as UTC epoch seconds; one in the spring gap moves to the first valid
+    minute after it, one in the repeated autumn hour is its first run."""
     for shift in range(0, 121):
         instant = local_instant(date, minute_of_day + shift, tz)
         if instant is not None:

@@ -18,6 +18,7 @@ from services.booking.domain.calendar import (
     local_instants,
     local_interval,
     minutes,
+    nearest_existing,
     to_local,
     weekday_key,
 )
@@ -315,7 +316,11 @@ def _busy(b: Booking) -> Busy:
     return Busy(b.start, b.end, b.booking_id, b.customer_ref, b.exam_type)
 
 
-def cancel(cfg: StoreConfig, day: Day, booking: Booking, now: int) -> Cancelled | Rejected:
+def cancel(
+    cfg: StoreConfig, day: Day, booking: Booking, now: int, by_customer: bool = True
+) -> Cancelled | Rejected:
+    """Cancel a booking. Only a customer's cancellation can be late: the store's own is not
+    the customer's short notice (and must not count in the late-cancellation rate)."""
     if not booking.can_become(BookingStatus.CANCELLED):
         return Rejected(
             Reason.INVALID_TRANSITION, f"a {booking.status} booking cannot be cancelled"
@@ -324,7 +329,16 @@ def cancel(cfg: StoreConfig, day: Day, booking: Booking, now: int) -> Cancelled 
     day.seq += 1
     minutes_before = (booking.start - now) // 60
     updated = replace(booking, status=BookingStatus.CANCELLED, version=booking.version + 1)
-    return Cancelled(updated, minutes_before < cfg.late_cancel_minutes, int(minutes_before))
+    late = by_customer and now > late_cancel_deadline(cfg, booking.start)
+    return Cancelled(updated, late, int(minutes_before))
+
+
+def late_cancel_deadline(cfg: StoreConfig, start: int) -> int:
+    """The last moment a cancellation is on time: the store's notice counted in local wall
+    time, as customers read it ("24 hours before" is the same clock time the day before, even
+    when a DST change makes that 23 or 25 hours)."""
+    wall = to_local(start, cfg.timezone) - dt.timedelta(minutes=cfg.late_cancel_minutes)
+    return nearest_existing(wall.date(), wall.hour * 60 + wall.minute, cfg.timezone)
 
 
 def reschedule(

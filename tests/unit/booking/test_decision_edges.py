@@ -137,3 +137,40 @@ def test_a_failed_reschedule_offers_starts_overlapping_the_booking_s_own_slot_bu
     assert local(refused.alternatives) == ["10:15+0100"]  # overlaps 10:00-10:30, its own
     moved = d.reschedule(cfg, day, day, mine.booking, refused.alternatives[0], NOW)
     assert isinstance(moved, d.Rescheduled)
+
+
+def _cancel_at(cfg: StoreConfig, start: int, now: int, by_customer: bool = True) -> d.Cancelled:
+    date = to_local(start, cfg.timezone).date()
+    day = day_of(shift("A", "09:00", "18:00", date), date=date)
+    booked = d.decide_booking(
+        cfg, day, d.BookRequest("b", "c", "std", start, "b", "web", "A"), start - 3 * 86400
+    )
+    assert isinstance(booked, d.Accepted)
+    outcome = d.cancel(cfg, day, booked.booking, now, by_customer)
+    assert isinstance(outcome, d.Cancelled)
+    return outcome
+
+
+def test_the_notice_for_a_late_cancellation_is_counted_in_local_clock_time_across_dst():
+    """Berlin's clocks go forward early on Sunday 29 March 2026: "24 hours before" Sunday
+    10:00 is Saturday 10:00 on the clock, 23 elapsed hours. On 25 October they go back, and
+    it is 25 elapsed hours."""
+    cfg = store(hours=[("09:00", "18:00")])  # on Sundays too
+    spring = at("10:00", dt.date(2026, 3, 29))
+    on_time = at("10:00", dt.date(2026, 3, 28))
+    assert spring - on_time == 23 * 3600
+    assert not _cancel_at(cfg, spring, on_time).late
+    assert _cancel_at(cfg, spring, on_time + 60).late
+    autumn = at("10:00", dt.date(2026, 10, 25))
+    on_time = at("10:00", dt.date(2026, 10, 24))
+    assert autumn - on_time == 25 * 3600
+    assert not _cancel_at(cfg, autumn, on_time).late
+    assert _cancel_at(cfg, autumn, on_time + 60).late  # 24 h 59 min before, but past 10:00
+
+
+def test_a_stores_own_cancellation_is_never_late():
+    cfg = store()
+    start = at("10:00")
+    assert _cancel_at(cfg, start, start - 3600).late
+    by_store = _cancel_at(cfg, start, start - 3600, by_customer=False)
+    assert not by_store.late and by_store.minutes_before_start == 60

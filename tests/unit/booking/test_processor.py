@@ -158,6 +158,18 @@ def test_cancel_frees_the_slot_and_reports_lateness():
     assert payloads(again, CommandFailed)[0].reason == "invalid_transition"
 
 
+def test_a_cancellation_by_the_store_is_not_late_and_not_counted_as_late():
+    proc, _ = berlin_store()
+    booked = proc.handle(request("berlin", at("09:00"), key="k1", optometrist="B", now=NOW), NOW)
+    booking_id = payloads(booked, BookingConfirmed)[0].booking_id
+    an_hour_before = at("08:00")
+    by_store = CancelBooking(booking_id=booking_id, idempotency_key="c1", by="store")
+    out = proc.handle(env("berlin", by_store, an_hour_before), an_hour_before)
+    cancelled = payloads(out, BookingCancelled)[0]
+    assert not cancelled.late and cancelled.minutes_before_start == 60
+    assert [f.late for f in payloads(out, BookingFact)] == [False]
+
+
 def test_reschedule_is_atomic():
     proc, tables = berlin_store()
     mine = payloads(
