@@ -164,6 +164,7 @@ class RejectionReason(StrEnum):
     INVALID_COMMAND = "invalid_command"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"  # the key of another request (24 h)
     INTERNAL_ERROR = "internal_error"  # the processor failed on it: dead-lettered
+    WAITLIST_FULL = "waitlist_full"  # the store's (or the customer's) waiting entries at their cap
 
 
 class PayloadModel(BaseModel):

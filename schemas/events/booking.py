@@ -257,7 +257,8 @@ class BookingRejected(BookingEvent):
     """The command could not be applied; ``alternatives`` are nearby free slot starts."""
 
     event_type: ClassVar[str] = "BookingRejected"
-    event_version: ClassVar[str] = "1.1"  # 1.1: reasons `idempotency_key_reused`, `internal_error`
+    event_version: ClassVar[str] = "1.2"  # 1.1: reasons `idempotency_key_reused`, `internal_error`
+    # 1.2: reason `waitlist_full`
 
     booking_id: Id
     idempotency_key: IdempotencyKey
@@ -444,7 +445,8 @@ class CommandFailed(BookingEvent):
 
     event_type: ClassVar[str] = "CommandFailed"
     # 1.1: reasons `idempotency_key_reused`, `internal_error`; `decided_event_id`
-    event_version: ClassVar[str] = "1.1"
+    # 1.2: reason `waitlist_full`; `waitlist_entry_id`
+    event_version: ClassVar[str] = "1.2"
 
     command_type: str
     command_event_id: str | None = None
@@ -456,4 +458,9 @@ class CommandFailed(BookingEvent):
         default=None,
         description="with reason `duplicate`: the event of the change this idempotency key "
         "already made (a retry's answer is the booking once it shows that change)",
+    )
+    waitlist_entry_id: Id | None = Field(
+        default=None,
+        description="with reason `duplicate` for JoinWaitlist: the entry this idempotency key "
+        "already made (a retry's answer is that entry)",
     )

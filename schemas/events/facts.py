@@ -38,8 +38,9 @@ class BookingFact(EventPayload):
     """One step of the booking funnel. ``local_date`` is the store-local day the fact happened."""
 
     event_type: ClassVar[str] = "BookingFact"
-    # 1.1: fact `reassigned`; 1.2: reasons `idempotency_key_reused`, `internal_error`
-    event_version: ClassVar[str] = "1.2"
+    # 1.1: fact `reassigned`; 1.2: reasons `idempotency_key_reused`, `internal_error`;
+    # 1.3: reason `waitlist_full`
+    event_version: ClassVar[str] = "1.3"
     topic: ClassVar[str] = BOOKING_FACTS
 
     fact: FactKind

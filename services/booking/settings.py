@@ -6,6 +6,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from optisync_common.settings import ServiceSettings
+from services.booking.domain.waitlist import DEFAULT_MAX_WAITING, DEFAULT_MAX_WAITING_PER_CUSTOMER
 
 
 class BookingSettings(ServiceSettings):
@@ -55,6 +56,12 @@ class BookingSettings(ServiceSettings):
     # waitlist: a freed slot is offered to this many entries, held for them this long
     waitlist_offers: int = Field(default=3, ge=1, le=20)
     waitlist_hold_s: int = Field(default=600, ge=1)
+    # entries that may wait at once at one store (its waitlist is one record of the
+    # processor's state, under the broker's 1 MB), and of one customer there
+    waitlist_max_waiting: int = Field(default=DEFAULT_MAX_WAITING, ge=1, le=2000)
+    waitlist_max_waiting_per_customer: int = Field(
+        default=DEFAULT_MAX_WAITING_PER_CUSTOMER, ge=1, le=100
+    )
     # the processor forgets store-days and bookings this many days after their day, so its
     # state stops growing (`adapters/processor_retention.py`); MongoDB keeps the documents
     processor_retain_days: int = Field(default=30, ge=1)

@@ -208,19 +208,22 @@ def test_result_summary_goes_out_only_for_a_completed_exam(running_stack, endpoi
 
 
 def test_a_key_gives_the_same_result_for_its_own_request_only(running_stack, endpoints, unique_id):
-    """Through the real processor: a change retried with its key answers as the first time;
-    a key sent again with another request is refused, and gives nothing of the first away."""
+    """Through the real processor: a change retried with its key answers as the first time
+    (bookings and the waitlist); a key sent again with another request is refused, and gives
+    nothing of the first away."""
     api = running_stack["booking-api"]
     store_id = f"keys-{unique_id}"
     publish_store(endpoints, store_id, store_events(store_id, DAY, {"solo": ("09:00", "12:00")}))
     wait_for_availability(api, store_id, DAY, lambda v: free_at(v, "09:30") == 1)
     with httpx.Client(base_url=api, timeout=30) as client:
 
-        def send(path: str, payload: dict, key: str) -> tuple[int, dict]:
-            resp = client.post(path, json=payload, headers={"Idempotency-Key": key})
+        def settled(resp: httpx.Response) -> tuple[int, dict]:
             if resp.status_code == 202:
                 return asyncio.run(_settle(api, resp.json()["status_url"]))
             return resp.status_code, resp.json()
+
+        def send(path: str, payload: dict, key: str) -> tuple[int, dict]:
+            return settled(client.post(path, json=payload, headers={"Idempotency-Key": key}))
 
         booked = send("/v1/bookings", body(store_id, 1, at("09:30")), f"{store_id}-b")
         assert booked[0] == 201, booked
@@ -240,6 +243,20 @@ def test_a_key_gives_the_same_result_for_its_own_request_only(running_stack, end
         refused_again = send(cancel, {"by": "customer"}, f"{store_id}-c2")
         assert refused[0] == refused_again[0] == 409, (refused, refused_again)
         assert refused[1]["code"] == refused_again[1]["code"] == "invalid_transition"
+
+        wait = {
+            "store_id": store_id, "exam_type": "standard", "channel": "whatsapp",
+            "customer": {"customer_ref": "cust-w", "name": "Wu"},
+            "date_from": DAY.isoformat(), "date_to": DAY.isoformat(),
+        }  # fmt: skip
+        joined = send("/v1/waitlist", wait, f"{store_id}-w")
+        joined_again = send("/v1/waitlist", wait, f"{store_id}-w")
+        assert joined[0] == joined_again[0] == 201, (joined, joined_again)
+        entry = joined[1]["waitlist_entry_id"]
+        assert joined_again[1]["waitlist_entry_id"] == entry
+        left, left_again = (settled(client.delete(f"/v1/waitlist/{entry}")) for _ in range(2))
+        assert left[0] == left_again[0] == 200, (left, left_again)
+        assert left[1]["status"] == left_again[1]["status"] == "left"
 
 
 async def _settle(api: str, status_url: str) -> tuple[int, dict]:

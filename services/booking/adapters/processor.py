@@ -57,6 +57,7 @@ from schemas.events.booking import (
     RequestBooking,
     RescheduleBooking,
     RosterCause,
+    WaitlistJoined,
 )
 from schemas.events.facts import BookingFact, FactKind
 from schemas.events.roster import (
@@ -130,11 +131,12 @@ class AvailabilityProcessor:
         coalesce_views: bool = False,
         waitlist_offers: int = DEFAULT_OFFERS,
         waitlist_hold_s: int = DEFAULT_HOLD_S,
+        waitlist_limits: wl.WaitlistLimits = wl.DEFAULT_LIMITS,
         decoded: DecodedState | None = None,
     ) -> None:
         self.t = tables
         self.decoded = decoded or DecodedState()
-        self.waitlist = WaitlistDesk(self, waitlist_offers, waitlist_hold_s)
+        self.waitlist = WaitlistDesk(self, waitlist_offers, waitlist_hold_s, waitlist_limits)
         self.region = region
         self.idempotency_ttl_s = idempotency_ttl_s
         # With `coalesce_views`, a store-day's availability view is computed once per batch
@@ -246,11 +248,19 @@ class AvailabilityProcessor:
                     "retry",
                 )
             ]
-        # A change already made with this key: the API answers with the booking as that
-        # change left it, named by its event.
-        decided = str(stored[0].event_id) if stored else None
-        detail = "already done with this idempotency key"
-        return [self._failed(env, cmd, Reason.DUPLICATE, detail, now, decided_event_id=decided)]
+        # A change already made with this key: the API answers with what that change left
+        # (a booking, a waitlist entry, an offer), named by its event.
+        decided = stored[0] if stored else None
+        joined = (
+            decided.payload if decided and isinstance(decided.payload, WaitlistJoined) else None
+        )
+        return [
+            self._failed(
+                env, cmd, Reason.DUPLICATE, "already done with this idempotency key", now,
+                decided_event_id=str(decided.event_id) if decided else None,
+                waitlist_entry_id=joined.waitlist_entry_id if joined else None,
+            )
+        ]  # fmt: skip
 
     def _decide(
         self, env: Envelope[Any], cmd: BookingCommand, now: dt.datetime
@@ -797,6 +807,7 @@ class AvailabilityProcessor:
         detail: str,
         now: dt.datetime,
         decided_event_id: str | None = None,
+        waitlist_entry_id: str | None = None,
     ) -> Envelope[Any]:
         return self._derive(
             env,
@@ -808,6 +819,7 @@ class AvailabilityProcessor:
                 reason=RejectionReason(reason.value),
                 detail=detail,
                 decided_event_id=decided_event_id,
+                waitlist_entry_id=waitlist_entry_id,
             ),
             now,
             str(_epoch(now)) if reason == Reason.DUPLICATE else "",

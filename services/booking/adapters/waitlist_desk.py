@@ -18,6 +18,9 @@ import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
+from optisync_common.txstream import MAX_RECORD_BYTES
 from schemas.envelope import Envelope, deterministic_event_id, new_envelope
 from schemas.events.base import EventPayload, RejectionReason, local_iso
 from schemas.events.booking import (
@@ -47,6 +50,9 @@ if TYPE_CHECKING:
 # Settled offers and entries are kept this long after their slot (for replies and the staff
 # view's history), then dropped so a store's waitlist record stays small.
 KEEP_SETTLED_S = 2 * 86400
+# Joins are refused past this record size, so the offers of the entries already waiting
+# still fit under the changelog's record limit.
+WAITLIST_RECORD_BUDGET = MAX_RECORD_BYTES // 2
 
 
 def _epoch(instant: dt.datetime) -> int:
@@ -58,13 +64,20 @@ def _utc(epoch: int) -> dt.datetime:
 
 
 class WaitlistDesk:
-    def __init__(self, processor: AvailabilityProcessor, offers: int, hold_s: int) -> None:
+    def __init__(
+        self,
+        processor: AvailabilityProcessor,
+        offers: int,
+        hold_s: int,
+        limits: wl.WaitlistLimits = wl.DEFAULT_LIMITS,
+    ) -> None:
         # Part of its processor, so it refers back weakly: the stream makes a processor per
         # task batch, and with the two referring to each other every one of them was left for
         # the cyclic collector (five objects a batch, nearly all of its garbage).
         self._processor = weakref.ref(processor)
         self.k = offers
         self.hold_s = hold_s
+        self.limits = limits
 
     @property
     def p(self) -> AvailabilityProcessor:
@@ -123,7 +136,7 @@ class WaitlistDesk:
         self, env: Envelope[Any], cfg: StoreConfig, cmd: JoinWaitlist, now: dt.datetime
     ) -> list[Envelope[Any]]:
         state, epoch = self.state(cfg.store_id), _epoch(now)
-        refused = self._join_refusal(cfg, state, cmd, epoch)
+        refused = self._join_refusal(cfg, state, cmd, epoch) or self._full(cfg.store_id, state, cmd)
         if refused is not None:
             return [self.p._failed(env, cmd, refused[0], refused[1], now)]
         entry = wl.WaitlistEntry(
@@ -165,6 +178,19 @@ class WaitlistDesk:
             return Reason.DUPLICATE, "this waitlist entry already exists"
         if cmd.date_to < local_date(now, cfg.timezone):
             return Reason.IN_PAST, "the requested days have passed"
+        return None
+
+    def _full(
+        self, store_id: str, state: wl.WaitlistState, cmd: JoinWaitlist
+    ) -> tuple[Reason, str] | None:
+        over = wl.over_limits(state, cmd.customer.customer_ref, self.limits)
+        if over is not None:
+            return Reason.WAITLIST_FULL, over
+        # Entries are a guess at the record's size; offers take room too (each freed slot is
+        # offered to entries until one accepts). Past half the record limit, joins wait.
+        record = self._record(store_id)
+        if record is not None and len(orjson.dumps(record)) > WAITLIST_RECORD_BUDGET:
+            return Reason.WAITLIST_FULL, "the store's waitlist is full (its offers take too much room)"
         return None
 
     def leave(

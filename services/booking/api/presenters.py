@@ -31,6 +31,7 @@ _CONFLICT = {
     RejectionReason.OFFER_TAKEN,
     RejectionReason.OFFER_EXPIRED,
     RejectionReason.DUPLICATE,
+    RejectionReason.WAITLIST_FULL,
 }
 
 

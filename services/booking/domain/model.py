@@ -47,6 +47,7 @@ class Reason(StrEnum):
     INVALID_TRANSITION = "invalid_transition"
     HELD = "held"  # kept for customers with a live waitlist offer
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+    WAITLIST_FULL = "waitlist_full"
 
 
 @dataclass(frozen=True)

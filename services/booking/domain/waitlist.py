@@ -27,6 +27,10 @@ from services.booking.domain.model import Busy, Day, ExamSpec, Reason, StoreConf
 
 DEFAULT_OFFERS = 3
 DEFAULT_HOLD_S = 600
+# A store's waitlist is one record of the processor's state, which the broker caps at about
+# 1 MB: a typical waiting entry is 300 bytes (at most 750), and offers need room too.
+DEFAULT_MAX_WAITING = 1000
+DEFAULT_MAX_WAITING_PER_CUSTOMER = 10
 _TOKEN_NAMESPACE = uuid.UUID("6f0b7d1e-3c57-4a53-9a55-0ee7a1b2c3d4")
 HOLD_BOOKING_PREFIX = "hold:"
 
@@ -142,6 +146,28 @@ def join_order(state: WaitlistState, now: int) -> int:
     join, so two joins decided in the same second still rank in the order they were made."""
     last = max((e.joined_at for e in state.entries.values()), default=now - 1)
     return max(now, last + 1)
+
+
+@dataclass(frozen=True)
+class WaitlistLimits:
+    """How many entries may wait at once at one store, and how many of them one customer's."""
+
+    per_store: int = DEFAULT_MAX_WAITING
+    per_customer: int = DEFAULT_MAX_WAITING_PER_CUSTOMER
+
+
+DEFAULT_LIMITS = WaitlistLimits()
+
+
+def over_limits(state: WaitlistState, customer_ref: str, limits: WaitlistLimits) -> str | None:
+    """Why a new entry for `customer_ref` would exceed the limits (refuse it `waitlist_full`),
+    or None."""
+    waiting = [e for e in state.entries.values() if e.status == EntryStatus.WAITING]
+    if len(waiting) >= limits.per_store:
+        return f"the store's waitlist is full ({limits.per_store} entries waiting)"
+    if sum(e.customer_ref == customer_ref for e in waiting) >= limits.per_customer:
+        return f"this customer already has {limits.per_customer} waiting entries at this store"
+    return None
 
 
 def windows_of(time_from: str | None, time_to: str | None) -> tuple[tuple[str, str], ...]:

@@ -40,6 +40,7 @@ from schemas.serde import DecodeError, decode, encode
 from services.booking.adapters.processor import AvailabilityProcessor, ProcessorTables
 from services.booking.adapters.processor_retention import PastRetirement
 from services.booking.adapters.processor_state import DecodedState
+from services.booking.domain.waitlist import WaitlistLimits
 from services.booking.settings import BookingSettings, get_settings
 
 log = get_logger(__name__)
@@ -59,6 +60,9 @@ class BatchDecider:
         self.settings = settings
         self.clock = clock
         self._decoded: dict[int, DecodedState] = {}  # per task (partition)
+        self.waitlist_limits = WaitlistLimits(
+            settings.waitlist_max_waiting, settings.waitlist_max_waiting_per_customer
+        )
         self._retirements: dict[int, PastRetirement] = {}
         # Per task: its idempotency table, once put in write order (weakly: a task that moved
         # away must not keep its tables alive).
@@ -73,6 +77,7 @@ class BatchDecider:
             coalesce_views=True,
             waitlist_offers=self.settings.waitlist_offers,
             waitlist_hold_s=self.settings.waitlist_hold_s,
+            waitlist_limits=self.waitlist_limits,
             decoded=self._decoded.setdefault(partition, DecodedState()),
         )
         ordered = self._idem_in_order.get(partition)

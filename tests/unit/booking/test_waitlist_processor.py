@@ -29,7 +29,9 @@ from schemas.events.booking import (
 )
 from schemas.events.facts import BookingFact, FactKind
 from schemas.events.roster import ShiftPublished
+from services.booking.adapters import waitlist_desk
 from services.booking.adapters.processor import AvailabilityProcessor, ProcessorTables
+from services.booking.domain import waitlist as wl
 
 from .storefixture import berlin_store, env, request
 
@@ -265,3 +267,67 @@ def test_an_accept_retried_with_its_key_resolves_to_the_same_booking() -> None:
     )  # fmt: skip
     (again,) = of(proc.handle(env("berlin", retry, NOW), NOW), BookingRejected)
     assert again.reason == "duplicate" and again.existing_booking_id == confirmed.booking_id
+
+
+def test_a_join_leave_or_decline_retried_with_its_key_names_what_the_first_one_did() -> None:
+    proc, _ = full_day_with_five_waiting()
+    retry = JoinWaitlist(
+        idempotency_key="join-1", waitlist_entry_id="w-fresh", channel="wechat",
+        customer=Customer(customer_ref="c1", locale="zh-CN"), exam_type="standard",
+        date_from=DAY, date_to=DAY, time_from="09:00", time_to="09:30",
+    )  # fmt: skip
+    (joined_again,) = of(proc.handle(env("berlin", retry, NOW), NOW), CommandFailed)
+    assert (joined_again.reason, joined_again.waitlist_entry_id) == ("duplicate", "w1")
+    assert joined_again.decided_event_id is not None
+    assert "w-fresh" not in proc.waitlist.state("berlin").entries
+
+    leave = LeaveWaitlist(idempotency_key="leave-2", waitlist_entry_id="w2", customer_ref="c2")
+    (left,) = of(proc.handle(env("berlin", leave, NOW), NOW), WaitlistLeft)
+    (left_again,) = of(proc.handle(env("berlin", leave, NOW), NOW), CommandFailed)
+    assert left_again.reason == "duplicate" and left_again.decided_event_id is not None
+    assert left.waitlist_entry_id == "w2"
+    assert left_again.waitlist_entry_id is None
+
+    offer = of(cancel(proc, "b-kA", NOW), SlotOffered)[0]
+    decline = DeclineOffer(
+        idempotency_key="no-thanks", offer_token=offer.offer_token, customer_ref=offer.customer_ref
+    )
+    assert of(proc.handle(env("berlin", decline, NOW), NOW), OfferDeclined)
+    (declined_again,) = of(proc.handle(env("berlin", decline, NOW), NOW), CommandFailed)
+    assert declined_again.reason == "duplicate" and declined_again.decided_event_id
+
+
+def test_joins_past_the_stores_or_the_customers_limit_are_refused_waitlist_full() -> None:
+    proc, _ = berlin_store()
+    proc.waitlist.limits = wl.WaitlistLimits(per_store=3, per_customer=2)
+
+    def join_as(customer: str, n: int) -> Any:
+        cmd = JoinWaitlist(
+            idempotency_key=f"j{n}", waitlist_entry_id=f"w{n}", channel="web",
+            customer=Customer(customer_ref=customer), exam_type="standard",
+            date_from=DAY, date_to=DAY,
+        )  # fmt: skip
+        return proc.handle(env("berlin", cmd, NOW), NOW)[0].payload
+
+    assert isinstance(join_as("ann", 1), WaitlistJoined)
+    assert isinstance(join_as("ann", 2), WaitlistJoined)
+    third = join_as("ann", 3)
+    assert isinstance(third, CommandFailed) and third.reason == "waitlist_full"
+    assert "this customer" in third.detail
+    assert isinstance(join_as("bob", 4), WaitlistJoined)
+    full = join_as("cy", 5)
+    assert isinstance(full, CommandFailed) and full.reason == "waitlist_full"
+    assert "store's waitlist is full" in full.detail
+    leave = LeaveWaitlist(idempotency_key="l1", waitlist_entry_id="w1", customer_ref="ann")
+    assert of(proc.handle(env("berlin", leave, NOW), NOW), WaitlistLeft)
+    assert isinstance(join_as("cy", 6), WaitlistJoined)  # a place freed
+
+
+def test_joins_are_refused_while_the_stores_waitlist_record_is_past_its_budget() -> None:
+    proc, tables = berlin_store()
+    assert isinstance(join(proc, 1, NOW)[0].payload, WaitlistJoined)
+    record = tables.waitlist["berlin"]
+    padding = "x" * (waitlist_desk.WAITLIST_RECORD_BUDGET + 1)
+    tables.waitlist["berlin"] = {**record, "state": {**record["state"], "padding": padding}}
+    refused = join(proc, 2, NOW)[0].payload
+    assert isinstance(refused, CommandFailed) and refused.reason == "waitlist_full"

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Path, Query, Response
 from optisync_common.http import LocalDayQuery
 from optisync_common.problems import ProblemError
 from schemas.envelope import Envelope
-from schemas.events.base import EventPayload
+from schemas.events.base import EventPayload, RejectionReason
 from schemas.events.booking import (
     AcceptOffer,
     CommandFailed,
@@ -69,35 +69,63 @@ def _failure(event: EventPayload, timezone: str | None) -> Outcome:
     return rejection_outcome(event.reason, event.detail, timezone)
 
 
-def _entry_renderer(timezone: str | None, status: int, after: Document | None = None) -> Render:
+def _done_before(event: EventPayload) -> bool:
+    """A retry of a change this idempotency key already made: answered as the first time."""
+    return isinstance(event, CommandFailed) and event.decided_event_id is not None
+
+
+def _joined_renderer(gateway: CommandGateway, timezone: str | None) -> Render:
     async def render(envelope: Envelope[EventPayload]) -> Outcome:
+        event = envelope.payload
+        if isinstance(event, CommandFailed) and event.waitlist_entry_id is not None:
+            return await _joined_before(gateway, event.waitlist_entry_id, timezone)
         if envelope.type in FAILURES:
-            return _failure(envelope.payload, timezone)
-        doc = after if after is not None else entry_doc(envelope)
-        return Outcome(status, entry_from_doc(doc).model_dump_json().encode())
+            return _failure(event, timezone)
+        return Outcome(201, entry_from_doc(entry_doc(envelope)).model_dump_json().encode())
+
+    return render
+
+
+async def _joined_before(gateway: CommandGateway, entry_id: str, timezone: str | None) -> Outcome:
+    """A retried join: the entry its key made, as it is now (the projector may be a moment
+    behind the decision)."""
+    doc = await wait_for_document(
+        gateway.repo.waitlist.entry, entry_id, gateway.settings.decision_timeout_s
+    )
+    if doc is None:
+        detail = "already joined with this idempotency key; the entry is not readable yet"
+        return rejection_outcome(
+            RejectionReason.DUPLICATE, detail, timezone, waitlist_entry_id=entry_id
+        )
+    return Outcome(201, entry_from_doc(doc).model_dump_json().encode())
+
+
+def _left_renderer(entry: Document) -> Render:
+    left = entry_from_doc({**entry, "status": "left"}).model_dump_json().encode()
+
+    async def render(envelope: Envelope[EventPayload]) -> Outcome:
+        if envelope.type in FAILURES and not _done_before(envelope.payload):
+            return _failure(envelope.payload, None)
+        return Outcome(200, left)
 
     return render
 
 
 def _declined_renderer(offer: Document) -> Render:
-    declined = offer_from_doc({**offer, "state": "declined"})
+    declined = offer_from_doc({**offer, "state": "declined"}).model_dump_json().encode()
 
     async def render(envelope: Envelope[EventPayload]) -> Outcome:
-        if envelope.type in FAILURES:
+        if envelope.type in FAILURES and not _done_before(envelope.payload):
             return _failure(envelope.payload, None)
-        return Outcome(200, declined.model_dump_json().encode())
+        return Outcome(200, declined)
 
     return render
-
-
-def _left_renderer(entry: Document) -> Render:
-    return _entry_renderer(None, 200, {**entry, "status": "left"})
 
 
 # How a status read renders these commands' decisions when no process waits for them.
 @late_renderer("waitlist_join")
 def _late_join(gateway: CommandGateway, late: LateRender) -> Render:
-    return _entry_renderer(late.timezone, 201)
+    return _joined_renderer(gateway, late.timezone)
 
 
 @late_renderer("waitlist_leave")
@@ -152,7 +180,7 @@ async def join_waitlist(
         command,
         store_id=body.store_id,
         accepts=FAILURES | {"WaitlistJoined"},
-        render=_entry_renderer(catalog.timezone, 201),
+        render=_joined_renderer(context.gateway, catalog.timezone),
         occurred_at=now,
         late=LateRender("waitlist_join", timezone=catalog.timezone),
     )
