@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from optisync_common.logging import get_logger
 from optisync_common.txstream import MAX_RECORD_BYTES
 from schemas.envelope import Envelope, deterministic_event_id, new_envelope
 from schemas.events.base import EventPayload, RejectionReason, local_iso
@@ -53,6 +54,12 @@ KEEP_SETTLED_S = 2 * 86400
 # Joins are refused past this record size, so the offers of the entries already waiting
 # still fit under the changelog's record limit.
 WAITLIST_RECORD_BUDGET = MAX_RECORD_BYTES // 2
+# Offers are how the record grows after that: past this size freed capacity goes back to
+# everyone instead (a cancellation must never fail for its waitlist). The rest is headroom for
+# what one command offers at once (a shift offered to every waiting entry is counted as it goes).
+OFFERS_BUDGET = MAX_RECORD_BYTES * 2 // 3
+
+log = get_logger(__name__)
 
 
 def _epoch(instant: dt.datetime) -> int:
@@ -116,6 +123,18 @@ class WaitlistDesk:
             "next_due": min(dues, default=None),
             "held_until": max((o.expires_at for o in held), default=None),
         }
+
+    def _record_bytes(self, store_id: str) -> int:
+        record = self._record(store_id)
+        return len(orjson.dumps(record)) if record is not None else 0
+
+    def _offers_per_slot(self, store_id: str) -> int:
+        """How many offers a freed slot gets: `k`, or none while the record has no room."""
+        size = self._record_bytes(store_id)
+        if size <= OFFERS_BUDGET:
+            return self.k
+        log.warning("waitlist_offers_paused", store_id=store_id, record_bytes=size)
+        return 0
 
     def holds(self, store_id: str, now: int) -> list[wl.Hold]:
         """The store's live holds; cheap when there are none (the common case)."""
@@ -188,9 +207,11 @@ class WaitlistDesk:
             return Reason.WAITLIST_FULL, over
         # Entries are a guess at the record's size; offers take room too (each freed slot is
         # offered to entries until one accepts). Past half the record limit, joins wait.
-        record = self._record(store_id)
-        if record is not None and len(orjson.dumps(record)) > WAITLIST_RECORD_BUDGET:
-            return Reason.WAITLIST_FULL, "the store's waitlist is full (its offers take too much room)"
+        if self._record_bytes(store_id) > WAITLIST_RECORD_BUDGET:
+            return (
+                Reason.WAITLIST_FULL,
+                "the store's waitlist is full (its offers take too much room)",
+            )
         return None
 
     def leave(
@@ -369,7 +390,8 @@ class WaitlistDesk:
         now: dt.datetime,
     ) -> list[Envelope[Any]]:
         day = self.p._day(cfg, local_date(slot.start, cfg.timezone))
-        result = wl.cascade(cfg, day, state, slot, _epoch(now), self.k, self.hold_s)
+        k = self._offers_per_slot(cfg.store_id)
+        result = wl.cascade(cfg, day, state, slot, _epoch(now), k, self.hold_s)
         state.apply(result.offers)
         out = self._offered(env, cfg, state, result.offers, now)
         if result.released or result.offers:
@@ -392,9 +414,8 @@ class WaitlistDesk:
         if record is None or record["next_due"] is None:
             return []  # nobody waiting at this store
         state, epoch = self.state(cfg.store_id), _epoch(now)
-        offers = wl.offer_freed_slot(
-            cfg, day, state, start, epoch, self.k, self.hold_s, optometrist
-        )
+        k = self._offers_per_slot(cfg.store_id)
+        offers = wl.offer_freed_slot(cfg, day, state, start, epoch, k, self.hold_s, optometrist)
         if not offers:
             return []
         state.apply(offers)
@@ -410,7 +431,13 @@ class WaitlistDesk:
             return []
         state, epoch = self.state(cfg.store_id), _epoch(now)
         offered: list[wl.Offer] = []
+        room = OFFERS_BUDGET - self._record_bytes(cfg.store_id)
         for start in decisions.grid(cfg, day.date):
+            if room <= 0:
+                log.warning(
+                    "waitlist_offers_paused", store_id=cfg.store_id, shift_day=str(day.date)
+                )
+                break
             # One offer per entry from one new shift, not one per free start.
             served = {o.entry_id for o in offered}
             pending = {
@@ -426,6 +453,7 @@ class WaitlistDesk:
             )  # fmt: skip
             state.apply(offers)
             offered += offers
+            room -= sum(len(orjson.dumps(wl.offer_to_json(o))) for o in offers)
         if not offered:
             return []
         self.save(cfg, state, epoch)
@@ -476,9 +504,8 @@ class WaitlistDesk:
     def _expire(self, cfg: StoreConfig, now: dt.datetime) -> list[Envelope[Any]]:
         state, epoch = self.state(cfg.store_id), _epoch(now)
         out: list[Envelope[Any]] = []
-        expiry = wl.expire(
-            cfg, state, lambda date: self.p._day(cfg, date), epoch, self.k, self.hold_s
-        )
+        k = self._offers_per_slot(cfg.store_id)
+        expiry = wl.expire(cfg, state, lambda date: self.p._day(cfg, date), epoch, k, self.hold_s)
         state.apply(expiry.expired)
         for offer in expiry.expired:
             event = OfferExpired(

@@ -12,6 +12,7 @@ import orjson
 from schemas.events.availability import StoreDayAvailability
 from schemas.events.booking import (
     AcceptOffer,
+    BookingCancelled,
     BookingConfirmed,
     BookingRejected,
     CancelBooking,
@@ -331,3 +332,39 @@ def test_joins_are_refused_while_the_stores_waitlist_record_is_past_its_budget()
     tables.waitlist["berlin"] = {**record, "state": {**record["state"], "padding": padding}}
     refused = join(proc, 2, NOW)[0].payload
     assert isinstance(refused, CommandFailed) and refused.reason == "waitlist_full"
+
+
+def _padded(tables: ProcessorTables, to_bytes: int) -> None:
+    """The store's waitlist record made `to_bytes` long (decoding ignores the padding)."""
+    record = tables.waitlist["berlin"]
+    short = len(orjson.dumps(record))
+    padding = "x" * max(0, to_bytes - short - len(',"padding":""'))
+    tables.waitlist["berlin"] = {**record, "state": {**record["state"], "padding": padding}}
+
+
+def test_a_cancellation_still_succeeds_when_the_waitlist_has_no_room_for_offers() -> None:
+    """Offers are what make a store's waitlist record grow; past their budget the freed slot
+    goes back to everyone rather than the cancellation failing on an oversized record."""
+    proc, tables = full_day_with_five_waiting()
+    _padded(tables, waitlist_desk.OFFERS_BUDGET + 1)
+    out = cancel(proc, "b-kA", NOW)
+    assert of(out, BookingCancelled) and not of(out, SlotOffered)
+    assert free_at(out, "09:00")
+
+
+def test_a_new_shift_stops_offering_once_the_records_budget_is_spent(monkeypatch) -> None:
+    proc, tables = berlin_store()
+    next_day = DAY + dt.timedelta(days=1)
+    for n in range(1, 7):
+        cmd = JoinWaitlist(
+            idempotency_key=f"j{n}", waitlist_entry_id=f"w{n}", channel="line",
+            customer=Customer(customer_ref=f"c{n}"), exam_type="standard",
+            date_from=next_day, date_to=next_day,
+        )  # fmt: skip
+        proc.handle(env("berlin", cmd, NOW), NOW)
+    size = len(orjson.dumps(tables.waitlist["berlin"]))
+    monkeypatch.setattr(waitlist_desk, "OFFERS_BUDGET", size + 1)  # room for one start's offers
+    shift = ShiftPublished(shift_id="A-new", optometrist_id="A", store_id="berlin",
+                           date=next_day, start="10:00", end="12:00")  # fmt: skip
+    offers = of(proc.handle(env("berlin", shift, NOW), NOW), SlotOffered)
+    assert len(offers) == 3 and len({o.slot_start for o in offers}) == 1
