@@ -594,6 +594,7 @@ class AvailabilityProcessor:
         """Apply a roster change to the store's state, then re-home the bookings it strands."""
         store_id = env.store_id
         cfg = self._config(store_id, private=True) or StoreConfig(store_id, timezone="UTC")
+        before = config_to_json(cfg)
         touched: list[Day] = []
         cause = RosterCause.SHIFT_CHANGED
         if isinstance(event, StoreRegistered):
@@ -641,7 +642,14 @@ class AvailabilityProcessor:
             touched, cause = self._leave(cfg, event), RosterCause(event.kind.value)
         elif isinstance(event, TrainingScheduled):
             touched, cause = self._training(cfg, event), RosterCause.TRAINING
-        self.t.configs[store_id] = config_to_json(cfg)
+        after = config_to_json(cfg)
+        self.t.configs[store_id] = after
+        if isinstance(event, STORE_WIDE) and after != before:
+            # Hours, exam types or skills changed: every day on from today may now offer
+            # other starts (and strand bookings), so each is re-homed and its view published.
+            touched = self._days_from(cfg, now)
+            if isinstance(event, StoreRegistered):
+                cause = RosterCause.STORE_HOURS_CHANGED
         outputs: list[Envelope[Any]] = []
         for day in touched:
             day.seq += 1
@@ -905,6 +913,10 @@ class AvailabilityProcessor:
             seq=day.seq,
         )
         return self._derive(env, payload, now, day.date.isoformat(), str(day.seq))
+
+
+# Roster events that change what every day of the store offers, not one day's.
+STORE_WIDE = (StoreRegistered, ExamTypeDefined, OptometristJoined)
 
 
 def _hours(opening_hours: dict[Any, Any]) -> dict[str, list[tuple[str, str]]]:

@@ -8,6 +8,7 @@ from schemas.events.availability import StoreDayAvailability
 from schemas.events.booking import (
     BookingCancelled,
     BookingConfirmed,
+    BookingDisplaced,
     BookingRejected,
     BookingRescheduled,
     CancelBooking,
@@ -20,6 +21,7 @@ from schemas.events.booking import (
     RescheduleBooking,
 )
 from schemas.events.facts import BookingFact
+from schemas.events.roster import ExamTypeDefined, OptometristJoined, StoreRegistered
 from schemas.serde import decode, encode
 
 from .storefixture import berlin_store, env, request
@@ -337,3 +339,36 @@ def test_idempotency_records_written_before_fingerprints_count_as_the_same_reque
     del tables.idem["berlin|k1"]["fp"]
     retry = proc.handle(request("berlin", at("11:00"), key="k1", booking_id="b2", now=NOW), NOW)
     assert payloads(retry, BookingRejected)[0].existing_booking_id == "b-k1"
+
+
+def test_store_wide_roster_changes_republish_every_day_and_rehome_what_they_strand():
+    """A new or retired exam type, hours sent with the store's registration and a removed
+    skill change what every day offers, not one day's: each stored day from today on gets a
+    fresh view (a higher seq, so Redis takes it) and its stranded bookings are re-homed."""
+    proc, _ = berlin_store()
+    booked = proc.handle(request("berlin", at("16:00"), key="k1", optometrist="A", now=NOW), NOW)
+    seq = payloads(booked, StoreDayAvailability)[-1].seq
+
+    contact = ExamTypeDefined(code="contact", name="Contact lenses", duration_minutes=40,
+                              required_skill="general")  # fmt: skip
+    out = proc.handle(env("berlin", contact, NOW), NOW)
+    (view,) = payloads(out, StoreDayAvailability)
+    assert view.seq > seq and "09:00" in view.exam_types["contact"].free_starts
+    assert proc.handle(env("berlin", contact, NOW), NOW) == []  # the same again: nothing
+
+    retired = contact.model_copy(update={"active": False})
+    (view,) = payloads(proc.handle(env("berlin", retired, NOW), NOW), StoreDayAvailability)
+    assert "contact" not in view.exam_types
+
+    no_dilation = OptometristJoined(optometrist_id="A", name="A", skills=["general"],
+                                    home_store_id="berlin", store_ids=["berlin"])  # fmt: skip
+    (view,) = payloads(proc.handle(env("berlin", no_dilation, NOW), NOW), StoreDayAvailability)
+    assert not view.exam_types["dilated"].free_starts
+
+    hours = {d: [{"open": "09:00", "close": "12:00"}] for d in range(7)}
+    shorter = StoreRegistered(store_id="berlin", name="S", region="eu", timezone="Europe/Berlin",
+                              opening_hours=hours, slot_minutes=15)  # fmt: skip
+    out = proc.handle(env("berlin", shorter, NOW), NOW)
+    (displaced,) = payloads(out, BookingDisplaced)
+    assert displaced.cause == "store_hours_changed" and displaced.booking_id == "b-k1"
+    assert max(payloads(out, StoreDayAvailability)[0].exam_types["standard"].free_starts) == "11:30"
