@@ -375,6 +375,9 @@ class AvailabilityProcessor:
         booking = outcome.booking
         self._save_booking(booking)
         self._save_day(cfg.store_id, day)
+        # Booked straight into a slot held for this customer's offer: that is their accept.
+        taken = self.waitlist.taken_by(env, cfg, day, booking, now)
+        offer = taken.accepted
         confirmed = BookingConfirmed(
             booking_id=booking.booking_id,
             idempotency_key=cmd.idempotency_key,
@@ -386,19 +389,21 @@ class AvailabilityProcessor:
             slot_end=_utc(booking.end),
             local_start=local_iso(_utc(booking.start), cfg.timezone),
             timezone=cfg.timezone,
+            waitlist_entry_id=offer.entry_id if offer else None,
+            offer_token=offer.token if offer else None,
         )
+        lead = (start - _epoch(now)) // 60
+        kinds = [FactKind.CONFIRMED] + ([FactKind.WAITLIST_FILLED] if offer else [])
         return [
             self._derive(env, confirmed, now),
             requested,
-            self._fact(
-                env,
-                cfg,
-                FactKind.CONFIRMED,
-                booking.exam_type,
-                booking.channel,
-                now,
-                lead_minutes=(start - _epoch(now)) // 60,
+            *(
+                self._fact(
+                    env, cfg, kind, booking.exam_type, booking.channel, now, lead_minutes=lead
+                )
+                for kind in kinds
             ),
+            *taken.outputs,
             *self._view(env, cfg, day, now),
         ]
 
@@ -488,8 +493,10 @@ class AvailabilityProcessor:
             new_optometrist_id=new.optometrist_id,
             new_local_start=local_iso(_utc(new.start), cfg.timezone),
         )
+        taken = self.waitlist.taken_by(env, cfg, new_day, new, now)
         return [
             self._derive(env, event, now),
+            *taken.outputs,
             self._fact(
                 env,
                 cfg,
@@ -525,8 +532,8 @@ class AvailabilityProcessor:
         )
         if not isinstance(who, list):
             return cmd.optometrist_id  # refused for another reason: the decision says which
-        if who:
-            return who[0]
+        if who:  # the customer's own optometrist when free, as without holds
+            return booking.optometrist_id if booking.optometrist_id in who else who[0]
         end = start + exam.duration_minutes * 60
         hold = wl.held_against(
             holds, start, end, cmd.optometrist_id, booking.customer_ref, _epoch(now)
@@ -698,7 +705,9 @@ class AvailabilityProcessor:
         self, env: Envelope[Any], cfg: StoreConfig, day: Day, cause: RosterCause, now: dt.datetime
     ) -> list[Envelope[Any]]:
         outputs: list[Envelope[Any]] = []
-        for outcome in decisions.rehome(cfg, day, _epoch(now)):
+        epoch = _epoch(now)
+        held = wl.held_intervals(self.waitlist.holds(cfg.store_id, epoch), "", epoch)
+        for outcome in decisions.rehome(cfg, day, epoch, held):
             booking = self._booking(cfg.store_id, outcome.busy.booking_id)
             if booking is None:
                 continue
@@ -730,6 +739,8 @@ class AvailabilityProcessor:
             fact = self._fact_payload(cfg, kind, booking.exam_type, booking.channel, now)
             outputs.append(self._derive(env, event, now, booking.booking_id))
             outputs.append(self._derive(env, fact, now, booking.booking_id, kind.value))
+            if isinstance(outcome, decisions.Reassigned):  # into a held slot: its offers go
+                outputs += self.waitlist.taken_by(env, cfg, day, booking, now).outputs
         return outputs
 
     # ----------------------------------------------------------------------- state access

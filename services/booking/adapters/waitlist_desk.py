@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import weakref
 from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -43,7 +44,7 @@ from schemas.events.facts import FactKind
 from services.booking.domain import decisions
 from services.booking.domain import waitlist as wl
 from services.booking.domain.calendar import local_date
-from services.booking.domain.model import Day, Reason, StoreConfig
+from services.booking.domain.model import Booking, Day, Reason, StoreConfig
 
 if TYPE_CHECKING:
     from services.booking.adapters.processor import AvailabilityProcessor
@@ -60,6 +61,20 @@ WAITLIST_RECORD_BUDGET = MAX_RECORD_BYTES // 2
 OFFERS_BUDGET = MAX_RECORD_BYTES * 2 // 3
 
 log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class TakenBy:
+    """What a booking did to live offers: the customer's own offer it accepted, if any, and
+    the events (OfferTaken for the others, the entry filled)."""
+
+    accepted: wl.Offer | None = None
+    outputs: list[Envelope[Any]] = field(default_factory=list)
+
+
+def _occupies(booking: Booking, offer: wl.Offer) -> bool:
+    same_optometrist = booking.optometrist_id == offer.optometrist_id
+    return same_optometrist and booking.start < offer.end and offer.start < booking.end
 
 
 def _epoch(instant: dt.datetime) -> int:
@@ -277,7 +292,7 @@ class WaitlistDesk:
         given_up = wl.settle(state, result)
         out = [self._confirmed(env, cfg, cmd, entry, booking, now)]
         out += self._filled_facts(env, cfg, entry, booking, now)
-        out += [self._taken(env, cfg, day, o, booking.booking_id, now) for o in result.taken]
+        out += [self._taken(env, cfg, day, state, o, booking.booking_id, now) for o in result.taken]
         left = WaitlistLeft(waitlist_entry_id=entry.entry_id, reason="filled")
         out.append(self.p._derive(env, left, now))
         out += self._declined(env, cfg, state, given_up, now)
@@ -344,12 +359,18 @@ class WaitlistDesk:
         env: Envelope[Any],
         cfg: StoreConfig,
         day: Day,
+        state: wl.WaitlistState,
         offer: wl.Offer,
         booking_id: str,
         now: dt.datetime,
     ) -> Envelope[Any]:
         exam = cfg.exam_types[offer.exam_type]
-        nearby = decisions.alternatives(cfg, day, exam, offer.start, not_before=_epoch(now))
+        # Alternatives only among what this customer could book: not slots held for others.
+        epoch = _epoch(now)
+        bookable = wl.with_holds(
+            day, wl.holds(state.offers.values(), epoch), offer.customer_ref, epoch
+        )
+        nearby = decisions.alternatives(cfg, bookable, exam, offer.start, not_before=epoch)
         taken = OfferTaken(
             offer_token=offer.token,
             waitlist_entry_id=offer.entry_id,
@@ -397,6 +418,43 @@ class WaitlistDesk:
         if result.released or result.offers:
             out += self._hold_changed(env, cfg, day, now)
         return out
+
+    # ----------------------------------------------------------------------- slots taken
+
+    def taken_by(
+        self, env: Envelope[Any], cfg: StoreConfig, day: Day, booking: Booking, now: dt.datetime
+    ) -> TakenBy:
+        """Live offers whose held slot `booking` now occupies: an offered customer booked or
+        moved into it directly, or a roster change re-homed a booking there. The booking's
+        own customer's offer counts as accepted by it (their entry is filled); the others are
+        taken, so nobody accepts into a slot that is gone."""
+        epoch = _epoch(now)
+        record = self._record(cfg.store_id)
+        if record is None or record["held_until"] is None or record["held_until"] <= epoch:
+            return TakenBy()
+        state = self.state(cfg.store_id)
+        hit = sorted(
+            (o for o in state.offers.values() if o.live_at(epoch) and _occupies(booking, o)),
+            key=lambda o: o.token,
+        )
+        if not hit:
+            return TakenBy()
+        own = next((o for o in hit if o.customer_ref == booking.customer_ref), None)
+        accepted = (
+            replace(own, state=wl.OfferState.ACCEPTED, booking_id=booking.booking_id)
+            if own
+            else None
+        )
+        taken = tuple(replace(o, state=wl.OfferState.TAKEN) for o in hit if o is not own)
+        given_up = wl.settle(state, wl.Won(accepted, taken)) if accepted else []
+        state.apply(taken)
+        out = [self._taken(env, cfg, day, state, o, booking.booking_id, now) for o in taken]
+        if accepted is not None:
+            left = WaitlistLeft(waitlist_entry_id=accepted.entry_id, reason="filled")
+            out.append(self.p._derive(env, left, now))
+            out += self._declined(env, cfg, state, given_up, now)
+        self.save(cfg, state, epoch)
+        return TakenBy(accepted, out)
 
     # ----------------------------------------------------------------------- capacity
 

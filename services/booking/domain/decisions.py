@@ -504,11 +504,15 @@ class Displaced:
     alternatives: tuple[int, ...]
 
 
-def rehome(cfg: StoreConfig, day: Day, now: int) -> list[Reassigned | Displaced]:
+def rehome(
+    cfg: StoreConfig, day: Day, now: int, held: Sequence[tuple[str, Busy]] = ()
+) -> list[Reassigned | Displaced]:
     """After a roster change: every future booking whose optometrist can no longer see the
     customer then moves to another free qualified optometrist at the same time, else it is
     displaced (with the nearest free starts as alternatives). Mutates `day`; nothing is dropped
-    silently: each stranded booking yields exactly one outcome."""
+    silently: each stranded booking yields exactly one outcome. `held` (optometrist, interval)
+    is kept for others (waitlist offers): a booking moves there only when no other qualified
+    optometrist is free, and it is never offered as an alternative."""
     stranded = [
         (optometrist, b)
         for optometrist, entries in day.busy.items()
@@ -517,14 +521,17 @@ def rehome(cfg: StoreConfig, day: Day, now: int) -> list[Reassigned | Displaced]
     ]
     for _, b in stranded:
         day.release(b.booking_id)
+    unheld = with_busy(day, held)
     outcomes: list[Reassigned | Displaced] = []
     displaced: list[tuple[str, Busy]] = []
     for optometrist, b in sorted(stranded, key=lambda s: (s[1].start, s[1].booking_id)):
         # An exam type taken off the menu keeps the bookings it already has.
         exam = cfg.exam_types.get(b.exam_type)
-        who = candidates(cfg, day, exam, b.start) if exam is not None else []
-        if isinstance(who, list) and who:
+        who = _free_at(cfg, unheld, exam, b.start) or _free_at(cfg, day, exam, b.start)
+        if who:
             day.occupy(who[0], b)
+            if unheld is not day:
+                unheld.occupy(who[0], b)
             outcomes.append(Reassigned(b, optometrist, who[0]))
         else:
             displaced.append((optometrist, b))
@@ -532,11 +539,27 @@ def rehome(cfg: StoreConfig, day: Day, now: int) -> list[Reassigned | Displaced]
     # could go to a later stranded booking before the displaced customer asked for it.
     for optometrist, b in displaced:
         exam = _exam(cfg, b.exam_type)  # none to offer for an exam no longer booked
-        around = alternatives(cfg, day, exam, b.start, not_before=now) if exam else ()
+        around = alternatives(cfg, unheld, exam, b.start, not_before=now) if exam else ()
         outcomes.append(Displaced(b, optometrist, around))
     if stranded:
         day.seq += 1
     return sorted(outcomes, key=lambda o: (o.busy.start, o.busy.booking_id))
+
+
+def _free_at(cfg: StoreConfig, day: Day, exam: ExamSpec | None, start: int) -> list[str]:
+    who = candidates(cfg, day, exam, start) if exam is not None else []
+    return who if isinstance(who, list) else []
+
+
+def with_busy(day: Day, extra: Sequence[tuple[str, Busy]]) -> Day:
+    """`day` with `extra` (optometrist, interval) also busy: a copy, or `day` itself when
+    there is nothing to add."""
+    if not extra:
+        return day
+    copy = day.copy()
+    for optometrist, busy in extra:
+        copy.occupy(optometrist, busy)
+    return copy
 
 
 def _still_served(cfg: StoreConfig, day: Day, optometrist: str, b: Busy) -> bool:

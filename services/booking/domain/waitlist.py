@@ -331,15 +331,16 @@ def held_against(
 def with_holds(day: Day, holds_: Iterable[Hold], customer_ref: str, now: int) -> Day:
     """A copy of `day` where the holds this customer is not part of are busy, so the ordinary
     booking decision cannot hand a held slot to someone outside the offer."""
-    blocking = [h for h in holds_ if now < h.expires_at and customer_ref not in h.customers]
-    if not blocking:
-        return day
-    busy = {who: list(entries) for who, entries in day.busy.items()}
-    copy = replace(day, busy=busy)
-    for hold in blocking:
-        marker = Busy(hold.start, hold.end, f"{HOLD_BOOKING_PREFIX}{hold.start}", "", "")
-        copy.occupy(hold.optometrist_id, marker)
-    return copy
+    return decisions.with_busy(day, held_intervals(holds_, customer_ref, now))
+
+
+def held_intervals(holds_: Iterable[Hold], customer_ref: str, now: int) -> list[tuple[str, Busy]]:
+    """(optometrist, interval) of each live hold this customer is not part of."""
+    return [
+        (h.optometrist_id, Busy(h.start, h.end, f"{HOLD_BOOKING_PREFIX}{h.start}", "", ""))
+        for h in holds_
+        if now < h.expires_at and customer_ref not in h.customers
+    ]
 
 
 def book_around_holds(

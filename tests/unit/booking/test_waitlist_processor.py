@@ -14,7 +14,10 @@ from schemas.events.booking import (
     AcceptOffer,
     BookingCancelled,
     BookingConfirmed,
+    BookingDisplaced,
+    BookingReassigned,
     BookingRejected,
+    BookingRescheduled,
     CancelBooking,
     CommandFailed,
     Customer,
@@ -24,12 +27,13 @@ from schemas.events.booking import (
     OfferDeclined,
     OfferExpired,
     OfferTaken,
+    RescheduleBooking,
     SlotOffered,
     WaitlistJoined,
     WaitlistLeft,
 )
 from schemas.events.facts import BookingFact, FactKind
-from schemas.events.roster import ShiftPublished
+from schemas.events.roster import LeaveGranted, OptometristJoined, ShiftPublished
 from services.booking.adapters import waitlist_desk
 from services.booking.adapters.processor import AvailabilityProcessor, ProcessorTables
 from services.booking.domain import waitlist as wl
@@ -368,3 +372,126 @@ def test_a_new_shift_stops_offering_once_the_records_budget_is_spent(monkeypatch
                            date=next_day, start="10:00", end="12:00")  # fmt: skip
     offers = of(proc.handle(env("berlin", shift, NOW), NOW), SlotOffered)
     assert len(offers) == 3 and len({o.slot_start for o in offers}) == 1
+
+
+def _held_nine_oclock() -> tuple[AvailabilityProcessor, list[SlotOffered]]:
+    """09:00 is full; A's 09:00 then frees and is held for c1-c3 (c4, c5 wait behind them)."""
+    proc, _ = full_day_with_five_waiting()
+    offers = of(cancel(proc, "b-kA", NOW), SlotOffered)
+    assert sorted(o.customer_ref for o in offers) == ["c1", "c2", "c3"]
+    return proc, offers
+
+
+def _held_with_c_free() -> tuple[AvailabilityProcessor, list[SlotOffered]]:
+    """A third optometrist C (general, 09-13); A's 09:00 is held for c1-c3, C's 09:00 is
+    free and unheld (every waiting customer already holds an offer at that time)."""
+    proc, _ = berlin_store()
+    joined = OptometristJoined(optometrist_id="C", name="C", skills=["general"],
+                               home_store_id="berlin", store_ids=["berlin"])  # fmt: skip
+    shift = ShiftPublished(shift_id="C-1", optometrist_id="C", store_id="berlin",
+                           date=DAY, start="09:00", end="13:00")  # fmt: skip
+    for event in (joined, shift):
+        proc.handle(env("berlin", event, NOW), NOW)
+    for who in ("A", "B", "C"):
+        proc.handle(request("berlin", at("09:00"), key=f"k{who}", customer=f"x{who}",
+                            optometrist=who, now=NOW), NOW)  # fmt: skip
+    for n in (1, 2, 3):
+        join(proc, n, NOW, time_from="09:00", time_to="09:30")
+    offers = of(cancel(proc, "b-kA", NOW), SlotOffered)
+    assert not of(cancel(proc, "b-kC", NOW), SlotOffered)
+    return proc, offers
+
+
+def test_an_offered_customer_who_books_the_held_slot_directly_has_accepted_the_offer() -> None:
+    proc, offers = _held_nine_oclock()
+    out = proc.handle(
+        request("berlin", at("09:00"), key="direct", customer="c1", optometrist="A", now=NOW), NOW
+    )
+    (confirmed,) = of(out, BookingConfirmed)
+    own = next(o for o in offers if o.customer_ref == "c1")
+    assert (confirmed.offer_token, confirmed.waitlist_entry_id) == (own.offer_token, "w1")
+    assert sorted(t.customer_ref for t in of(out, OfferTaken)) == ["c2", "c3"]
+    assert [(left.waitlist_entry_id, left.reason) for left in of(out, WaitlistLeft)] == [
+        ("w1", "filled")
+    ]
+    assert FactKind.WAITLIST_FILLED in [f.fact for f in of(out, BookingFact)]
+    other = next(o for o in offers if o.customer_ref == "c2")
+    (late,) = of(accept(proc, other.offer_token, "c2", "too-late", NOW), BookingRejected)
+    assert late.reason == "offer_taken"
+
+
+def test_a_reschedule_into_the_customers_own_held_slot_settles_the_offer() -> None:
+    proc, _ = _held_nine_oclock()
+    mine = request("berlin", at("15:00"), key="mine", customer="c1", optometrist="A", now=NOW)
+    booking_id = of(proc.handle(mine, NOW), BookingConfirmed)[0].booking_id
+    move = RescheduleBooking(idempotency_key="m", booking_id=booking_id, new_slot_start=at("09:00"))
+    out = proc.handle(env("berlin", move, NOW), NOW)
+    assert of(out, BookingRescheduled)
+    assert sorted(t.customer_ref for t in of(out, OfferTaken)) == ["c2", "c3"]
+    state = proc.waitlist.state("berlin")
+    assert state.entries["w1"].status == wl.EntryStatus.FILLED
+    assert not [o for o in state.offers.values() if o.state == wl.OfferState.LIVE]
+
+
+def test_a_roster_change_rehomes_outside_held_slots_when_it_can_and_withdraws_them_when_not():
+    proc, offers = _held_with_c_free()
+    sick = LeaveGranted(leave_id="s1", optometrist_id="B", start_date=DAY, end_date=DAY,
+                        kind="sick")  # fmt: skip
+    out = proc.handle(env("berlin", sick, NOW), NOW)
+    (moved,) = of(out, BookingReassigned)
+    assert moved.to_optometrist_id == "C" and not of(out, OfferTaken)  # C was free, unheld
+
+    also_sick = sick.model_copy(update={"leave_id": "s2", "optometrist_id": "C"})
+    out = proc.handle(env("berlin", also_sick, NOW), NOW)
+    (moved,) = of(out, BookingReassigned)
+    assert moved.to_optometrist_id == "A"  # only the held slot was left: the booking wins
+    assert sorted(t.customer_ref for t in of(out, OfferTaken)) == ["c1", "c2", "c3"]
+    (refused,) = of(accept(proc, offers[0].offer_token, offers[0].customer_ref, "x", NOW),
+                    BookingRejected)  # fmt: skip
+    assert refused.reason == "offer_taken"
+
+
+def test_alternatives_sent_to_customers_leave_out_slots_held_for_others() -> None:
+    proc, _ = berlin_store()
+
+    def book(hhmm: str, key: str, who: str) -> None:
+        proc.handle(request("berlin", at(hhmm), key=key, customer=key, optometrist=who,
+                            now=NOW), NOW)  # fmt: skip
+
+    for hhmm, key, who in (("10:30", "zA", "A"), ("11:00", "yA", "A"), ("11:00", "yB", "B"),
+                           ("11:30", "qA", "A")):  # fmt: skip
+        book(hhmm, key, who)
+    for n in (1, 2):
+        join(proc, n, NOW, time_from="10:30", time_to="11:00")
+    held = {o.slot_start for o in of(cancel(proc, "b-zA", NOW), SlotOffered)}
+    assert held == {at("10:30")}
+    sick = LeaveGranted(leave_id="s1", optometrist_id="B", start_date=DAY, end_date=DAY,
+                        kind="sick")  # fmt: skip
+    (displaced,) = of(proc.handle(env("berlin", sick, NOW), NOW), BookingDisplaced)
+    assert displaced.alternatives and held.isdisjoint(displaced.alternatives)
+
+
+def test_an_offer_taken_suggests_no_slot_held_for_another_offer() -> None:
+    proc, _ = berlin_store()
+    for hhmm, n in (("09:00", 1), ("09:30", 2), ("10:00", 3)):
+        for who in ("A", "B"):
+            proc.handle(request("berlin", at(hhmm), key=f"k{who}{n}", customer=f"x{who}{n}",
+                                optometrist=who, now=NOW), NOW)  # fmt: skip
+    for n in (1, 2):
+        join(proc, n, NOW, time_from="09:00", time_to="09:30")
+    join(proc, 3, NOW, time_from="09:30", time_to="10:00")
+    first = of(cancel(proc, "b-kA1", NOW), SlotOffered)
+    held = {o.slot_start for o in of(cancel(proc, "b-kB2", NOW), SlotOffered)}
+    assert held == {at("09:30")}
+    won = accept(proc, first[0].offer_token, first[0].customer_ref, "acc", NOW)
+    (taken,) = of(won, OfferTaken)
+    assert taken.alternatives and held.isdisjoint(taken.alternatives)
+
+
+def test_a_hold_elsewhere_does_not_move_a_reschedule_to_another_optometrist() -> None:
+    proc, _ = _held_nine_oclock()
+    mine = request("berlin", at("10:00"), key="mine", customer="me", optometrist="A", now=NOW)
+    booking_id = of(proc.handle(mine, NOW), BookingConfirmed)[0].booking_id
+    move = RescheduleBooking(idempotency_key="m", booking_id=booking_id, new_slot_start=at("10:30"))
+    (moved,) = of(proc.handle(env("berlin", move, NOW), NOW), BookingRescheduled)
+    assert moved.new_optometrist_id == "A"
