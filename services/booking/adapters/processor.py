@@ -661,6 +661,7 @@ class AvailabilityProcessor:
         for day in touched:
             day.seq += 1
             outputs += self._rehome(env, cfg, day, cause, now)
+            outputs += self.waitlist.reseat(env, cfg, day, now)  # offers after bookings
             self._save_day(store_id, day)
             if isinstance(event, ShiftPublished) and cfg.registered:
                 outputs += self.waitlist.new_capacity(env, cfg, day, event.optometrist_id, now)

@@ -456,6 +456,33 @@ class WaitlistDesk:
         self.save(cfg, state, epoch)
         return TakenBy(accepted, out)
 
+    def reseat(
+        self, env: Envelope[Any], cfg: StoreConfig, day: Day, now: dt.datetime
+    ) -> list[Envelope[Any]]:
+        """After a roster change on `day`: live offers whose optometrist can no longer see the
+        exam move to another free one (the hold moves; the offer's token stays), else they
+        are withdrawn (OfferExpired), without counting as offered to those customers."""
+        epoch = _epoch(now)
+        record = self._record(cfg.store_id)
+        if record is None or record["held_until"] is None or record["held_until"] <= epoch:
+            return []
+        state = self.state(cfg.store_id)
+        result = wl.reseat(cfg, day, state, epoch)
+        if not result.moved and not result.withdrawn:
+            return []
+        state.apply([*result.moved, *result.withdrawn])
+        self.save(cfg, state, epoch)
+        return [self._expired(env, cfg, offer, now) for offer in result.withdrawn]
+
+    def _expired(
+        self, env: Envelope[Any] | None, cfg: StoreConfig, offer: wl.Offer, now: dt.datetime
+    ) -> Envelope[Any]:
+        event = OfferExpired(
+            offer_token=offer.token, waitlist_entry_id=offer.entry_id,
+            slot_start=_utc(offer.start), customer_ref=offer.customer_ref,
+        )  # fmt: skip
+        return self._emit(env, cfg, event, now, offer.token)
+
     # ----------------------------------------------------------------------- capacity
 
     def freed(
@@ -565,12 +592,7 @@ class WaitlistDesk:
         k = self._offers_per_slot(cfg.store_id)
         expiry = wl.expire(cfg, state, lambda date: self.p._day(cfg, date), epoch, k, self.hold_s)
         state.apply(expiry.expired)
-        for offer in expiry.expired:
-            event = OfferExpired(
-                offer_token=offer.token, waitlist_entry_id=offer.entry_id,
-                slot_start=_utc(offer.start), customer_ref=offer.customer_ref,
-            )  # fmt: skip
-            out.append(self._emit(None, cfg, event, now, offer.token))
+        out += [self._expired(None, cfg, offer, now) for offer in expiry.expired]
         for result in expiry.cascades:
             state.apply(result.offers)
             out += self._offered(None, cfg, state, result.offers, now)

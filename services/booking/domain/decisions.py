@@ -562,6 +562,14 @@ def with_busy(day: Day, extra: Sequence[tuple[str, Busy]]) -> Day:
     return copy
 
 
+def still_serves(
+    cfg: StoreConfig, day: Day, optometrist: str, exam_type: str, start: int, end: int
+) -> bool:
+    """Whether the optometrist may see `exam_type` over [start, end) on `day`: skilled, inside
+    opening hours and at work (busy time aside)."""
+    return _still_served(cfg, day, optometrist, Busy(start, end, "", "", exam_type))
+
+
 def _still_served(cfg: StoreConfig, day: Day, optometrist: str, b: Busy) -> bool:
     exam = cfg.exam_types.get(b.exam_type)
     skills = cfg.optometrists.get(optometrist)

@@ -48,6 +48,7 @@ class OfferState(StrEnum):
     EXPIRED = "expired"
     DECLINED = "declined"
     TAKEN = "taken"  # another customer accepted the same slot first
+    WITHDRAWN = "withdrawn"  # a roster change left nobody to see the exam at that time
 
 
 class WaitlistReason(StrEnum):
@@ -383,7 +384,8 @@ def offer_token(entry_id: str, start: int, round_: int) -> str:
 
 def _tried(offers: Iterable[Offer], start: int) -> set[str]:
     """Entries already offered this start that must not get it again: still live, or they let
-    it expire or declined. Losers of a race (TAKEN) may be offered it if it frees again."""
+    it expire or declined. Losers of a race (TAKEN) and offers the roster withdrew may be
+    offered it if it frees again."""
     spent = {OfferState.LIVE, OfferState.EXPIRED, OfferState.DECLINED, OfferState.ACCEPTED}
     return {o.entry_id for o in offers if o.start == start and o.state in spent}
 
@@ -485,9 +487,8 @@ def _pick(
 
 
 def _last_rank(offers: Iterable[Offer], start: int) -> int:
-    return max(
-        (o.rank for o in offers if o.start == start and o.state != OfferState.TAKEN), default=0
-    )
+    unranked = {OfferState.TAKEN, OfferState.WITHDRAWN}
+    return max((o.rank for o in offers if o.start == start and o.state not in unranked), default=0)
 
 
 def _expiry(cfg: StoreConfig) -> Callable[[WaitlistEntry], int]:
@@ -593,6 +594,9 @@ def _not_live(offers: Mapping[str, Offer], offer: Offer, now: int) -> Refused | 
         return Refused(WaitlistReason.OFFER_TAKEN, "someone else took the slot", offer, booking)
     if offer.state == OfferState.DECLINED:
         return Refused(WaitlistReason.INVALID_TRANSITION, "the offer was declined", offer)
+    if offer.state == OfferState.WITHDRAWN:
+        detail = "the roster changed: nobody can see this exam at that time any more"
+        return Refused(WaitlistReason.OFFER_EXPIRED, detail, offer)
     if offer.state == OfferState.EXPIRED or now >= offer.expires_at:
         return Refused(WaitlistReason.OFFER_EXPIRED, "the offer's hold has lapsed", offer)
     return None
@@ -657,6 +661,77 @@ def leave(state: WaitlistState, entry_id: str, customer_ref: str) -> list[Offer]
     ]
     state.apply(given_up, [replace(entry, status=EntryStatus.LEFT)])
     return given_up
+
+
+# --------------------------------------------------------------------------- roster changes
+
+
+@dataclass(frozen=True)
+class Reseated:
+    """Live offers a roster change moved: held with another optometrist at the same start, or
+    WITHDRAWN (send OfferExpired) when nobody else can see the exam then."""
+
+    moved: tuple[Offer, ...]
+    withdrawn: tuple[Offer, ...]
+
+
+def reseat(cfg: StoreConfig, day: Day, state: WaitlistState, now: int) -> Reseated:
+    """After a roster change on `day` (call once its bookings are re-homed): the live offers
+    whose optometrist can no longer see the exam at that time move, slot by slot, to another
+    free qualified optometrist, as re-homed bookings do; an entry that asked for that
+    optometrist is not moved. Works on a copy: the caller stores both tuples."""
+    scratch = WaitlistState(dict(state.entries), dict(state.offers))
+    by_slot: dict[SlotKey, list[Offer]] = {}
+    for offer in sorted(scratch.offers.values(), key=lambda o: o.token):
+        if offer.live_at(now) and local_date(offer.start, cfg.timezone) == day.date:
+            by_slot.setdefault(offer.slot, []).append(offer)
+    moved: list[Offer] = []
+    withdrawn: list[Offer] = []
+    for slot, offers in sorted(by_slot.items()):
+        if all(_served(cfg, day, slot.optometrist_id, o) for o in offers):
+            continue
+        who = _reseat_to(cfg, day, scratch, slot, offers, now)
+        for offer in offers:
+            wish = scratch.entries.get(offer.entry_id)
+            if who is None or (wish is not None and wish.optometrist_id not in (None, who)):
+                withdrawn.append(replace(offer, state=OfferState.WITHDRAWN))
+            else:
+                moved.append(replace(offer, optometrist_id=who))
+        scratch.apply([*moved, *withdrawn])
+    return Reseated(tuple(moved), tuple(withdrawn))
+
+
+def _served(cfg: StoreConfig, day: Day, optometrist: str, offer: Offer) -> bool:
+    return decisions.still_serves(cfg, day, optometrist, offer.exam_type, offer.start, offer.end)
+
+
+def _reseat_to(
+    cfg: StoreConfig,
+    day: Day,
+    state: WaitlistState,
+    slot: SlotKey,
+    offers: list[Offer],
+    now: int,
+) -> str | None:
+    """A free optometrist who can see every exam of the slot's offers, outside other holds."""
+    others = [
+        h for h in holds(state.offers.values(), now) if SlotKey(h.optometrist_id, h.start) != slot
+    ]
+    free_day = with_holds(day, others, customer_ref="", now=now)
+    for who in _free_for_all(cfg, free_day, offers):
+        if who != slot.optometrist_id and all(_served(cfg, day, who, o) for o in offers):
+            return who
+    return None
+
+
+def _free_for_all(cfg: StoreConfig, day: Day, offers: list[Offer]) -> list[str]:
+    pools = []
+    for offer in offers:
+        exam = cfg.exam_types.get(offer.exam_type)
+        who = decisions.candidates(cfg, day, exam, offer.start) if exam is not None else []
+        pools.append(who if isinstance(who, list) else [])
+    first, *rest = pools
+    return [w for w in first if all(w in pool for pool in rest)]
 
 
 # --------------------------------------------------------------------------- expiry

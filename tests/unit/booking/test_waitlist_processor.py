@@ -33,7 +33,13 @@ from schemas.events.booking import (
     WaitlistLeft,
 )
 from schemas.events.facts import BookingFact, FactKind
-from schemas.events.roster import LeaveGranted, OptometristJoined, ShiftPublished
+from schemas.events.roster import (
+    LeaveGranted,
+    OptometristJoined,
+    ShiftCancelled,
+    ShiftChanged,
+    ShiftPublished,
+)
 from services.booking.adapters import waitlist_desk
 from services.booking.adapters.processor import AvailabilityProcessor, ProcessorTables
 from services.booking.domain import waitlist as wl
@@ -58,7 +64,7 @@ def join(proc: AvailabilityProcessor, n: int, now: dt.datetime, **extra: Any) ->
     cmd = JoinWaitlist(
         idempotency_key=f"join-{n}", waitlist_entry_id=f"w{n}", channel="wechat",
         customer=Customer(customer_ref=f"c{n}", locale="zh-CN"), exam_type="standard",
-        date_from=DAY, date_to=DAY, **extra,
+        **{"date_from": DAY, "date_to": DAY, **extra},
     )  # fmt: skip
     return proc.handle(env("berlin", cmd, now), now)
 
@@ -495,3 +501,38 @@ def test_a_hold_elsewhere_does_not_move_a_reschedule_to_another_optometrist() ->
     move = RescheduleBooking(idempotency_key="m", booking_id=booking_id, new_slot_start=at("10:30"))
     (moved,) = of(proc.handle(env("berlin", move, NOW), NOW), BookingRescheduled)
     assert moved.new_optometrist_id == "A"
+
+
+def test_offers_follow_a_swapped_shift_to_its_new_optometrist() -> None:
+    proc, _ = berlin_store()
+    later = DAY + dt.timedelta(days=1)  # only A works, 09-13
+    shift = ShiftPublished(shift_id="A-later", optometrist_id="A", store_id="berlin",
+                           date=later, start="09:00", end="13:00")  # fmt: skip
+    proc.handle(env("berlin", shift, NOW), NOW)
+    nine = at("09:00") + dt.timedelta(days=1)
+    proc.handle(request("berlin", nine, key="kA", customer="xA", optometrist="A", now=NOW), NOW)
+    for n in range(1, 5):
+        join(proc, n, NOW, date_from=later, date_to=later, time_from="09:00", time_to="09:30")
+    offers = of(cancel(proc, "b-kA", NOW), SlotOffered)
+    assert {o.optometrist_id for o in offers} == {"A"}
+    swap = ShiftChanged(shift_id="A-later", optometrist_id="B", store_id="berlin", date=later,
+                        start="09:00", end="13:00")  # fmt: skip
+    out = proc.handle(env("berlin", swap, NOW), NOW)
+    assert not of(out, SlotOffered) and not of(out, OfferExpired)  # the same offers, moved
+    won = accept(proc, offers[0].offer_token, offers[0].customer_ref, "acc", NOW)
+    (confirmed,) = of(won, BookingConfirmed)
+    assert confirmed.optometrist_id == "B"
+
+
+def test_offers_nobody_can_serve_after_a_roster_change_are_withdrawn_not_spent() -> None:
+    proc, _ = full_day_with_five_waiting()
+    proc.waitlist.k = 1
+    (offer,) = of(cancel(proc, "b-kA", NOW), SlotOffered)
+    gone = ShiftCancelled(shift_id=f"A-{DAY}", optometrist_id="A", store_id="berlin", date=DAY)
+    (expired,) = of(proc.handle(env("berlin", gone, NOW), NOW), OfferExpired)
+    assert expired.offer_token == offer.offer_token
+    (refused,) = of(accept(proc, offer.offer_token, offer.customer_ref, "a1", NOW), BookingRejected)
+    assert refused.reason == "offer_expired"
+    # B's 09:00 frees: the same customer is first again, not shut out by the withdrawn offer.
+    (again,) = of(cancel(proc, "b-kB", NOW), SlotOffered)
+    assert (again.customer_ref, again.optometrist_id) == (offer.customer_ref, "B")
