@@ -33,7 +33,8 @@ The shape is Kafka Streams' exactly-once:
   (`_layout/ids`, the group count). A new owner of another group count fences that family's
   ids for its tasks (`_fence_stale_layouts`): a transaction that a crashed instance of the
   old count left open would otherwise hold read-committed readers of its partitions until the
-  broker's transaction timeout.
+  broker's transaction timeout. The restored state names those ids, so the tasks are restored
+  again after the fence, for what the old count committed until the fence took its ids.
 * Positions live in the state changelog, not in the consumer group, because a transaction
   that commits offsets to the group costs two more sequential round trips to the broker
   (AddOffsetsToTxn, TxnOffsetCommit) and one more commit marker, about 40% of its requests.
@@ -81,6 +82,7 @@ from collections.abc import (
     MutableMapping,
     Sequence,
 )
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -956,7 +958,14 @@ class TransactionalStreamProcessor:
                 group.tasks[p] = self._tasks[p] = _Task(p)
         assigned = [p for tasks in members.values() for p in tasks]
         await self._restore(assigned)
-        await self._fence_stale_layouts([self._tasks[p] for p in assigned])
+        # Only the restored state names the ids to fence, so the fence follows the restore,
+        # and the restore is done again after it: what their layout committed past its end,
+        # before the fence took them (which completes a commit under way), is state too.
+        fenced: set[str] = set()
+        restored = [self._tasks[p] for p in assigned]
+        while newly_fenced := await self._fence_stale_layouts(restored, fenced):
+            fenced |= newly_fenced  # the state may name yet another layout now
+            await self._restore(assigned)
         for g in members:
             group = self._groups[g]
             await self._seek_to_positions(group)
@@ -965,12 +974,14 @@ class TransactionalStreamProcessor:
         self._assigned_once = True
         log.info("stream_tasks_assigned", app=self.app_id, partitions=sorted(self._tasks))
 
-    async def _fence_stale_layouts(self, tasks: Sequence[_Task]) -> None:
+    async def _fence_stale_layouts(
+        self, tasks: Sequence[_Task], fenced: AbstractSet[str] = frozenset()
+    ) -> set[str]:
         """Abort what a crashed instance of another group count (or of the per-task ids of
         earlier versions) left open on these tasks' partitions. Its ids are not ours, so
         starting our producers fenced nothing of it, and until the broker's transaction
         timeout (60 s) read-committed readers of those partitions, the API's replies among
-        them, would wait behind it."""
+        them, would wait behind it. Returns the ids it fenced (none of `fenced`)."""
         stale = sorted(
             {
                 stale_id
@@ -979,11 +990,13 @@ class TransactionalStreamProcessor:
                     self.app_id, task.partition, task.layout, task.restored_state, self.layout
                 )
             }
+            - fenced
         )
         if not stale:
-            return
+            return set()
         log.warning("stream_fencing_other_layout", app=self.app_id, transactional_ids=stale)
         await asyncio.gather(*(self._fence(transactional_id) for transactional_id in stale))
+        return set(stale)
 
     async def _fence(self, transactional_id: str) -> None:
         producer = AIOKafkaProducer(

@@ -390,10 +390,18 @@ async def test_a_local_copy_of_a_recreated_changelog_is_not_used(settings, uniqu
     finally:
         await producer.stop()
 
+    # The new changelog names no input position, so the inputs resume from the group's
+    # offset: at the end, or the counts would be the inputs decided again (not the old copy's).
+    await _commit_group_offset(settings, app_id, TopicPartition(source, 0), INPUTS)
+
     again, _, _ = await _counting_stream(settings, app_id, tmp_path)
     restored = await _restored_counts(again)
     assert restored.counts == {"k9": checkpoint.offset + 4}  # the new topic's, nothing else
-    assert restored.local == 0
+    # Read in full, not resumed from the old checkpoint. (The new topic has no layout record,
+    # so the restore fences the ids of versions before it and restores again, from the copy
+    # the first restore wrote: the one record of the new topic.)
+    assert restored.changelog >= checkpoint.offset + 5
+    assert restored.local <= 1
 
 
 async def test_a_restore_ends_even_when_its_changelog_shrank_meanwhile(
@@ -767,6 +775,49 @@ async def test_state_from_before_task_groups_fences_the_per_task_id(settings, un
             await crashed.stop()
     assert sorted(seen) == sorted(f"v{i}" for i in range(INPUTS))
     assert counts == {"k0": 10, "k1": 10, "k2": 10}
+
+
+async def test_what_the_other_layout_commits_before_its_fence_is_restored(
+    settings, unique_id, monkeypatch
+):
+    """The ids to fence come from the restored state, so the fence follows the restore; what
+    the other layout commits after the restore's end and before the fence takes its ids (its
+    transaction open then, the restore read up to it) must reach the tables all the same."""
+    app_id = f"itest-tx-late-{unique_id}"
+    stream, source, _ = await _counting_stream(settings, app_id)
+    await ensure_internal_topics(settings.kafka_bootstrap, [(stream.state_topic, 1, {})])
+    other_id = f"{app_id}-tg2-0-0"  # group 0's first producer of a two-group layout
+    other = _transactional_producer(settings, other_id)
+    await other.start()
+    try:
+        await other.begin_transaction()
+        for key, value in [("_layout/ids", b'"tg2"'), (f"_positions/{source}", b"0"),
+                           ("counts/early", b"1")]:  # fmt: skip
+            await other.send_and_wait(stream.state_topic, value, key=key.encode(), partition=0)
+        await other.commit_transaction()
+        await other.begin_transaction()  # open while the new owner restores
+        await other.send_and_wait(stream.state_topic, b"2", key=b"counts/late", partition=0)
+
+        fence = TransactionalStreamProcessor._fence
+        fenced: list[str] = []
+
+        async def committing_first(self, transactional_id: str) -> None:
+            if transactional_id == other_id and other_id not in fenced:
+                await other.commit_transaction()  # the other layout, a moment before its fence
+            fenced.append(transactional_id)
+            await fence(self, transactional_id)
+
+        monkeypatch.setattr(TransactionalStreamProcessor, "_fence", committing_first)
+        await stream.start()
+        try:
+            await _until(lambda: stream.ready)
+            assert _counts(stream) == {"early": 1, "late": 2}
+            assert sorted(fenced) == [other_id, f"{app_id}-tg2-0-1"]
+        finally:
+            await stream.stop()
+    finally:
+        with contextlib.suppress(Exception):
+            await other.stop()
 
 
 async def _no_wait(i: int) -> None:
