@@ -465,6 +465,9 @@ class AvailabilityProcessor:
         old_day = self._day(cfg, booking.date)
         new_date = local_date(new_start, cfg.timezone)
         new_day = old_day if new_date == old_day.date else self._day(cfg, new_date)
+        unmovable = decisions.move_refused(booking, _epoch(now))
+        if unmovable is not None:  # before the holds: a hold must not hide why
+            return [self._failed(env, cmd, unmovable.reason, unmovable.detail, now)]
         optometrist = self._around_holds(cfg, new_day, booking, new_start, cmd, now)
         if isinstance(optometrist, decisions.Rejected):
             return [self._failed(env, cmd, optometrist.reason, optometrist.detail, now)]
@@ -555,7 +558,7 @@ class AvailabilityProcessor:
             MarkNoShow: (BookingStatus.NO_SHOW, FactKind.NO_SHOW),
             CompleteBooking: (BookingStatus.COMPLETED, FactKind.COMPLETED),
         }[type(cmd)]
-        outcome = decisions.transition(booking, target, _epoch(now))
+        outcome = decisions.transition(cfg, booking, target, _epoch(now))
         if isinstance(outcome, decisions.Rejected):
             return [self._failed(env, cmd, outcome.reason, outcome.detail, now)]
         self._save_booking(outcome)

@@ -15,6 +15,7 @@ from functools import lru_cache
 from itertools import accumulate
 
 from services.booking.domain.calendar import (
+    local_date,
     local_instants,
     local_interval,
     minutes,
@@ -316,6 +317,18 @@ def _busy(b: Booking) -> Busy:
     return Busy(b.start, b.end, b.booking_id, b.customer_ref, b.exam_type)
 
 
+def has_ended(booking: Booking, now: int) -> bool:
+    """Past the exam's end a booking was attended or missed: cancelling or moving it then
+    would turn a no-show into a cancellation. Between start and end a late customer may still
+    cancel (BookingCancelled.minutes_before_start is then negative)."""
+    return now >= booking.end
+
+
+def _ended(instead_of: str) -> Rejected:
+    detail = f"the exam has already ended: mark it no-show or complete instead of {instead_of}"
+    return Rejected(Reason.INVALID_TRANSITION, detail)
+
+
 def cancel(
     cfg: StoreConfig, day: Day, booking: Booking, now: int, by_customer: bool = True
 ) -> Cancelled | Rejected:
@@ -325,6 +338,8 @@ def cancel(
         return Rejected(
             Reason.INVALID_TRANSITION, f"a {booking.status} booking cannot be cancelled"
         )
+    if has_ended(booking, now):
+        return _ended("cancelling it")
     day.release(booking.booking_id)
     day.seq += 1
     minutes_before = (booking.start - now) // 60
@@ -341,6 +356,16 @@ def late_cancel_deadline(cfg: StoreConfig, start: int) -> int:
     return nearest_existing(wall.date(), wall.hour * 60 + wall.minute, cfg.timezone)
 
 
+def move_refused(booking: Booking, now: int) -> Rejected | None:
+    """Why the booking cannot be rescheduled at all, wherever to (checked before any hold or
+    slot, so the answer names the booking's state)."""
+    if booking.status != BookingStatus.CONFIRMED:
+        return Rejected(Reason.INVALID_TRANSITION, f"a {booking.status} booking cannot move")
+    if has_ended(booking, now):
+        return _ended("moving it")
+    return None
+
+
 def reschedule(
     cfg: StoreConfig,
     old_day: Day,
@@ -352,9 +377,7 @@ def reschedule(
 ) -> Rescheduled | Rejected:
     """Atomic: the new interval is taken and the old one freed in one decision, or nothing
     changes. `old_day` and `new_day` may be the same object."""
-    if booking.status != BookingStatus.CONFIRMED:
-        return Rejected(Reason.INVALID_TRANSITION, f"a {booking.status} booking cannot move")
-    refused = check_slot(cfg, booking.exam_type, new_start, now)
+    refused = move_refused(booking, now) or check_slot(cfg, booking.exam_type, new_start, now)
     if refused:
         return refused
     exam = cfg.exam_types[booking.exam_type]
@@ -389,11 +412,20 @@ def reschedule(
     return Rescheduled(booking, moved)
 
 
-def transition(booking: Booking, status: BookingStatus, now: int) -> Booking | Rejected:
-    """Check-in, no-show, complete. A no-show can only be marked once the slot has started."""
+def transition(
+    cfg: StoreConfig, booking: Booking, status: BookingStatus, now: int
+) -> Booking | Rejected:
+    """Check-in, no-show, complete (only after check-in: see TRANSITIONS). Check-in opens on
+    the exam's local day: one days ahead would lock the booking (a checked-in booking can be
+    neither cancelled nor marked no-show). A no-show can only be marked once the slot started."""
     if not booking.can_become(status):
         return Rejected(
             Reason.INVALID_TRANSITION, f"a {booking.status} booking cannot become {status}"
+        )
+    exam_day = local_date(booking.start, cfg.timezone)
+    if status == BookingStatus.CHECKED_IN and local_date(now, cfg.timezone) < exam_day:
+        return Rejected(
+            Reason.INVALID_TRANSITION, f"check-in opens on the day of the exam, {exam_day}"
         )
     if status == BookingStatus.NO_SHOW and now < booking.start:
         return Rejected(Reason.INVALID_TRANSITION, "a no-show is marked after the start time")

@@ -1,6 +1,6 @@
 """Edges of the pure decisions: shifts and opening hours that meet, the hour repeated in autumn,
-a roster change stranding several bookings at once, exam types taken off the menu, and the
-alternatives a failed reschedule offers."""
+a roster change stranding several bookings at once, exam types taken off the menu, the
+alternatives a failed reschedule offers, and lifecycle commands at times that make no sense."""
 
 from __future__ import annotations
 
@@ -10,7 +10,15 @@ from zoneinfo import ZoneInfo
 
 from services.booking.domain import decisions as d
 from services.booking.domain.calendar import to_local
-from services.booking.domain.model import Day, ExamSpec, Reason, Shift, StoreConfig
+from services.booking.domain.model import (
+    Booking,
+    BookingStatus,
+    Day,
+    ExamSpec,
+    Reason,
+    Shift,
+    StoreConfig,
+)
 
 BERLIN = "Europe/Berlin"
 MONDAY = dt.date(2026, 12, 7)
@@ -174,3 +182,46 @@ def test_a_stores_own_cancellation_is_never_late():
     assert _cancel_at(cfg, start, start - 3600).late
     by_store = _cancel_at(cfg, start, start - 3600, by_customer=False)
     assert not by_store.late and by_store.minutes_before_start == 60
+
+
+def _booked(cfg: StoreConfig, hhmm: str) -> tuple[Day, Booking]:
+    day = day_of(shift("A", "09:00", "18:00"))
+    booked = book(cfg, day, "b", at(hhmm))
+    assert isinstance(booked, d.Accepted)
+    return day, booked.booking
+
+
+def test_a_booking_whose_exam_has_ended_can_be_neither_cancelled_nor_moved():
+    cfg = store()
+    day, booking = _booked(cfg, "10:00")  # 10:00-10:30
+    during = d.cancel(cfg, day, booking, at("10:15"))  # a late customer may still cancel
+    assert isinstance(during, d.Cancelled) and during.minutes_before_start == -15
+    for ended in (at("10:30"), at("15:00")):
+        day, booking = _booked(cfg, "10:00")
+        refused = d.cancel(cfg, day, booking, ended)
+        assert isinstance(refused, d.Rejected), "a missed exam must not become a cancellation"
+        assert refused.reason == Reason.INVALID_TRANSITION and "no-show" in refused.detail
+        moved = d.reschedule(cfg, day, day, booking, at("16:00"), ended)
+        assert isinstance(moved, d.Rejected) and moved.reason == Reason.INVALID_TRANSITION
+        assert [b.booking_id for b in day.busy["A"]] == ["b"]  # nothing changed
+
+
+def test_check_in_opens_on_the_exams_day_in_store_time_and_no_show_at_its_start():
+    cfg = store()
+    _, booking = _booked(cfg, "09:00")  # Monday 09:00 Berlin, 08:00 UTC
+    refused = d.transition(cfg, booking, BookingStatus.CHECKED_IN, at("08:00") - 6 * 86400)
+    assert isinstance(refused, d.Rejected) and refused.reason == Reason.INVALID_TRANSITION
+    assert "day of the exam" in refused.detail
+    sunday_night = at("23:59", MONDAY - dt.timedelta(days=1))
+    assert isinstance(
+        d.transition(cfg, booking, BookingStatus.CHECKED_IN, sunday_night), d.Rejected
+    )
+    midnight = at("00:00")  # still Sunday in UTC: the store's day counts
+    checked_in = d.transition(cfg, booking, BookingStatus.CHECKED_IN, midnight)
+    assert isinstance(checked_in, Booking) and checked_in.status == BookingStatus.CHECKED_IN
+    assert to_local(midnight, "UTC").date() < MONDAY
+    early = d.transition(cfg, booking, BookingStatus.NO_SHOW, at("08:59"))
+    assert isinstance(early, d.Rejected) and early.reason == Reason.INVALID_TRANSITION
+    assert isinstance(d.transition(cfg, booking, BookingStatus.NO_SHOW, at("09:00")), Booking)
+    not_checked_in = d.transition(cfg, booking, BookingStatus.COMPLETED, at("09:30"))
+    assert isinstance(not_checked_in, d.Rejected)

@@ -536,3 +536,17 @@ def test_offers_nobody_can_serve_after_a_roster_change_are_withdrawn_not_spent()
     # B's 09:00 frees: the same customer is first again, not shut out by the withdrawn offer.
     (again,) = of(cancel(proc, "b-kB", NOW), SlotOffered)
     assert (again.customer_ref, again.optometrist_id) == (offer.customer_ref, "B")
+
+
+def test_moving_an_ended_booking_into_a_held_slot_names_the_booking_not_the_hold() -> None:
+    proc, _ = berlin_store()
+    for key, who, hhmm in [("kA", "A", "10:00"), ("kB", "B", "10:00"), ("me", "B", "09:00")]:
+        booked = proc.handle(request("berlin", at(hhmm), key=key, customer=key, optometrist=who,
+                                     now=NOW), NOW)  # fmt: skip
+        assert of(booked, BookingConfirmed)
+    join(proc, 1, NOW, time_from="10:00", time_to="10:30")
+    ended = at("09:45")  # my 09:00-09:30 exam is over
+    assert of(cancel(proc, "b-kA", ended), SlotOffered)  # 10:00 with A is now held for c1
+    move = RescheduleBooking(idempotency_key="mv", booking_id="b-me", new_slot_start=at("10:00"))
+    (failed,) = of(proc.handle(env("berlin", move, ended), ended), CommandFailed)
+    assert failed.reason == "invalid_transition" and "ended" in failed.detail
