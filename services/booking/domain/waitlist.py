@@ -27,6 +27,10 @@ from services.booking.domain.model import Busy, Day, ExamSpec, Reason, StoreConf
 
 DEFAULT_OFFERS = 3
 DEFAULT_HOLD_S = 600
+# A hold never runs past the slot's start (the slot cannot be booked from then on), and an
+# offer needs time to reach the customer and be answered: with less than this left before the
+# start, holding the slot would only keep it from walk-ins, so it goes back to everyone.
+MIN_HOLD_S = 120
 # A store's waitlist is one record of the processor's state, which the broker caps at about
 # 1 MB: a typical waiting entry is 300 bytes (at most 750), and offers need room too.
 DEFAULT_MAX_WAITING = 1000
@@ -415,9 +419,10 @@ def offer_freed_slot(
     to `day`). The top-ranked matching entry picks the optometrist (its wish, else
     `optometrist` if free, else the least loaded free one); the next entries that fit the same
     optometrist and start fill up to `k` live offers. A slot that still has live offers (a
-    cascade after a decline) keeps its optometrist and only tops up. Empty when nobody matches:
+    cascade after a decline) keeps its optometrist and only tops up. Each hold ends by the
+    slot's start. Empty when nobody matches or less than `MIN_HOLD_S` is left before the start:
     the slot stays generally available."""
-    if freed_start <= now:
+    if freed_start - now < MIN_HOLD_S:
         return []
     offers = list(state.offers.values())
     current = _live_offers_at(offers, freed_start, optometrist, now)
@@ -432,8 +437,9 @@ def offer_freed_slot(
     if not picked:
         return []
     who, entries = picked
+    expires_at = min(now + hold_s, freed_start)
     return _make_offers(
-        cfg, entries, who, freed_start, now + hold_s, _next_round(offers, freed_start),
+        cfg, entries, who, freed_start, expires_at, _next_round(offers, freed_start),
         first_rank=_last_rank(offers, freed_start) + 1,
     )  # fmt: skip
 

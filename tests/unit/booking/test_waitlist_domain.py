@@ -180,6 +180,35 @@ def test_nothing_is_offered_for_a_past_slot_or_without_matches() -> None:
     )
 
 
+def test_a_hold_ends_by_the_slots_start_and_a_slot_too_close_to_it_is_not_offered() -> None:
+    day, start = cancelled_day()
+    state = state_with(entry(1), entry(2))
+    five_before = start - 300
+    offers = wl.offer_freed_slot(CFG, day, state, start, five_before, optometrist="A")
+    assert [o.expires_at for o in offers] == [start, start]  # not five_before + 10 minutes
+    assert wl.holds(offers, start - 1) and not wl.holds(offers, start)
+    no_time = start - wl.MIN_HOLD_S + 1
+    assert wl.offer_freed_slot(CFG, day, state, start, no_time, optometrist="A") == []
+    just_enough = wl.offer_freed_slot(CFG, day, state, start, start - wl.MIN_HOLD_S)
+    assert [o.expires_at for o in just_enough] == [start, start]
+    state.apply(offers)  # they lapse at the start: nobody else is offered it, it is released
+    lapsed = wl.expire(CFG, state, lambda _: day, start)
+    assert len(lapsed.expired) == 2 and lapsed.offered == ()
+    assert lapsed.released == (wl.SlotKey("A", start),)
+
+
+def test_a_decline_too_close_to_the_start_releases_the_slot_to_everyone() -> None:
+    day, start = cancelled_day()
+    state = state_with(entry(1), entry(2))
+    (offer,) = wl.offer_freed_slot(CFG, day, state, start, start - 600, k=1, optometrist="A")
+    state.apply([offer])
+    declined = wl.decline(state.offers, offer.token, "c1", start - 60)
+    assert isinstance(declined, wl.Offer)
+    state.apply([declined])
+    result = wl.cascade(CFG, day, state, offer.slot, start - 60)
+    assert result.offers == () and result.released  # e2 is not offered one minute's hold
+
+
 def test_a_customer_never_holds_two_overlapping_live_offers() -> None:
     day = make_day()
     state = state_with(entry(1), entry(2, customer="c1"), entry(3))
