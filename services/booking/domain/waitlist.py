@@ -274,21 +274,17 @@ def rank(
     expires_at: Callable[[WaitlistEntry], int] | None = None,
 ) -> list[WaitlistEntry]:
     """Waiting entries in offer order (priority, then join time, then id), without expired
-    entries, customers who already hold a live offer overlapping [start, end), and a
-    customer's second entry."""
+    entries and customers who already hold a live offer overlapping [start, end). All of a
+    customer's entries stay: a later one may fit where the first does not, so the caller keeps
+    one offer per customer among those that fit (see `_pick`)."""
     live = [o for o in offers if o.live_at(now)]
-    seen: set[str] = set()
-    ranked: list[WaitlistEntry] = []
-    for entry in sorted(entries, key=rank_key):
-        if entry.status != EntryStatus.WAITING or entry.customer_ref in seen:
-            continue
-        if expires_at is not None and expires_at(entry) <= now:
-            continue
-        if has_overlapping_offer(live, entry.customer_ref, start, end, now):
-            continue
-        seen.add(entry.customer_ref)
-        ranked.append(entry)
-    return ranked
+    return [
+        entry
+        for entry in sorted(entries, key=rank_key)
+        if entry.status == EntryStatus.WAITING
+        and (expires_at is None or expires_at(entry) > now)
+        and not has_overlapping_offer(live, entry.customer_ref, start, end, now)
+    ]
 
 
 # --------------------------------------------------------------------------- holds
@@ -470,13 +466,17 @@ def _pick(
     chosen: str | None,
     preferred: str | None,
 ) -> tuple[str, list[tuple[WaitlistEntry, int]]] | None:
-    """The optometrist the slot is held for and the entries (with their exam end) to offer."""
+    """The optometrist the slot is held for and the entries (with their exam end) to offer:
+    one per customer, their best-ranked entry that fits."""
     tried = _tried(offers, start)
     waiting = [e for e in state.entries.values() if e.entry_id not in tried]
     picked: list[tuple[WaitlistEntry, int]] = []
+    offered_to: set[str] = set()
     for entry in rank(waiting, offers, start, start + 1, now, _expiry(cfg)):
         if len(picked) >= wanted:
             break
+        if entry.customer_ref in offered_to:
+            continue
         exam = _exam(cfg, entry.exam_type)
         if exam is None or decisions.check_slot(cfg, exam.code, start, now) is not None:
             continue
@@ -489,6 +489,7 @@ def _pick(
             continue
         chosen = who
         picked.append((entry, end))
+        offered_to.add(entry.customer_ref)
     return (chosen, picked) if chosen is not None and picked else None
 
 

@@ -120,7 +120,7 @@ def test_rank_orders_by_priority_then_join_time_then_id() -> None:
     assert [e.entry_id for e in ranked] == ["e9", "a-first", "e2", "e1"]
 
 
-def test_rank_skips_expired_entries_busy_customers_and_second_entries() -> None:
+def test_rank_skips_expired_entries_and_busy_customers_but_keeps_second_entries() -> None:
     start = at(DAY, "14:00")
     now = start - 600  # the day before ended, so e3 (for yesterday) has expired
     live = wl.Offer("t", "other", "c2", "berlin", "std", "B", start - 900, start + 900, start)
@@ -129,7 +129,7 @@ def test_rank_skips_expired_entries_busy_customers_and_second_entries() -> None:
     ranked = wl.rank(
         entries, [live], start, start + 1800, now, lambda e: wl.entry_expires_at(CFG, e)
     )
-    assert [e.entry_id for e in ranked] == ["e1", "e5"]
+    assert [e.entry_id for e in ranked] == ["e1", "e4", "e5"]  # e4: c1's second entry
 
 
 # --------------------------------------------------------------------------- offering
@@ -217,6 +217,21 @@ def test_a_customer_never_holds_two_overlapping_live_offers() -> None:
     second = wl.offer_freed_slot(CFG, day, state, at(DAY, "10:15"), NOW, optometrist="B")
     assert [o.customer_ref for o in first] == ["c1"]
     assert [o.customer_ref for o in second] == ["c3"]
+
+
+def test_a_customers_later_entry_is_offered_when_the_first_does_not_fit_but_never_both() -> None:
+    day = make_day()
+    start = at(DAY, "09:00")
+    day.occupy("A", Busy(start, start + 3600, "bk-a", "x", "dilated"))  # only B is free
+    first_does_not_fit = entry(1, customer="ann", exam_type="dilated")  # B does no dilation
+    fits = entry(2, customer="ann", windows=(("09:00", "09:30"),))
+    joined_later = entry(3, customer="bob")
+    state = state_with(first_does_not_fit, fits, joined_later)
+    offers = wl.offer_freed_slot(CFG, day, state, start, NOW, optometrist="B")
+    assert [(o.customer_ref, o.entry_id) for o in offers] == [("ann", "e2"), ("bob", "e3")]
+    both_fit = state_with(entry(1, customer="ann"), fits, joined_later)
+    offers = wl.offer_freed_slot(CFG, day, both_fit, start, NOW, optometrist="B")
+    assert [(o.customer_ref, o.entry_id) for o in offers] == [("ann", "e1"), ("bob", "e3")]
 
 
 # --------------------------------------------------------------------------- accept / decline
