@@ -558,7 +558,7 @@ class AvailabilityProcessor:
             MarkNoShow: (BookingStatus.NO_SHOW, FactKind.NO_SHOW),
             CompleteBooking: (BookingStatus.COMPLETED, FactKind.COMPLETED),
         }[type(cmd)]
-        outcome = decisions.transition(cfg, booking, target, _epoch(now))
+        outcome = decisions.transition(booking, target, _epoch(now))
         if isinstance(outcome, decisions.Rejected):
             return [self._failed(env, cmd, outcome.reason, outcome.detail, now)]
         self._save_booking(outcome)

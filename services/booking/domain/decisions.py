@@ -15,7 +15,6 @@ from functools import lru_cache
 from itertools import accumulate
 
 from services.booking.domain.calendar import (
-    local_date,
     local_instants,
     local_interval,
     minutes,
@@ -412,20 +411,12 @@ def reschedule(
     return Rescheduled(booking, moved)
 
 
-def transition(
-    cfg: StoreConfig, booking: Booking, status: BookingStatus, now: int
-) -> Booking | Rejected:
-    """Check-in, no-show, complete (only after check-in: see TRANSITIONS). Check-in opens on
-    the exam's local day: one days ahead would lock the booking (a checked-in booking can be
-    neither cancelled nor marked no-show). A no-show can only be marked once the slot started."""
+def transition(booking: Booking, status: BookingStatus, now: int) -> Booking | Rejected:
+    """Check-in, no-show, complete (only after check-in: see TRANSITIONS). A no-show can only
+    be marked once the slot has started."""
     if not booking.can_become(status):
         return Rejected(
             Reason.INVALID_TRANSITION, f"a {booking.status} booking cannot become {status}"
-        )
-    exam_day = local_date(booking.start, cfg.timezone)
-    if status == BookingStatus.CHECKED_IN and local_date(now, cfg.timezone) < exam_day:
-        return Rejected(
-            Reason.INVALID_TRANSITION, f"check-in opens on the day of the exam, {exam_day}"
         )
     if status == BookingStatus.NO_SHOW and now < booking.start:
         return Rejected(Reason.INVALID_TRANSITION, "a no-show is marked after the start time")

@@ -206,22 +206,11 @@ def test_a_booking_whose_exam_has_ended_can_be_neither_cancelled_nor_moved():
         assert [b.booking_id for b in day.busy["A"]] == ["b"]  # nothing changed
 
 
-def test_check_in_opens_on_the_exams_day_in_store_time_and_no_show_at_its_start():
+def test_a_no_show_is_marked_from_the_start_and_completion_follows_check_in():
     cfg = store()
     _, booking = _booked(cfg, "09:00")  # Monday 09:00 Berlin, 08:00 UTC
-    refused = d.transition(cfg, booking, BookingStatus.CHECKED_IN, at("08:00") - 6 * 86400)
-    assert isinstance(refused, d.Rejected) and refused.reason == Reason.INVALID_TRANSITION
-    assert "day of the exam" in refused.detail
-    sunday_night = at("23:59", MONDAY - dt.timedelta(days=1))
-    assert isinstance(
-        d.transition(cfg, booking, BookingStatus.CHECKED_IN, sunday_night), d.Rejected
-    )
-    midnight = at("00:00")  # still Sunday in UTC: the store's day counts
-    checked_in = d.transition(cfg, booking, BookingStatus.CHECKED_IN, midnight)
-    assert isinstance(checked_in, Booking) and checked_in.status == BookingStatus.CHECKED_IN
-    assert to_local(midnight, "UTC").date() < MONDAY
-    early = d.transition(cfg, booking, BookingStatus.NO_SHOW, at("08:59"))
+    early = d.transition(booking, BookingStatus.NO_SHOW, at("08:59"))
     assert isinstance(early, d.Rejected) and early.reason == Reason.INVALID_TRANSITION
-    assert isinstance(d.transition(cfg, booking, BookingStatus.NO_SHOW, at("09:00")), Booking)
-    not_checked_in = d.transition(cfg, booking, BookingStatus.COMPLETED, at("09:30"))
+    assert isinstance(d.transition(booking, BookingStatus.NO_SHOW, at("09:00")), Booking)
+    not_checked_in = d.transition(booking, BookingStatus.COMPLETED, at("09:30"))
     assert isinstance(not_checked_in, d.Rejected)
