@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import inspect
+import time
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
-from fastapi import Depends, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 
 from optisync_common.clock import Clock, SystemClock
 from optisync_common.problems import PROBLEM_JSON, ProblemError
@@ -48,6 +51,23 @@ _SYSTEM_CLOCK = SystemClock()
 async def get_clock() -> Clock:
     """Overridden in tests (`app.dependency_overrides[get_clock]`) to move time."""
     return _SYSTEM_CLOCK
+
+
+async def now_of(app: FastAPI) -> dt.datetime:
+    """The routes' clock where no dependency is solved (the fast paths, the availability
+    route): `get_clock`, or what tests override it with."""
+    clock = app.dependency_overrides.get(get_clock, get_clock)()
+    if inspect.isawaitable(clock):
+        clock = await clock
+    return cast(Clock, clock).now()
+
+
+async def unix_now(app: FastAPI) -> float:
+    """`now_of` in Unix seconds; on the system clock without a datetime (the availability
+    read is benchmarked to the bone)."""
+    if get_clock not in app.dependency_overrides:
+        return time.time()
+    return (await now_of(app)).timestamp()
 
 
 ContextDep = Annotated[BookingContext, Depends(get_context)]

@@ -15,18 +15,14 @@ the route would have answered; tests compare the two.
 
 from __future__ import annotations
 
-import datetime as dt
-import inspect
 import json
 from types import SimpleNamespace
-from typing import cast
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from optisync_common.clock import Clock
 from optisync_common.http import read_body, replay
 from optisync_common.problems import ProblemError
-from services.booking.api.deps import BookingContext, get_clock, get_context
+from services.booking.api.deps import BookingContext, get_context, now_of
 from services.booking.api.models import BookingRequest
 from services.booking.api.routes.bookings import PreparedBooking, prepare_booking
 
@@ -68,15 +64,6 @@ def _context(scope: Scope) -> BookingContext | None:
     return getattr(app.state, "booking", None)
 
 
-async def _now(scope: Scope) -> dt.datetime:
-    """The route's clock: `get_clock`, or what tests override it with."""
-    provide = scope["app"].dependency_overrides.get(get_clock, get_clock)
-    clock = provide()
-    if inspect.isawaitable(clock):
-        clock = await clock
-    return cast(Clock, clock).now()
-
-
 async def _prepare(
     context: BookingContext, scope: Scope, received: list[Message]
 ) -> PreparedBooking | None:
@@ -89,7 +76,7 @@ async def _prepare(
         body = BookingRequest.model_validate(
             json.loads(b"".join(m.get("body", b"") for m in received))
         )
-        return await prepare_booking(context, body, key, await _now(scope))
+        return await prepare_booking(context, body, key, await now_of(scope["app"]))
     except Exception:  # any reason the route would refuse it: the route says which
         return None
 

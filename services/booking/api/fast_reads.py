@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from schemas.events.base import Channel
-from services.booking.api.deps import BookingContext
+from services.booking.api.deps import BookingContext, unix_now
 from services.booking.api.presenters import render_availability
 
 TEMPLATE = "/v1/stores/{store_id}/availability"
@@ -39,7 +39,7 @@ class FastAvailabilityReads:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = self._answer(scope) if scope["type"] == "http" else None
+        body = await self._answer(scope) if scope["type"] == "http" else None
         if body is None:
             await self.app(scope, receive, send)
             return
@@ -56,7 +56,7 @@ class FastAvailabilityReads:
         )
         await send({"type": "http.response.body", "body": body})
 
-    def _answer(self, scope: Scope) -> bytes | None:
+    async def _answer(self, scope: Scope) -> bytes | None:
         """The response body, or None to let the route decide."""
         if scope["method"] != "GET" or not scope["path"].endswith("/availability"):
             return None
@@ -69,7 +69,9 @@ class FastAvailabilityReads:
             return None
         date, exam_type, channel = query
         raw = context.views.cached_view(path.group(1), date.isoformat())
-        body = render_availability(raw, exam_type) if raw is not None else None
+        if raw is None:
+            return None
+        body = render_availability(raw, exam_type, await unix_now(scope["app"]))
         if body is not None and context.view_counter is not None:
             context.view_counter.record(path.group(1), date, exam_type, channel)
         return body

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from bisect import bisect_right
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -79,11 +81,30 @@ def rejection_outcome(
     return Outcome.problem(status, code, detail or code.replace("_", " "), **extra)
 
 
-@lru_cache(maxsize=4096)
-def render_availability(raw: bytes, exam_type: str) -> bytes | None:
+def render_availability(raw: bytes, exam_type: str, now: float) -> bytes | None:
     """The `GET .../availability` body for a stored view, or None when the view has no such
-    exam type. Cached by the view's bytes: between two changes of a store-day every read
-    returns the same body, so the hot path is one Redis GET and a dict lookup."""
+    exam type. Starts at or before `now` (Unix seconds) are left out: the processor computed
+    the view when the day last changed, and would refuse them (`in_past`). Both renderings
+    are cached, so the hot path is one Redis GET, dict lookups and a bisect."""
+    rendering = _rendering(raw, exam_type)
+    if rendering is None:
+        return None
+    past = bisect_right(rendering.starts, now)
+    return rendering.body if past == 0 else _upcoming(raw, exam_type, past)
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class _Rendering:
+    body: bytes  # every slot of the view
+    head: dict[str, Any]  # the body with `slots` left empty (in place: same field order)
+    slots: tuple[orjson.Fragment, ...]  # each slot's JSON: a cut re-encodes only the head
+    starts: tuple[float, ...]  # each slot's UTC instant (Unix seconds), ascending
+
+
+@lru_cache(maxsize=4096)
+def _rendering(raw: bytes, exam_type: str) -> _Rendering | None:
+    """Cached by the view's bytes: between two changes of a store-day every read renders
+    the same view."""
     view = orjson.loads(raw)
     slots = view["exam_types"].get(exam_type)
     if slots is None:
@@ -92,7 +113,7 @@ def render_availability(raw: bytes, exam_type: str) -> bytes | None:
     day = dt.date.fromisoformat(view["local_date"])
     starts: list[str] = slots["free_starts"]
     capacity: list[int] = slots.get("capacity") or [1] * len(starts)  # 1.0 views: unknown
-    rendered = []
+    rendered, instants = [], []
     fold, previous = 0, ""
     for hhmm, free in zip(starts, capacity, strict=True):
         # Starts come in time order; a wall time lower than the last one means the clocks
@@ -102,25 +123,34 @@ def render_availability(raw: bytes, exam_type: str) -> bytes | None:
         previous = hhmm
         wall = dt.time(int(hhmm[:2]), int(hhmm[3:]), fold=fold)
         local = dt.datetime.combine(day, wall, tzinfo=tz)
-        rendered.append(
-            {
-                "local_time": hhmm,
-                "start": local.isoformat(),
-                "start_utc": utc_iso(local),
-                "free_count": free,
-            }
-        )
-    return orjson.dumps(
-        {
-            "store_id": view["store_id"],
-            "date": view["local_date"],
-            "timezone": view["timezone"],
-            "exam_type": exam_type,
-            "duration_minutes": slots["duration_minutes"],
-            "slots": rendered,
-            "seq": view["seq"],
+        instants.append(local.timestamp())
+        slot = {
+            "local_time": hhmm,
+            "start": local.isoformat(),
+            "start_utc": utc_iso(local),
+            "free_count": free,
         }
-    )
+        rendered.append(orjson.Fragment(orjson.dumps(slot)))
+    head = {
+        "store_id": view["store_id"],
+        "date": view["local_date"],
+        "timezone": view["timezone"],
+        "exam_type": exam_type,
+        "duration_minutes": slots["duration_minutes"],
+        "slots": [],
+        "seq": view["seq"],
+    }
+    body = orjson.dumps({**head, "slots": rendered})
+    return _Rendering(body, head, tuple(rendered), tuple(instants))
+
+
+@lru_cache(maxsize=1024)
+def _upcoming(raw: bytes, exam_type: str, past: int) -> bytes:
+    """The body without the view's first `past` slots: on a store's today, one rendering per
+    slot boundary passed, not per read."""
+    rendering = _rendering(raw, exam_type)
+    assert rendering is not None  # the caller has just rendered it
+    return orjson.dumps({**rendering.head, "slots": rendering.slots[past:]})
 
 
 def empty_availability(

@@ -541,9 +541,9 @@ async def test_fast_availability_reads_answer_exactly_what_the_route_answers(
     answered_fast = 0
     real_render = render_availability
 
-    def counting_render(raw: bytes, exam_type: str) -> bytes | None:
+    def counting_render(raw: bytes, exam_type: str, now: float) -> bytes | None:
         nonlocal answered_fast
-        body = real_render(raw, exam_type)
+        body = real_render(raw, exam_type, now)
         answered_fast += body is not None
         return body
 

@@ -31,6 +31,7 @@ from services.booking.api.presenters import (
 )
 
 T0 = dt.datetime(2026, 3, 28, 8, 0, tzinfo=dt.UTC)  # 09:00 in Berlin (CET)
+BEFORE = dt.datetime(2026, 3, 1, tzinfo=dt.UTC).timestamp()  # before any rendered day
 
 
 def env(payload, minutes: int = 0):
@@ -127,7 +128,7 @@ def test_availability_rendering_in_store_time():
         computed_at=T0, seq=4,
     )  # fmt: skip
     raw = orjson.dumps(view.model_dump(mode="json"))
-    body = orjson.loads(render_availability(raw, "std") or b"")
+    body = orjson.loads(render_availability(raw, "std", BEFORE) or b"")
     assert body["seq"] == 4 and body["duration_minutes"] == 30
     assert body["slots"] == [
         {"local_time": "09:00", "start": "2026-03-29T09:00:00+02:00",
@@ -135,7 +136,7 @@ def test_availability_rendering_in_store_time():
         {"local_time": "09:15", "start": "2026-03-29T09:15:00+02:00",
          "start_utc": "2026-03-29T07:15:00Z", "free_count": 2},
     ]  # fmt: skip
-    assert render_availability(raw, "other") is None
+    assert render_availability(raw, "other", BEFORE) is None
 
 
 def test_availability_on_the_fall_back_night_tells_both_two_thirties_apart():
@@ -149,7 +150,7 @@ def test_availability_on_the_fall_back_night_tells_both_two_thirties_apart():
         )},
     )  # fmt: skip
     body = orjson.loads(
-        render_availability(orjson.dumps(view.model_dump(mode="json")), "std") or b""
+        render_availability(orjson.dumps(view.model_dump(mode="json")), "std", BEFORE) or b""
     )
     assert [s["start_utc"] for s in body["slots"]] == [
         "2026-10-24T23:30:00Z", "2026-10-25T00:00:00Z", "2026-10-25T00:30:00Z",

@@ -17,6 +17,7 @@ from services.booking.api.deps import (
     context_of,
     problems,
     store_catalog,
+    unix_now,
 )
 from services.booking.api.models import Availability, BookingPage
 from services.booking.api.presenters import empty_availability, render_availability
@@ -44,14 +45,14 @@ async def availability(
     # miss), a cached rendering, no dependency resolution.
     context = context_of(request)
     raw = await context.views.view(store_id, date)
-    if raw is not None and (body := render_availability(raw, exam_type)) is not None:
-        if context.view_counter is not None:
-            context.view_counter.record(store_id, date, exam_type, channel)
-        return Response(body, media_type="application/json")
-    catalog = await store_catalog(context, store_id)
-    exam = exam_type_of(catalog, exam_type)
-    assert catalog.timezone is not None
-    body = empty_availability(store_id, date, catalog.timezone, exam_type, exam.duration_minutes)
+    now = await unix_now(request.app)
+    body = render_availability(raw, exam_type, now) if raw is not None else None
+    if body is None:
+        catalog = await store_catalog(context, store_id)
+        exam = exam_type_of(catalog, exam_type)
+        assert catalog.timezone is not None
+        duration = exam.duration_minutes
+        body = empty_availability(store_id, date, catalog.timezone, exam_type, duration)
     if context.view_counter is not None:
         context.view_counter.record(store_id, date, exam_type, channel)
     return Response(body, media_type="application/json")
