@@ -32,6 +32,12 @@ class ExamTypeSlots(PayloadModel):
         default_factory=list,
         description="since 1.1: per entry of free_starts, how many optometrists could take it",
     )
+    second_run: list[int] = Field(
+        default_factory=list,
+        description="since 1.2: indices into free_starts of the starts in the second run of a "
+        "local hour the clocks repeat (when DST ends). Empty: none, or a "
+        "view before 1.2, where a wall time lower than the one before marks the second run",
+    )
 
     @model_validator(mode="after")
     def _check_count(self) -> Self:
@@ -39,12 +45,14 @@ class ExamTypeSlots(PayloadModel):
             raise ValueError("free_count must equal len(free_starts)")
         if self.capacity and len(self.capacity) != len(self.free_starts):
             raise ValueError("capacity must have one entry per free start")
+        if any(not 0 <= i < len(self.free_starts) for i in self.second_run):
+            raise ValueError("second_run must index free_starts")
         return self
 
 
 class StoreDayAvailability(EventPayload):
     event_type: ClassVar[str] = "StoreDayAvailability"
-    event_version: ClassVar[str] = "1.1"
+    event_version: ClassVar[str] = "1.2"
     topic: ClassVar[str] = AVAILABILITY
 
     store_id: Id

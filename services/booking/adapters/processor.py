@@ -912,11 +912,13 @@ class AvailabilityProcessor:
             if not exam.active:
                 continue
             free = decisions.free_starts(cfg, day, code, windows)
+            walls = [_wall(s, cfg.timezone) for s, _ in free]
             view[code] = ExamTypeSlots(
                 duration_minutes=exam.duration_minutes,
-                free_starts=[_hhmm(s, cfg.timezone) for s, _ in free],
+                free_starts=[hhmm for hhmm, _ in walls],
                 free_count=len(free),
                 capacity=[n for _, n in free],
+                second_run=[i for i, (_, fold) in enumerate(walls) if fold],
             )
         payload = StoreDayAvailability(
             store_id=cfg.store_id,
@@ -939,8 +941,10 @@ def _hours(opening_hours: dict[Any, Any]) -> dict[str, list[tuple[str, str]]]:
 
 
 @functools.lru_cache(maxsize=1 << 16)  # a day's view repeats its slots at every change
-def _hhmm(epoch: int, tz: str) -> str:
-    return to_local(epoch, tz).strftime("%H:%M")
+def _wall(epoch: int, tz: str) -> tuple[str, int]:
+    """A start's local wall time, and its fold: 1 in the second run of a repeated hour."""
+    local = to_local(epoch, tz)
+    return local.strftime("%H:%M"), local.fold
 
 
 # Fields a client's retry sends anew: ids and times the API makes up for each request.

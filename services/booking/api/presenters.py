@@ -113,14 +113,9 @@ def _rendering(raw: bytes, exam_type: str) -> _Rendering | None:
     day = dt.date.fromisoformat(view["local_date"])
     starts: list[str] = slots["free_starts"]
     capacity: list[int] = slots.get("capacity") or [1] * len(starts)  # 1.0 views: unknown
+    folds = _folds(starts, slots.get("second_run"))
     rendered, instants = [], []
-    fold, previous = 0, ""
-    for hhmm, free in zip(starts, capacity, strict=True):
-        # Starts come in time order; a wall time lower than the last one means the clocks
-        # went back (DST ends), so from here on the second of two equal wall times is meant.
-        if hhmm < previous:
-            fold = 1
-        previous = hhmm
+    for hhmm, free, fold in zip(starts, capacity, folds, strict=True):
         wall = dt.time(int(hhmm[:2]), int(hhmm[3:]), fold=fold)
         local = dt.datetime.combine(day, wall, tzinfo=tz)
         instants.append(local.timestamp())
@@ -142,6 +137,23 @@ def _rendering(raw: bytes, exam_type: str) -> _Rendering | None:
     }
     body = orjson.dumps({**head, "slots": rendered})
     return _Rendering(body, head, tuple(rendered), tuple(instants))
+
+
+def _folds(starts: list[str], second_run: list[int] | None) -> list[int]:
+    """Each start's fold: 1 in the second run of a local hour the clocks repeat. A view since
+    1.2 names those starts (`second_run`); one before infers them: starts come in time order,
+    so a wall time lower than the one before means the clocks went back. That misses a second
+    run whose first run has no free start left, hence the field. An empty `second_run` may be
+    an older view re-encoded by a newer projector: inferring is right for both."""
+    if second_run:
+        marked = set(second_run)
+        return [int(i in marked) for i in range(len(starts))]
+    folds, fold, previous = [], 0, ""
+    for hhmm in starts:
+        fold |= hhmm < previous
+        previous = hhmm
+        folds.append(fold)
+    return folds
 
 
 @lru_cache(maxsize=1024)

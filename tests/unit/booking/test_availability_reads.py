@@ -1,5 +1,6 @@
 """The availability read in-process (no servers): what a stored view is answered as at a given
-moment. The fast path and the FastAPI route must answer alike, so both are asked."""
+moment, and on the night a local hour repeats. The fast path and the FastAPI route must answer
+alike, so both are asked."""
 
 from __future__ import annotations
 
@@ -15,10 +16,21 @@ from optisync_common.clock import FixedClock
 from optisync_common.http import create_app
 from optisync_common.settings import ServiceSettings
 from schemas.events.availability import ExamTypeSlots, StoreDayAvailability
+from schemas.events.base import EventPayload
+from schemas.events.booking import BookingConfirmed
+from schemas.events.roster import (
+    ExamTypeDefined,
+    OptometristJoined,
+    ShiftPublished,
+    StoreRegistered,
+)
+from services.booking.adapters.processor import AvailabilityProcessor, ProcessorTables
 from services.booking.api.deps import get_clock
 from services.booking.api.fast_reads import FastAvailabilityReads
 from services.booking.api.main import api_router
+from services.booking.api.presenters import render_availability
 
+from .storefixture import env, request
 from .test_api_validation import BERLIN
 
 DAY = dt.date(2026, 3, 10)  # Berlin is on CET (+01:00)
@@ -94,3 +106,48 @@ async def test_starts_that_have_begun_are_not_offered(api):
     views.views[tomorrow.isoformat()] = view_of(tomorrow, STARTS)
     assert await local_times(client, tomorrow) == STARTS
     assert (views.routed == 0) == (views.cached)  # the path the parameter names answered
+
+
+AUTUMN = dt.date(2026, 10, 25)  # London: 01:00-02:00 runs twice, BST (+01:00) then GMT
+AT = dt.datetime(2026, 10, 1, tzinfo=dt.UTC)
+
+
+def night_store() -> AvailabilityProcessor:
+    """Open 00:00-03:00 on the autumn night, one optometrist, 30-minute slots and exams."""
+    proc = AvailabilityProcessor(ProcessorTables({}, {}, {}, {}), region="eu")
+    hours = {d: [{"open": "00:00", "close": "03:00"}] for d in range(7)}
+    roster: list[EventPayload] = [
+        StoreRegistered(store_id="ldn", name="S", region="eu", timezone="Europe/London",
+                        opening_hours=hours, slot_minutes=30),
+        ExamTypeDefined(code="std", name="S", duration_minutes=30, required_skill="g"),
+        OptometristJoined(optometrist_id="A", name="A", skills=["g"], home_store_id="ldn",
+                          store_ids=["ldn"]),
+        ShiftPublished(shift_id="a", optometrist_id="A", store_id="ldn", date=AUTUMN,
+                       start="00:00", end="03:00"),
+    ]  # fmt: skip
+    for payload in roster:
+        proc.handle(env("ldn", payload, AT), AT)
+    return proc
+
+
+def book(proc: AvailabilityProcessor, start_utc: str, key: str) -> list[Any]:
+    start = dt.datetime.fromisoformat(start_utc)
+    cmd = request("ldn", start, key=key, customer=key, exam="std", now=AT)
+    return [out.payload for out in proc.handle(cmd, AT)]
+
+
+def test_the_second_run_of_a_repeated_hour_is_offered_as_itself():
+    """With the first run of 01:00 and 01:30 booked, the free ones are the second run's: the
+    wall times never go back, so only the view can say which run they are."""
+    proc = night_store()
+    book(proc, "2026-10-25T00:00:00Z", "k1")  # 01:00 BST
+    outputs = book(proc, "2026-10-25T00:30:00Z", "k2")  # 01:30 BST
+    view = [o for o in outputs if isinstance(o, StoreDayAvailability)][-1]
+    body = render_availability(orjson.dumps(view.model_dump(mode="json")), "std", AT.timestamp())
+    slots = orjson.loads(body or b"")["slots"]
+    assert [(s["start"][11:], s["start_utc"]) for s in slots] == [
+        ("00:00:00+01:00", "2026-10-24T23:00:00Z"), ("00:30:00+01:00", "2026-10-24T23:30:00Z"),
+        ("01:00:00+00:00", "2026-10-25T01:00:00Z"), ("01:30:00+00:00", "2026-10-25T01:30:00Z"),
+        ("02:00:00+00:00", "2026-10-25T02:00:00Z"), ("02:30:00+00:00", "2026-10-25T02:30:00Z"),
+    ]  # fmt: skip
+    assert isinstance(book(proc, slots[2]["start_utc"], "k3")[0], BookingConfirmed)
