@@ -9,6 +9,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pymongo.errors import ConnectionFailure
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from optisync_common.logging import get_logger
@@ -32,6 +35,18 @@ _STATUS_CODES = {
     429: "too_many_requests",
     503: "unavailable",
 }
+
+
+# A data store that does not answer (down, restarting, loading, unreachable, timing out): the
+# request may well succeed in a moment, so it is 503 with Retry-After, not a 500 that reads as
+# our bug. ConnectionFailure covers ServerSelectionTimeoutError, NetworkTimeout, AutoReconnect
+# and WaitQueueTimeoutError; the async clients (redis.asyncio, PyMongo's async API) raise these.
+STORE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ConnectionFailure,
+)
+STORE_RETRY_AFTER_S = 2
 
 
 class ProblemError(Exception):
@@ -130,7 +145,20 @@ def install_problem_handlers(app: FastAPI) -> None:
         code = _STATUS_CODES.get(exc.status_code, "error")
         return problem_response(exc.status_code, code, str(exc.detail))
 
+    for kind in STORE_UNAVAILABLE:
+        app.add_exception_handler(kind, _store_unavailable)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, STORE_UNAVAILABLE):  # raised in a middleware, outside the router
+            return await _store_unavailable(request, exc)
         log.exception("unhandled_error", path=request.url.path)
         return problem_response(500, "internal_error", "an unexpected error occurred")
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("store_unavailable", path=request.url.path, error=repr(exc))
+    return problem_response(
+        503, "unavailable", "a data store does not answer now; try again shortly",
+        headers={"retry-after": str(STORE_RETRY_AFTER_S)},
+    )  # fmt: skip

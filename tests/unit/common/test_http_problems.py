@@ -4,6 +4,10 @@ import httpx
 import pytest
 from fastapi import APIRouter
 from pydantic import BaseModel
+from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from optisync_common.http import create_app
 from optisync_common.problems import PROBLEM_JSON, ProblemError
@@ -32,6 +36,32 @@ async def conflict() -> None:
 @router.get("/boom")
 async def boom() -> None:
     raise RuntimeError("secret internals /etc/passwd")
+
+
+# A data store not answering, as its client raises it.
+AWAY = {
+    "redis": RedisConnectionError("Error 111 connecting to redis:6379. Connection refused."),
+    "redis-slow": RedisTimeoutError("Timeout reading from redis:6379"),
+    "mongo": ServerSelectionTimeoutError("mongo:27017: [Errno 111] Connection refused"),
+    "mongo-failover": AutoReconnect("connection closed"),
+}
+
+
+@router.get("/away/{store}")
+async def away(store: str) -> None:
+    raise AWAY[store]
+
+
+class RedisAwayInMiddleware:
+    """A middleware's own store read, outside the router's exception handling."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/middleware-away":
+            raise AWAY["redis"]
+        await self.app(scope, receive, send)
 
 
 @pytest.fixture
@@ -104,6 +134,27 @@ async def test_unexpected_error_is_500_without_internals(client):
     assert resp.status_code == 500
     assert resp.json()["code"] == "internal_error"
     assert "passwd" not in resp.text and "Traceback" not in resp.text
+
+
+@pytest.mark.parametrize("store", sorted(AWAY))
+async def test_a_data_store_away_is_503_to_retry(client, store):
+    resp = await client.get(f"/away/{store}")
+    assert resp.status_code == 503
+    assert resp.headers["content-type"] == PROBLEM_JSON
+    assert resp.json()["code"] == "unavailable" and "111" not in resp.text
+    assert int(resp.headers["retry-after"]) > 0
+
+
+async def test_a_data_store_away_in_a_middleware_is_503_too():
+    app = create_app(
+        ServiceSettings(service_name="probe"), title="t", description="d", kafka=False,
+        mongo=False, redis=False, middleware=[RedisAwayInMiddleware],
+    )  # fmt: skip
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        resp = await client.get("/middleware-away")
+    assert (resp.status_code, resp.json()["code"]) == (503, "unavailable")
+    assert int(resp.headers["retry-after"]) > 0
 
 
 async def test_health_and_metrics_exist(client):

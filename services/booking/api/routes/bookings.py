@@ -129,7 +129,7 @@ async def prepare_booking(
 @router.get(
     "/{booking_id}",
     response_model=Booking,
-    responses=problems(404, 422),
+    responses=problems(404, 422, 503),
     summary="One booking with its history",
 )
 async def get_booking(booking_id: BookingId, context: ContextDep) -> Booking:

@@ -15,7 +15,7 @@ router = APIRouter(prefix="/v1/customers", tags=["customers"])
 @router.get(
     "/{customer_ref}/bookings",
     response_model=BookingPage,
-    responses=problems(400, 422),
+    responses=problems(400, 422, 503),
     summary="A customer's bookings, by start time",
 )
 async def customer_bookings(

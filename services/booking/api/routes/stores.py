@@ -31,7 +31,7 @@ StoreId = Annotated[str, Path(min_length=1, max_length=128)]
 @router.get(
     "/{store_id}/availability",
     response_model=Availability,
-    responses=problems(404, 422),
+    responses=problems(404, 422, 503),
     summary="Free start times of one exam type on one store-local day",
 )
 async def availability(
@@ -61,7 +61,7 @@ async def availability(
 @router.get(
     "/{store_id}/bookings",
     response_model=BookingPage,
-    responses=problems(400, 404, 422),
+    responses=problems(400, 404, 422, 503),
     summary="A store's bookings on one local day, by start time",
 )
 async def store_bookings(

@@ -206,7 +206,7 @@ async def _offer(context: BookingContext, token: str, customer_ref: str | None) 
 @router.get(
     "/v1/waitlist/{entry_id}",
     response_model=WaitlistEntry,
-    responses=problems(404, 422),
+    responses=problems(404, 422, 503),
     summary="One waitlist entry with its offers",
 )
 async def get_entry(entry_id: EntryId, context: ContextDep) -> WaitlistEntry:
@@ -247,7 +247,7 @@ async def leave_waitlist(
 @router.get(
     "/v1/stores/{store_id}/waitlist",
     response_model=StoreWaitlist,
-    responses=problems(404, 422),
+    responses=problems(404, 422, 503),
     summary="Staff view: the store's waitlist entries covering a day, with their offers",
 )
 async def store_waitlist(
@@ -263,7 +263,7 @@ async def store_waitlist(
 @router.get(
     "/v1/offers/{token}",
     response_model=Offer,
-    responses=problems(404, 422),
+    responses=problems(404, 422, 503),
     summary="One offer (what the accept link shows)",
 )
 async def get_offer(token: Token, context: ContextDep) -> Offer:
