@@ -168,6 +168,13 @@ class AvailabilityProcessor:
         """Time-driven decisions (waitlist holds lapsing, entries expiring)."""
         return self.waitlist.tick(now)
 
+    def due_stores(self, now: dt.datetime) -> list[str]:
+        """The stores `tick_store` has something to decide for at `now`."""
+        return self.waitlist.due(now)
+
+    def tick_store(self, store_id: str, now: dt.datetime) -> list[Envelope[Any]]:
+        return self.waitlist.tick_store(store_id, now)
+
     def expire_idempotency(self, now: dt.datetime) -> int:
         """Forget idempotency records older than the TTL. Records are kept in write order, so
         this stops at the first live one: the cost is the number expired, not the table size."""

@@ -576,15 +576,20 @@ class WaitlistDesk:
         """Lapse due offers (cascading their slots) and expire entries whose window passed,
         for every store of this task with something due. Runs on every batch and, when the
         store is idle, on the stream's punctuation."""
+        return [out for store_id in self.due(now) for out in self.tick_store(store_id, now)]
+
+    def due(self, now: dt.datetime) -> list[str]:
+        """The stores with an offer to lapse or an entry to expire by `now`."""
         epoch = _epoch(now)
-        due = [s for s, r in self.p.t.waitlist.items() if r["next_due"] is not None]
-        out: list[Envelope[Any]] = []
-        for store_id in due:
-            if self.p.t.waitlist[store_id]["next_due"] <= epoch:
-                cfg = self.p._config(store_id)
-                if cfg is not None:
-                    out += self._expire(cfg, now)
-        return out
+        return [
+            store_id
+            for store_id, record in self.p.t.waitlist.items()
+            if record["next_due"] is not None and record["next_due"] <= epoch
+        ]
+
+    def tick_store(self, store_id: str, now: dt.datetime) -> list[Envelope[Any]]:
+        cfg = self.p._config(store_id)
+        return self._expire(cfg, now) if cfg is not None else []
 
     def _expire(self, cfg: StoreConfig, now: dt.datetime) -> list[Envelope[Any]]:
         state, epoch = self.state(cfg.store_id), _epoch(now)

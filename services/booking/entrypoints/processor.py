@@ -178,15 +178,20 @@ class BatchDecider:
         return [Output(e.topic, e.key, e.value, list(e.headers)) for e in encoded]
 
     def _timed(self, processor: AvailabilityProcessor, tables: Tables) -> list[Output]:
-        """What time alone decided (lapsed holds); a bug here must not stall the task, nor
-        leave half its changes (the next batch tries again)."""
-        try:
-            with all_or_nothing(tables):
-                encoded = [encode(result) for result in processor.tick(self.clock.now())]
-        except Exception:
-            log.exception("processor_tick_failed")
-            return []
-        return [Output(e.topic, e.key, e.value, list(e.headers)) for e in encoded]
+        """What time alone decided (lapsed holds), store by store: a bug in one store's must
+        not stall the task, keep the other stores' holds from lapsing, nor leave half its
+        changes (the next batch tries that store again)."""
+        now = self.clock.now()
+        outputs: list[Output] = []
+        for store_id in processor.due_stores(now):
+            try:
+                with all_or_nothing(tables):
+                    encoded = [encode(result) for result in processor.tick_store(store_id, now)]
+            except Exception:
+                log.exception("processor_tick_failed", store_id=store_id)
+                continue
+            outputs += [Output(e.topic, e.key, e.value, list(e.headers)) for e in encoded]
+        return outputs
 
     def _dead_letter(self, record: ConsumerRecord[bytes, bytes], error: Exception) -> Output:
         letter = dead_letter_envelope(

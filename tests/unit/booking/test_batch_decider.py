@@ -9,16 +9,16 @@ from aiokafka.structs import ConsumerRecord
 
 from optisync_common.clock import FixedClock
 from optisync_common.txstream import ChangelogTable
-from schemas.events.booking import CommandFailed
+from schemas.events.booking import CancelBooking, CommandFailed, Customer, JoinWaitlist
 from schemas.events.dlq import DeadLetter
 from schemas.registry import AVAILABILITY, BOOKING_COMMANDS, BOOKING_EVENTS, dlq_topic_for
 from schemas.serde import decode, encode
-from services.booking.adapters.processor import AvailabilityProcessor
+from services.booking.adapters.processor import AvailabilityProcessor, ProcessorTables
 from services.booking.adapters.processor_state import outputs_from_record
 from services.booking.entrypoints.processor import TABLES, BatchDecider
 from services.booking.settings import BookingSettings
 
-from .storefixture import berlin_store, request
+from .storefixture import berlin_store, env, request
 
 NOW = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)
 
@@ -176,3 +176,32 @@ def test_idempotency_records_restored_in_key_order_still_expire_oldest_first():
     decider = BatchDecider(BookingSettings(environment="test"), FixedClock(NOW))
     decider(3, [], tables)
     assert list(tables["idem"]) == ["berlin|a-new"]
+
+
+def test_a_store_whose_tick_fails_does_not_keep_other_stores_holds_from_lapsing(monkeypatch):
+    tables = seeded_tables()
+    setup = AvailabilityProcessor(ProcessorTables(**{name: tables[name] for name in TABLES}), "eu")
+    ten = dt.datetime(2026, 12, 7, 9, 0, tzinfo=dt.UTC)  # 10:00 Berlin
+    for who in ("A", "B"):
+        setup.handle(request("berlin", ten, key=f"k{who}", customer=who, optometrist=who, now=NOW),
+                     NOW)  # fmt: skip
+    join = JoinWaitlist(idempotency_key="j", waitlist_entry_id="w1", channel="web",
+                        customer=Customer(customer_ref="c1"), exam_type="standard",
+                        date_from=ten.date(), date_to=ten.date())  # fmt: skip
+    setup.handle(env("berlin", join, NOW), NOW)
+    cancel = CancelBooking(idempotency_key="c", booking_id="b-kA", by="customer")
+    assert [o.type for o in setup.handle(env("berlin", cancel, NOW), NOW)].count("SlotOffered")
+
+    real_tick = AvailabilityProcessor.tick_store
+
+    def tick_store(self: AvailabilityProcessor, store_id: str, now: dt.datetime) -> list:
+        if store_id == "broken":
+            raise RuntimeError("a bug in one store's waitlist")
+        return real_tick(self, store_id, now)
+
+    monkeypatch.setattr(AvailabilityProcessor, "tick_store", tick_store)
+    monkeypatch.setattr(AvailabilityProcessor, "due_stores", lambda self, now: ["broken", "berlin"])
+    later = NOW + dt.timedelta(hours=1)  # past the hold
+    outputs = BatchDecider(BookingSettings(environment="test"), FixedClock(later))(3, [], tables)
+    events = [decode(o.value or b"").type for o in outputs if o.topic == BOOKING_EVENTS]
+    assert "OfferExpired" in events
