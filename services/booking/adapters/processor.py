@@ -92,6 +92,7 @@ from services.booking.domain.model import (
     BookingStatus,
     Day,
     ExamSpec,
+    HoursChange,
     Reason,
     Shift,
     StoreConfig,
@@ -622,11 +623,7 @@ class AvailabilityProcessor:
             cfg.locale = event.locale
             cfg.registered = True
         elif isinstance(event, StoreHoursChanged):
-            cfg.opening_hours = _hours(event.opening_hours)
-            cfg.slot_minutes = event.slot_minutes or cfg.slot_minutes
-            if "closed_dates" in event.model_fields_set:  # absent: the holidays stay
-                cfg.closed_dates = set(event.closed_dates)
-            touched, cause = self._days_from(cfg, now), RosterCause.STORE_HOURS_CHANGED
+            touched, cause = self._hours_changed(cfg, event, now), RosterCause.STORE_HOURS_CHANGED
         elif isinstance(event, ExamTypeDefined):
             cfg.exam_types[event.code] = ExamSpec(
                 event.code, event.duration_minutes, event.required_skill, event.active
@@ -678,6 +675,25 @@ class AvailabilityProcessor:
             if cfg.registered:
                 outputs += self._view(env, cfg, day, now)
         return outputs
+
+    def _hours_changed(
+        self, cfg: StoreConfig, event: StoreHoursChanged, now: dt.datetime
+    ) -> list[Day]:
+        """New hours at once, or from `effective_from` (as the booking API's catalog reads
+        them); the closed dates are replaced. The days it touches from today on."""
+        closed_before, cfg.closed_dates = cfg.closed_dates, set(event.closed_dates)
+        if event.effective_from is None:
+            cfg.opening_hours = _hours(event.opening_hours)
+            cfg.slot_minutes = event.slot_minutes or cfg.slot_minutes
+            return self._days_from(cfg, now)
+        hours = _hours(event.opening_hours)
+        cfg.schedule(HoursChange(event.effective_from, hours, event.slot_minutes))
+        closed_or_reopened = closed_before ^ cfg.closed_dates
+        return [
+            day
+            for day in self._days_from(cfg, now)
+            if day.date >= event.effective_from or day.date in closed_or_reopened
+        ]
 
     def _days_from(self, cfg: StoreConfig, now: dt.datetime) -> list[Day]:
         """Every stored day of the store from today (store-local) on."""
@@ -931,7 +947,7 @@ class AvailabilityProcessor:
             store_id=cfg.store_id,
             local_date=day.date,
             timezone=cfg.timezone,
-            slot_minutes=cfg.slot_minutes,
+            slot_minutes=decisions.slot_minutes_on(cfg, day.date),
             exam_types=view,
             computed_at=now,
             seq=day.seq,

@@ -13,6 +13,7 @@ from services.booking.domain.model import (
     Busy,
     Day,
     ExamSpec,
+    HoursChange,
     Shift,
     StoreConfig,
 )
@@ -57,7 +58,7 @@ def config_to_json(cfg: StoreConfig) -> Json:
         "store_id": cfg.store_id,
         "timezone": cfg.timezone,
         "slot_minutes": cfg.slot_minutes,
-        "opening_hours": {d: [list(i) for i in v] for d, v in cfg.opening_hours.items()},
+        "opening_hours": _hours_to_json(cfg.opening_hours),
         "closed_dates": sorted(d.isoformat() for d in cfg.closed_dates),
         "region": cfg.region,
         "locale": cfg.locale,
@@ -68,7 +69,19 @@ def config_to_json(cfg: StoreConfig) -> Json:
         "late_cancel_minutes": cfg.late_cancel_minutes,
         "registered": cfg.registered,
         "departures": {o: d.isoformat() for o, d in cfg.departures.items()},
+        "hours_changes": [
+            [c.effective_from.isoformat(), _hours_to_json(c.opening_hours), c.slot_minutes]
+            for c in cfg.hours_changes
+        ],
     }
+
+
+def _hours_to_json(hours: dict[str, list[tuple[str, str]]]) -> Json:
+    return {d: [list(i) for i in v] for d, v in hours.items()}
+
+
+def _hours_from_json(data: Json) -> dict[str, list[tuple[str, str]]]:
+    return {d: [(a, b) for a, b in v] for d, v in data.items()}
 
 
 def config_from_json(data: Json) -> StoreConfig:
@@ -76,7 +89,7 @@ def config_from_json(data: Json) -> StoreConfig:
         store_id=data["store_id"],
         timezone=data["timezone"],
         slot_minutes=data["slot_minutes"],
-        opening_hours={d: [(a, b) for a, b in v] for d, v in data["opening_hours"].items()},
+        opening_hours=_hours_from_json(data["opening_hours"]),
         closed_dates={dt.date.fromisoformat(d) for d in data["closed_dates"]},
         region=data["region"],
         locale=data["locale"],
@@ -88,6 +101,10 @@ def config_from_json(data: Json) -> StoreConfig:
         late_cancel_minutes=data["late_cancel_minutes"],
         registered=data["registered"],
         departures={o: dt.date.fromisoformat(d) for o, d in data.get("departures", {}).items()},
+        hours_changes=[
+            HoursChange(dt.date.fromisoformat(date), _hours_from_json(hours), slot_minutes)
+            for date, hours, slot_minutes in data.get("hours_changes", ())
+        ],
     )
 
 

@@ -133,8 +133,8 @@ class StoreCatalog(BaseModel):
 def apply_roster_event(current: StoreCatalog | None, payload: EventPayload) -> StoreCatalog | None:
     """The catalog after a roster event, or None when the event does not concern it.
 
-    Every step replaces or unions, so replaying a partition's events in order converges on the
-    same catalog however often a prefix of them was applied before.
+    Every step replaces, so replaying a partition's events in order converges on the same
+    catalog however often a prefix of them was applied before.
     """
     base = current or StoreCatalog()
     if isinstance(payload, StoreRegistered):
@@ -147,9 +147,8 @@ def apply_roster_event(current: StoreCatalog | None, payload: EventPayload) -> S
             }
         )
     if isinstance(payload, StoreHoursChanged):
-        update: dict[str, Any] = {
-            "closed_dates": sorted(set(base.closed_dates) | set(payload.closed_dates))
-        }
+        # The event carries the store's closed dates in full (the processor reads it alike).
+        update: dict[str, Any] = {"closed_dates": sorted(set(payload.closed_dates))}
         if payload.effective_from is None:
             update["opening_hours"] = payload.opening_hours
             update["slot_minutes"] = payload.slot_minutes or base.slot_minutes

@@ -156,7 +156,12 @@ WORKING_CACHE_SIZE = 1 << 15
 def _hours(cfg: StoreConfig, date: dt.date) -> tuple[tuple[str, str], ...]:
     if date in cfg.closed_dates:
         return ()
-    return tuple(cfg.opening_hours.get(weekday_key(date), ()))
+    hours, _ = cfg.hours_on(date)
+    return tuple(hours.get(weekday_key(date), ()))
+
+
+def slot_minutes_on(cfg: StoreConfig, date: dt.date) -> int:
+    return cfg.hours_on(date)[1]
 
 
 def _working(
@@ -223,9 +228,10 @@ def check_slot(cfg: StoreConfig, exam_code: str, start: int, now: int) -> Reject
     if start <= now:
         return Rejected(Reason.IN_PAST, "the slot has already started")
     local = to_local(start, cfg.timezone)
-    if local.second or (local.hour * 60 + local.minute) % cfg.slot_minutes:
+    slot_minutes = slot_minutes_on(cfg, local.date())
+    if local.second or (local.hour * 60 + local.minute) % slot_minutes:
         return Rejected(
-            Reason.NOT_ON_GRID, f"slots start every {cfg.slot_minutes} minutes in store time"
+            Reason.NOT_ON_GRID, f"slots start every {slot_minutes} minutes in store time"
         )
     end = start + exam.duration_minutes * 60
     if not _contains(opening_windows(cfg, local.date()), start, end):
@@ -441,7 +447,7 @@ def _grid(
 
 
 def grid(cfg: StoreConfig, date: dt.date) -> tuple[int, ...]:
-    return _grid(date, cfg.timezone, cfg.slot_minutes, _hours(cfg, date))
+    return _grid(date, cfg.timezone, slot_minutes_on(cfg, date), _hours(cfg, date))
 
 
 def free_windows_by_optometrist(cfg: StoreConfig, day: Day) -> dict[str, list[Interval]]:

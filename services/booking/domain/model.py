@@ -58,6 +58,15 @@ class ExamSpec:
     active: bool = True
 
 
+@dataclass(frozen=True)
+class HoursChange:
+    """Opening hours (and grid) that take over from `effective_from`: a scheduled change."""
+
+    effective_from: dt.date
+    opening_hours: dict[str, list[tuple[str, str]]]
+    slot_minutes: int | None = None
+
+
 @dataclass
 class StoreConfig:
     store_id: str
@@ -77,6 +86,22 @@ class StoreConfig:
     registered: bool = False
     # optometrist id -> first local date not worked (announced ahead by OptometristLeft)
     departures: dict[str, dt.date] = field(default_factory=dict)
+    # scheduled changes of the hours, by effective_from (the booking API's catalog alike)
+    hours_changes: list[HoursChange] = field(default_factory=list)
+
+    def hours_on(self, date: dt.date) -> tuple[dict[str, list[tuple[str, str]]], int]:
+        """The opening hours and slot grid in force on a local date."""
+        hours, slot_minutes = self.opening_hours, self.slot_minutes
+        for change in self.hours_changes:  # sorted by effective_from
+            if change.effective_from > date:
+                break
+            hours, slot_minutes = change.opening_hours, change.slot_minutes or slot_minutes
+        return hours, slot_minutes
+
+    def schedule(self, change: HoursChange) -> None:
+        """Add a scheduled change (replacing one from the same date)."""
+        kept = [c for c in self.hours_changes if c.effective_from != change.effective_from]
+        self.hours_changes = sorted([*kept, change], key=lambda c: c.effective_from)
 
 
 @dataclass(frozen=True)

@@ -167,6 +167,7 @@ def test_closed_dates_and_scheduled_hours_changes():
         StoreHoursChanged(
             store_id="s1",
             opening_hours={d: [{"open": "10:00", "close": "18:00"}] for d in EVERY_DAY},
+            closed_dates=[dt.date(2026, 3, 11)],  # the full list, every time
         ),
     ]  # fmt: skip
     cat: StoreCatalog | None = BERLIN

@@ -21,8 +21,18 @@ from schemas.events.booking import (
     RescheduleBooking,
 )
 from schemas.events.facts import BookingFact
-from schemas.events.roster import ExamTypeDefined, OptometristJoined, StoreRegistered
+from schemas.events.roster import (
+    ExamTypeDefined,
+    OptometristJoined,
+    ShiftPublished,
+    StoreHoursChanged,
+    StoreRegistered,
+)
 from schemas.serde import decode, encode
+from services.booking.adapters.processor_state import config_from_json
+from services.booking.adapters.views import apply_roster_event
+from services.booking.domain.calendar import local_interval
+from services.booking.domain.decisions import opening_windows
 
 from .storefixture import berlin_store, env, request
 
@@ -388,3 +398,37 @@ def test_store_wide_roster_changes_republish_every_day_and_rehome_what_they_stra
     (displaced,) = payloads(out, BookingDisplaced)
     assert displaced.cause == "store_hours_changed" and displaced.booking_id == "b-k1"
     assert max(payloads(out, StoreDayAvailability)[0].exam_types["standard"].free_starts) == "11:30"
+
+
+def test_scheduled_opening_hours_apply_from_their_date_in_the_processor_and_the_api_alike():
+    """StoreHoursChanged with `effective_from`: bookings before it stay, those from it on are
+    re-homed, and the processor reads the hours on every date as the API's catalog does."""
+    proc, tables = berlin_store()
+    later = DAY + dt.timedelta(days=7)
+    shift = ShiftPublished(shift_id="A-later", optometrist_id="A", store_id="berlin", date=later,
+                           start="09:00", end="17:00")  # fmt: skip
+    proc.handle(env("berlin", shift, NOW), NOW)
+    for key, when in (("now", at("16:00")), ("later", at("16:00", later))):
+        proc.handle(request("berlin", when, key=key, optometrist="A", now=NOW), NOW)
+    mornings = {d: [{"open": "09:00", "close": "12:00"}] for d in range(7)}
+    change = StoreHoursChanged(store_id="berlin", opening_hours=mornings, effective_from=later,
+                               closed_dates=[DAY + dt.timedelta(days=1)])  # fmt: skip
+    out = proc.handle(env("berlin", change, NOW), NOW)
+    assert [d.booking_id for d in payloads(out, BookingDisplaced)] == ["b-later"]
+    assert tables.bookings["b-now"]["status"] == "confirmed"
+
+    catalog = None
+    registered = StoreRegistered(store_id="berlin", name="S", region="eu",
+                                 timezone="Europe/Berlin", slot_minutes=15,
+                                 opening_hours={d: [{"open": "09:00", "close": "18:00"}]
+                                                for d in range(7)})  # fmt: skip
+    for event in (registered, change):
+        catalog = apply_roster_event(catalog, event)
+    assert catalog is not None
+    cfg = config_from_json(tables.configs["berlin"])
+    for offset in range(-1, 10):
+        date = DAY + dt.timedelta(days=offset)
+        in_catalog, _ = catalog.hours_on(date)
+        assert opening_windows(cfg, date) == [
+            w for i in in_catalog if (w := local_interval(date, i.open, i.close, cfg.timezone))
+        ], date
