@@ -13,11 +13,7 @@ from zoneinfo import ZoneInfo
 
 from optisync_common.problems import ProblemError
 from services.booking.adapters.views import ExamTypeInfo, StoreCatalog
-
-
-def _wall(day: dt.date, hhmm: str, tz: ZoneInfo) -> dt.datetime:
-    # fold=0: a wall time inside a spring-forward gap maps past the gap, as zoneinfo defines.
-    return dt.datetime.combine(day, dt.time(int(hhmm[:2]), int(hhmm[3:])), tzinfo=tz)
+from services.booking.domain.decisions import fits_opening
 
 
 def exam_type_of(catalog: StoreCatalog, exam_type: str) -> ExamTypeInfo:
@@ -48,16 +44,14 @@ def check_slot(
             f"{local.strftime('%H:%M:%S')} local is not on the store's {slot_minutes}-minute grid",
             slot_minutes=slot_minutes,
         )
-    end = start + dt.timedelta(minutes=exam.duration_minutes)
-    for interval in intervals:
-        if _wall(local.date(), interval.open, tz) <= start and end <= _wall(
-            local.date(), interval.close, tz
-        ):
-            return start
-    hours = ", ".join(f"{i.open}-{i.close}" for i in intervals) or "closed"
+    first, last = int(start.timestamp()), int(start.timestamp()) + exam.duration_minutes * 60
+    hours = tuple((i.open, i.close) for i in intervals)
+    if fits_opening(local.date(), catalog.timezone, hours, first, last):
+        return start
+    hours_text = ", ".join(f"{i.open}-{i.close}" for i in intervals) or "closed"
     raise ProblemError(
         422,
         "outside_opening_hours",
         f"a {exam.duration_minutes}-minute exam from {local.strftime('%H:%M')} does not fit the "
-        f"opening hours of {local.date().isoformat()} ({hours})",
+        f"opening hours of {local.date().isoformat()} ({hours_text})",
     )

@@ -80,6 +80,14 @@ def opening_windows(cfg: StoreConfig, date: dt.date) -> list[Interval]:
     return list(_opening(date, cfg.timezone, _hours(cfg, date)))
 
 
+def fits_opening(
+    date: dt.date, tz: str, hours: tuple[tuple[str, str], ...], start: int, end: int
+) -> bool:
+    """Whether [start, end) lies within the day's opening hours, intervals that meet joined:
+    the one reading of opening hours for the processor and the API's early checks alike."""
+    return _contains(_opening(date, tz, hours), start, end)
+
+
 @lru_cache(maxsize=4096)
 def _opening(date: dt.date, tz: str, hours: tuple[tuple[str, str], ...]) -> tuple[Interval, ...]:
     windows = (local_interval(date, open_, close, tz) for open_, close in hours)

@@ -199,3 +199,12 @@ def test_catalog_events_replayed_in_order_converge():
         replayed = apply_roster_event(replayed, event)
     assert replayed == once
     assert once is not None and once.exam_types["std"].duration_minutes == 45
+
+
+def test_an_exam_may_run_across_opening_intervals_that_meet_as_the_processor_allows():
+    split = catalog(
+        "Europe/Berlin", {d: [("09:00", "12:00"), ("12:00", "18:00")] for d in EVERY_DAY}
+    )
+    assert check(split, "2026-03-10T11:45:00+01:00")  # 11:45-12:15, across the join
+    gap = catalog("Europe/Berlin", {d: [("09:00", "12:00"), ("13:00", "18:00")] for d in EVERY_DAY})
+    assert code_of(gap, "2026-03-10T11:45:00+01:00") == "outside_opening_hours"
