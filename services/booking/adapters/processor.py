@@ -476,6 +476,9 @@ class AvailabilityProcessor:
         unmovable = decisions.move_refused(booking, _epoch(now))
         if unmovable is not None:  # before the holds: a hold must not hide why
             return [self._failed(env, cmd, unmovable.reason, unmovable.detail, now)]
+        if new_start == booking.start and cmd.optometrist_id in (None, booking.optometrist_id):
+            detail = "the booking is already at that time: nothing to move"
+            return [self._failed(env, cmd, Reason.INVALID_TRANSITION, detail, now)]
         optometrist = self._around_holds(cfg, new_day, booking, new_start, cmd, now)
         if isinstance(optometrist, decisions.Rejected):
             return [self._failed(env, cmd, optometrist.reason, optometrist.detail, now)]

@@ -56,8 +56,7 @@ class PastRetirement:
                 return forgotten
             self._days, self._bookings = list(tables.days), list(tables.bookings)
             self._next_sweep_at = epoch + self.every_s
-        # ISO dates compare as strings.
-        cutoff = (now - dt.timedelta(days=self.retain_days + 1)).date().isoformat()
+        cutoff = retention_cutoff(now, self.retain_days).isoformat()  # ISO dates compare as text
         days, budget = _forget(self._days, tables.days, cutoff, self.per_batch)
         bookings, _ = _forget(self._bookings, tables.bookings, cutoff, budget)
         forgotten.bookings = len(bookings)
@@ -69,6 +68,12 @@ class PastRetirement:
     @property
     def sweeping(self) -> bool:
         return bool(self._days or self._bookings)
+
+
+def retention_cutoff(now: dt.datetime, retain_days: int) -> dt.date:
+    """Store-local days before this one are forgotten (a day more than `retain_days`, as a
+    store's date may be a day off UTC's): the booking API refuses changes to them alike."""
+    return (now - dt.timedelta(days=retain_days + 1)).date()
 
 
 def _forget(

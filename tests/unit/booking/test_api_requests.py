@@ -15,11 +15,17 @@ import pytest
 from fastapi import Response
 
 from optisync_common.http import create_app
+from optisync_common.problems import ProblemError
 from optisync_common.settings import ServiceSettings
+from schemas.envelope import new_envelope
+from schemas.events.booking import BookingConfirmed, Customer
+from services.booking.adapters.bookings import confirmed_doc
+from services.booking.adapters.processor_retention import retention_cutoff
 from services.booking.api.deps import get_clock, get_context
 from services.booking.api.fast_bookings import FastBookingRequests
 from services.booking.api.fast_reads import FastAvailabilityReads
 from services.booking.api.main import api_router
+from services.booking.api.routes.bookings import _check_retained
 
 from .test_api_validation import BERLIN
 
@@ -49,6 +55,9 @@ class Gateway:
         self.submitted: list[Any] = []
 
     def request_renderer(self, *args: object) -> None:
+        return None
+
+    def change_renderer(self, *args: object) -> None:
         return None
 
     async def submit(self, command: Any, **kwargs: object) -> Response:
@@ -162,3 +171,57 @@ async def test_a_day_must_be_written_yyyy_mm_dd(api, date):
     resp = await client.get(f"/v1/stores/s1/availability?date={date}&exam_type=std")
     assert resp.status_code == 422 and resp.json()["code"] == "invalid_request"
     assert [e["loc"] for e in resp.json()["errors"]] == [["query", "date"]]
+
+
+class OneBooking:
+    """The projection, holding one confirmed booking at 2026-03-10 09:30 Berlin."""
+
+    def __init__(self) -> None:
+        start = dt.datetime(2026, 3, 10, 8, 30, tzinfo=dt.UTC)
+        confirmed = BookingConfirmed(
+            booking_id="b1", idempotency_key="k0", customer=Customer(customer_ref="c1"),
+            channel="web", exam_type="std", optometrist_id="A", slot_start=start,
+            slot_end=start + dt.timedelta(minutes=30), local_start="2026-03-10T09:30:00+01:00",
+            timezone="Europe/Berlin",
+        )  # fmt: skip
+        envelope = new_envelope(
+            confirmed, region="eu", store_id="s1", correlation_id="c", occurred_at=NOW
+        )
+        self.doc = confirmed_doc(envelope)
+
+    async def wait_for(self, booking_id: str, within_s: float) -> Any:
+        return self.doc if booking_id == "b1" else None
+
+
+async def test_a_reschedule_to_where_the_booking_already_is_changes_nothing(api):
+    client, gateway = api
+    app_context = client._transport.app.state.booking
+    app_context.repo = OneBooking()
+    app_context.gateway.settings = SimpleNamespace(projection_wait_s=0, processor_retain_days=30)
+    key = {"Idempotency-Key": "r1"}
+    same = await client.post(
+        "/v1/bookings/b1/reschedule", json={"slot_start": "2026-03-10T09:30:00+01:00"}, headers=key
+    )
+    assert same.status_code == 200, same.text
+    assert same.json()["local_start"] == "2026-03-10T09:30:00+01:00"
+    assert gateway.submitted == []  # no command: no "moved" message, no reschedule counted
+    moved = await client.post(
+        "/v1/bookings/b1/reschedule", json={"slot_start": "2026-03-10T10:00:00+01:00"}, headers=key
+    )
+    assert moved.status_code == 201 and [type(c).__name__ for c in gateway.submitted] == [
+        "RescheduleBooking"
+    ]
+
+
+def test_the_api_refuses_changes_to_the_days_the_processor_has_forgotten_west_of_utc_too():
+    """The processor forgets a booking by its store-local date; the API's early refusal
+    (409, not the processor's 404) follows the same rule, also where that date is behind UTC's."""
+    honolulu = {
+        "_id": "b1", "timezone": "Pacific/Honolulu",
+        "slot_start": dt.datetime(2026, 12, 8, 2, 0, tzinfo=dt.UTC),  # 7 Dec 16:00 local
+    }  # fmt: skip
+    now = dt.datetime(2027, 1, 8, 1, 0, tzinfo=dt.UTC)
+    assert retention_cutoff(now, 30) > dt.date(2026, 12, 7)  # the processor has forgotten it
+    with pytest.raises(ProblemError) as refused:
+        _check_retained(honolulu, 30, now)
+    assert (refused.value.status, refused.value.code) == (409, "invalid_transition")

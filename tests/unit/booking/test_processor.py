@@ -432,3 +432,14 @@ def test_scheduled_opening_hours_apply_from_their_date_in_the_processor_and_the_
         assert opening_windows(cfg, date) == [
             w for i in in_catalog if (w := local_interval(date, i.open, i.close, cfg.timezone))
         ], date
+
+
+def test_a_reschedule_to_the_bookings_own_slot_is_refused_and_changes_nothing():
+    proc, tables = berlin_store()
+    booked = proc.handle(request("berlin", at("10:00"), key="k1", optometrist="A", now=NOW), NOW)
+    booking_id = payloads(booked, BookingConfirmed)[0].booking_id
+    same = RescheduleBooking(idempotency_key="r", booking_id=booking_id, new_slot_start=at("10:00"))
+    out = proc.handle(env("berlin", same, NOW), NOW)
+    assert [p.reason for p in payloads(out, CommandFailed)] == ["invalid_transition"]
+    assert not payloads(out, BookingRescheduled) and not payloads(out, BookingFact)
+    assert tables.bookings[booking_id]["version"] == 1

@@ -6,6 +6,7 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Path, Response
 
@@ -21,6 +22,7 @@ from schemas.events.booking import (
     RescheduleBooking,
 )
 from services.booking.adapters.bookings import Document
+from services.booking.adapters.processor_retention import retention_cutoff
 from services.booking.api.commands import (
     FAILURES,
     REQUEST_DECISIONS,
@@ -46,7 +48,7 @@ from services.booking.api.models import (
     ResultSummaryRequest,
     StaffActionRequest,
 )
-from services.booking.api.presenters import booking_from_doc
+from services.booking.api.presenters import booking_from_doc, booking_outcome
 from services.booking.api.validation import check_slot, exam_type_of
 
 router = APIRouter(prefix="/v1/bookings", tags=["bookings"])
@@ -146,11 +148,17 @@ async def _find(context: BookingContext, booking_id: str) -> Document:
     return doc
 
 
+def _already_there(doc: Document, start: dt.datetime, optometrist_id: str | None) -> bool:
+    same_optometrist = optometrist_id in (None, doc["optometrist_id"])
+    return doc["status"] == "confirmed" and doc["slot_start"] == start and same_optometrist
+
+
 def _check_retained(doc: Document, retain_days: int, now: dt.datetime) -> None:
     """The processor forgets a booking once its day is past the retention
     (`processor_retention`): say why it can no longer change, rather than pass on its
     `unknown_booking` for a booking this API still shows."""
-    if doc["slot_start"] < now - dt.timedelta(days=retain_days + 1):
+    local_date = doc["slot_start"].astimezone(ZoneInfo(doc["timezone"])).date()
+    if local_date < retention_cutoff(now, retain_days):
         raise ProblemError(
             409,
             "invalid_transition",
@@ -213,6 +221,9 @@ async def reschedule_booking(
     catalog = await store_catalog(context, doc["store_id"])
     exam = exam_type_of(catalog, doc["exam_type"])
     start = check_slot(catalog, exam, body.slot_start, clock.now())
+    if _already_there(doc, start, body.optometrist_id):
+        # Nothing to move: no event, so no "moved" message and no reschedule counted.
+        return booking_outcome(doc, 200).response()
     command = RescheduleBooking(
         idempotency_key=key,
         booking_id=booking_id,
