@@ -720,6 +720,8 @@ class AvailabilityProcessor:
         return days
 
     def _training(self, cfg: StoreConfig, event: TrainingScheduled) -> list[Day]:
+        """The training's absence, filed under every local day of this store it covers: in
+        another store's time zone its date can be a different day here."""
         if event.start_utc is not None and event.end_utc is not None:
             interval: tuple[int, int] | None = (_epoch(event.start_utc), _epoch(event.end_utc))
         else:
@@ -727,9 +729,14 @@ class AvailabilityProcessor:
             interval = local_interval(event.date, event.start, event.end, tz)
         if interval is None:
             return []
-        day = self._day(cfg, event.date)
-        day.absences[event.training_id] = (event.optometrist_id, *interval)
-        return [day]
+        first = local_date(interval[0], cfg.timezone)
+        last = local_date(max(interval[0], interval[1] - 1), cfg.timezone)
+        days = []
+        for offset in range((last - first).days + 1):
+            day = self._day(cfg, first + dt.timedelta(days=offset))
+            day.absences[event.training_id] = (event.optometrist_id, *interval)
+            days.append(day)
+        return days
 
     def _rehome(
         self, env: Envelope[Any], cfg: StoreConfig, day: Day, cause: RosterCause, now: dt.datetime

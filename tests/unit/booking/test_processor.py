@@ -27,6 +27,7 @@ from schemas.events.roster import (
     ShiftPublished,
     StoreHoursChanged,
     StoreRegistered,
+    TrainingScheduled,
 )
 from schemas.serde import decode, encode
 from services.booking.adapters.processor_state import config_from_json
@@ -443,3 +444,17 @@ def test_a_reschedule_to_the_bookings_own_slot_is_refused_and_changes_nothing():
     assert [p.reason for p in payloads(out, CommandFailed)] == ["invalid_transition"]
     assert not payloads(out, BookingRescheduled) and not payloads(out, BookingFact)
     assert tables.bookings[booking_id]["version"] == 1
+
+
+def test_training_set_in_another_stores_time_zone_keeps_the_optometrist_away_here():
+    """Tuesday 8 Dec 00:00-02:00 on Kiritimati (UTC+14) is Monday 7 Dec 11:00-13:00 in
+    Berlin: the absence must be on Berlin's Monday, not under the event's date."""
+    proc, _ = berlin_store()
+    training = TrainingScheduled(
+        training_id="t1", optometrist_id="A", date=dt.date(2026, 12, 8), start="00:00",
+        end="02:00", timezone="Pacific/Kiritimati",
+        start_utc=at("11:00"), end_utc=at("13:00"),
+    )  # fmt: skip
+    proc.handle(env("berlin", training, NOW), NOW)
+    refused = proc.handle(request("berlin", at("11:00"), key="k", optometrist="A", now=NOW), NOW)
+    assert payloads(refused, BookingRejected)[0].reason == "no_shift"
