@@ -382,6 +382,10 @@ class BookingRepository:
         """The document, polling briefly: right after a decision the projector may lag."""
         return await wait_for_document(self.get, booking_id, within_s)
 
+    async def by_idempotency_key(self, store_id: str, key: str) -> Document | None:
+        """The booking a store's idempotency key made (the unique index answers it)."""
+        return await self.coll.find_one({"store_id": store_id, "idempotency_key": key})
+
     async def page(
         self, query: Document, *, limit: int, cursor: str | None
     ) -> tuple[list[Document], str | None]:

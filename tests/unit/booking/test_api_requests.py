@@ -192,6 +192,9 @@ class OneBooking:
     async def wait_for(self, booking_id: str, within_s: float) -> Any:
         return self.doc if booking_id == "b1" else None
 
+    async def by_idempotency_key(self, store_id: str, key: str) -> Any:
+        return self.doc if (store_id, key) == ("s1", "k0") else None
+
 
 async def test_a_reschedule_to_where_the_booking_already_is_changes_nothing(api):
     client, gateway = api
@@ -225,3 +228,21 @@ def test_the_api_refuses_changes_to_the_days_the_processor_has_forgotten_west_of
     with pytest.raises(ProblemError) as refused:
         _check_retained(honolulu, 30, now)
     assert (refused.value.status, refused.value.code) == (409, "invalid_transition")
+
+
+async def test_a_retry_refused_early_because_its_slot_has_started_gets_the_booking_it_made(api):
+    """The first try was booked; its retry arrives after the slot began. The API's own early
+    check would say `in_past`: the processor would have answered with the booking."""
+    client, gateway = api
+    app = client._transport.app
+    app.state.booking.repo = OneBooking()
+    after_start = dt.datetime(2026, 3, 10, 8, 35, tzinfo=dt.UTC)
+    app.dependency_overrides[get_clock] = lambda: SimpleNamespace(now=lambda: after_start)
+    retry = await client.post("/v1/bookings", json=BOOKING, headers={"Idempotency-Key": "k0"})
+    assert retry.status_code == 201, retry.text
+    assert retry.json()["booking_id"] == "b1" and gateway.submitted == []
+    other_key = await client.post("/v1/bookings", json=BOOKING, headers={"Idempotency-Key": "k9"})
+    assert (other_key.status_code, other_key.json()["code"]) == (422, "in_past")
+    someone_else = booking_with(customer={"customer_ref": "c2"})
+    reused = await client.post("/v1/bookings", json=someone_else, headers={"Idempotency-Key": "k0"})
+    assert (reused.status_code, reused.json()["code"]) == (422, "in_past")

@@ -78,8 +78,43 @@ async def create_booking(
     clock: ClockDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
-    booking = await prepare_booking(context, body, idempotency_key, clock.now())
+    try:
+        booking = await prepare_booking(context, body, idempotency_key, clock.now())
+    except ProblemError as refused:
+        made = await _made_before(context, body, idempotency_key, refused)
+        if made is None:
+            raise
+        return booking_outcome(made, 201).response()
     return await booking.submit(context.gateway)
+
+
+# Early refusals a retry can meet although its first try was booked: the slot has started
+# since, or the store's hours or menu changed.
+_SINCE_CHANGED = frozenset({"in_past", "outside_opening_hours", "not_on_grid", "unknown_exam_type"})
+
+
+async def _made_before(
+    context: BookingContext, body: BookingRequest, key: str | None, refused: ProblemError
+) -> Document | None:
+    """For a retry refused early: the booking its key already made for the same request
+    (then the answer is that booking, as the processor would give it), else None."""
+    key = _channel_key(body) if key is None else key
+    if refused.code not in _SINCE_CHANGED or key is None:
+        return None
+    doc = await context.repo.by_idempotency_key(body.store_id, key)
+    same_request = doc is not None and (
+        doc["customer_ref"],
+        doc["exam_type"],
+        doc["slot_start"],
+    ) == (body.customer.customer_ref, body.exam_type, body.slot_start)
+    return doc if same_request else None
+
+
+def _channel_key(body: BookingRequest) -> str | None:
+    """The idempotency key of a request without the header: its channel message id."""
+    if body.channel_message_id is None:
+        return None
+    return f"{body.channel.value}:{body.channel_message_id}"
 
 
 @dataclass(frozen=True)
@@ -108,10 +143,9 @@ async def prepare_booking(
 ) -> PreparedBooking:
     """The command for `body`, or a ProblemError (4xx) saying why not. Produces nothing, so
     the fast path (`api/fast_bookings.py`) may hand a request it fails on to this route."""
-    if idempotency_key is None and body.channel_message_id is not None:
-        # Message ids are unique per channel only.
-        idempotency_key = f"{body.channel.value}:{body.channel_message_id}"
-    key = require_idempotency_key(idempotency_key)
+    key = require_idempotency_key(
+        _channel_key(body) if idempotency_key is None else idempotency_key
+    )
     catalog = await store_catalog(context, body.store_id)
     exam = exam_type_of(catalog, body.exam_type)
     start = check_slot(catalog, exam, body.slot_start, now)
