@@ -668,13 +668,15 @@ class AvailabilityProcessor:
             if isinstance(event, StoreRegistered):
                 cause = RosterCause.STORE_HOURS_CHANGED
         outputs: list[Envelope[Any]] = []
+        offered_to: set[str] = set()  # waitlist entries this change offered a slot
         for day in touched:
             day.seq += 1
             outputs += self._rehome(env, cfg, day, cause, now)
             outputs += self.waitlist.reseat(env, cfg, day, now)  # offers after bookings
             self._save_day(store_id, day)
-            if isinstance(event, ShiftPublished) and cfg.registered:
-                outputs += self.waitlist.new_capacity(env, cfg, day, event.optometrist_id, now)
+            if isinstance(event, MAY_ADD_CAPACITY) and cfg.registered:
+                who = getattr(event, "optometrist_id", None)
+                outputs += self.waitlist.new_capacity(env, cfg, day, who, now, offered_to)
             if cfg.registered:
                 outputs += self._view(env, cfg, day, now)
         return outputs
@@ -967,6 +969,8 @@ class AvailabilityProcessor:
 
 # Roster events that change what every day of the store offers, not one day's.
 STORE_WIDE = (StoreRegistered, ExamTypeDefined, OptometristJoined)
+# ... and those that may open capacity: the waitlist is offered what they free.
+MAY_ADD_CAPACITY = (ShiftPublished, StoreHoursChanged, *STORE_WIDE)
 
 
 def _hours(opening_hours: dict[Any, Any]) -> dict[str, list[tuple[str, str]]]:

@@ -508,13 +508,23 @@ class WaitlistDesk:
         return self._offered(env, cfg, state, offers, now)
 
     def new_capacity(
-        self, env: Envelope[Any], cfg: StoreConfig, day: Day, optometrist: str, now: dt.datetime
+        self,
+        env: Envelope[Any],
+        cfg: StoreConfig,
+        day: Day,
+        optometrist: str | None,
+        now: dt.datetime,
+        served: set[str] | None = None,
     ) -> list[Envelope[Any]]:
-        """A new or extended shift: offer its free starts to waiting entries, earliest first."""
+        """A roster change that may have added capacity (a new or extended shift, longer
+        hours, a new exam type or skill): offer the day's free starts to waiting entries,
+        earliest first, `optometrist`'s first. `served`: entries offered something by this
+        change already (on another day), which it does not offer again."""
         record = self._record(cfg.store_id)
         if record is None or record["next_due"] is None:
             return []
         state, epoch = self.state(cfg.store_id), _epoch(now)
+        served = set() if served is None else served
         offered: list[wl.Offer] = []
         room = OFFERS_BUDGET - self._record_bytes(cfg.store_id)
         for start in decisions.grid(cfg, day.date):
@@ -523,8 +533,8 @@ class WaitlistDesk:
                     "waitlist_offers_paused", store_id=cfg.store_id, shift_day=str(day.date)
                 )
                 break
-            # One offer per entry from one new shift, not one per free start.
-            served = {o.entry_id for o in offered}
+            # One offer per entry from one change, not one per free start.
+            served.update(o.entry_id for o in offered)
             pending = {
                 i: e
                 for i, e in state.entries.items()
@@ -539,6 +549,7 @@ class WaitlistDesk:
             state.apply(offers)
             offered += offers
             room -= sum(len(orjson.dumps(wl.offer_to_json(o))) for o in offers)
+        served.update(o.entry_id for o in offered)
         if not offered:
             return []
         self.save(cfg, state, epoch)

@@ -63,8 +63,8 @@ def of(outputs: list[Any], cls: type) -> list[Any]:
 def join(proc: AvailabilityProcessor, n: int, now: dt.datetime, **extra: Any) -> list[Any]:
     cmd = JoinWaitlist(
         idempotency_key=f"join-{n}", waitlist_entry_id=f"w{n}", channel="wechat",
-        customer=Customer(customer_ref=f"c{n}", locale="zh-CN"), exam_type="standard",
-        **{"date_from": DAY, "date_to": DAY, **extra},
+        customer=Customer(customer_ref=f"c{n}", locale="zh-CN"),
+        **{"exam_type": "standard", "date_from": DAY, "date_to": DAY, **extra},
     )  # fmt: skip
     return proc.handle(env("berlin", cmd, now), now)
 
@@ -550,3 +550,16 @@ def test_moving_an_ended_booking_into_a_held_slot_names_the_booking_not_the_hold
     move = RescheduleBooking(idempotency_key="mv", booking_id="b-me", new_slot_start=at("10:00"))
     (failed,) = of(proc.handle(env("berlin", move, ended), ended), CommandFailed)
     assert failed.reason == "invalid_transition" and "ended" in failed.detail
+
+
+def test_capacity_a_skill_opens_is_offered_to_the_waitlist_once_per_entry() -> None:
+    proc, _ = berlin_store()
+    proc.handle(request("berlin", at("09:00"), key="kA", customer="xA", exam="dilated",
+                        optometrist="A", now=NOW), NOW)  # fmt: skip
+    join(proc, 1, NOW, exam_type="dilated", time_from="09:00", time_to="10:00")
+    join(proc, 2, NOW, exam_type="dilated", date_to=DAY + dt.timedelta(days=30))
+    dilates = OptometristJoined(optometrist_id="B", name="B", skills=["general", "dilation"],
+                                home_store_id="berlin", store_ids=["berlin"])  # fmt: skip
+    offers = of(proc.handle(env("berlin", dilates, NOW), NOW), SlotOffered)
+    assert {(o.waitlist_entry_id, o.optometrist_id) for o in offers} >= {("w1", "B")}
+    assert sorted(o.waitlist_entry_id for o in offers) == ["w1", "w2"]  # one each, not per day
