@@ -19,6 +19,7 @@ from services.roster.adapters.repository import (
     RosterRepository,
     current_fields,
     is_pending,
+    occupying_versions,
     optometrist_from_doc,
     shift_doc_fields,
     shift_from_fields,
@@ -349,11 +350,18 @@ class RosterCommands:
             key=lambda d: (d["date"], d["start"], d["_id"]),
         )
         change = self._change(correlation_id)
+        # the batch goes live at once: its shifts are checked as they will be, so a swap's
+        # two sides pass together while one side alone meets the other's published version
+        batch = {d["_id"] for d in pending}
+        staying = [d for d in pending if not d.get("cancelled")]
+        after = [shift_from_fields(d["_id"], current_fields(d)) for d in staying]
         for doc in pending:
-            await self._publish_one(doc, change)
+            await self._publish_one(doc, change, batch, after)
         return await self._commit(change)
 
-    async def _publish_one(self, doc: Document, change: Change) -> None:
+    async def _publish_one(
+        self, doc: Document, change: Change, batch: AbstractSet[str], after: Sequence[Shift]
+    ) -> None:
         """The events that take consumers from the published version to the current one:
         a new or moved (other store or date) or revived shift is cancelled where it was and
         published where it is; otherwise it is changed in place."""
@@ -374,7 +382,7 @@ class RosterCommands:
         if current["cancelled"]:
             return
         shift = shift_from_fields(shift_id, current)
-        await self._validate_shift(shift)
+        await self._validate_shift(shift, ignore=batch, others=after)
         tz = (await self.store(shift.store_id, status=422)).timezone
         payload = events.shift_published(shift, tz) if moved else events.shift_changed(shift, tz)
         change.emit(shift.store_id, payload, "shift", shift_id, rev)
@@ -439,24 +447,27 @@ class RosterCommands:
     async def _validate_shift(
         self, shift: Shift, ignore: AbstractSet[str] = frozenset(), others: Sequence[Shift] = ()
     ) -> None:
+        """Shape rules, then no overlap with the optometrist's other shifts: each stored one
+        counts with its published and its draft version (see `occupying_versions`), except
+        those in ``ignore``, which count as ``others`` (what a swap or batch makes of them)."""
         store = await self.store(shift.store_id, status=422)
         opt = await self.optometrist(shift.optometrist_id, status=422, on=shift.day)
         rules.check_shift(shift, store, opt)
         near = await self.repo.shifts_of_optometrist(
             shift.optometrist_id, shift.day - timedelta(days=1), shift.day + timedelta(days=1)
         )
-        placed = []
-        for doc in near:
-            if doc["_id"] in ignore or doc.get("cancelled"):
-                continue
-            fields = current_fields(doc)
-            if fields["optometrist_id"] != shift.optometrist_id:
-                continue
-            other = shift_from_fields(doc["_id"], fields)
-            placed.append(PlacedShift(other, (await self.store(other.store_id)).timezone))
-        for other in others:
-            if other.optometrist_id == shift.optometrist_id:
-                placed.append(PlacedShift(other, (await self.store(other.store_id)).timezone))
+        versions = [
+            version
+            for doc in near
+            if doc["_id"] not in ignore
+            for version in occupying_versions(doc)
+        ]
+        versions += [(other, False) for other in others]
+        placed = [
+            PlacedShift(other, (await self.store(other.store_id)).timezone, superseded)
+            for other, superseded in versions
+            if other.optometrist_id == shift.optometrist_id
+        ]
         rules.check_no_overlap(PlacedShift(shift, store.timezone), placed)
 
 

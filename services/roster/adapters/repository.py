@@ -265,6 +265,20 @@ def is_pending(doc: Document) -> bool:
     return doc.get("published") != current_fields(doc)
 
 
+def occupying_versions(doc: Document) -> list[tuple[Shift, bool]]:
+    """The versions of a stored shift that hold its optometrist's time, each with whether a
+    pending draft supersedes it: the live published version until its change (cancellation,
+    edit, swap) is published, and the draft for what it would become."""
+    pending = is_pending(doc)
+    versions: list[tuple[Document | None, bool]] = [(doc.get("published"), True)] if pending else []
+    versions.append((current_fields(doc), False))
+    return [
+        (shift_from_fields(doc["_id"], fields), superseded)
+        for fields, superseded in versions
+        if fields is not None and not fields["cancelled"]
+    ]
+
+
 def shift_view(doc: Document) -> Document:
     pending = is_pending(doc)
     state = "cancelled" if doc.get("cancelled") else "published"

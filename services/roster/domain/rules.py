@@ -32,6 +32,9 @@ class PlacedShift:
 
     shift: Shift
     timezone: str
+    # a published version that a pending draft replaces: it holds its time until that
+    # draft is published
+    superseded: bool = False
 
     @property
     def interval(self) -> Interval:
@@ -79,12 +82,24 @@ def check_no_overlap(candidate: PlacedShift, others: Iterable[PlacedShift]) -> N
         if same or other.shift.optometrist_id != candidate.shift.optometrist_id:
             continue
         if overlaps(mine, other.interval):
-            raise RosterViolation(
-                409, "overlapping_shift",
-                f"{candidate.shift.optometrist_id} already works {other.shift.shift_id} at "
-                f"{other.shift.store_id} on {other.shift.day} {_fmt(other.shift.hours)}",
-                conflicting_shift_id=other.shift.shift_id,
-            )  # fmt: skip
+            raise _overlap(candidate.shift, other)
+
+
+def _overlap(shift: Shift, other: PlacedShift) -> RosterViolation:
+    works = (
+        f"{shift.optometrist_id} already works {other.shift.shift_id} at "
+        f"{other.shift.store_id} on {other.shift.day} {_fmt(other.shift.hours)}"
+    )
+    if other.superseded:
+        return RosterViolation(
+            409, "overlapping_published_shift",
+            f"{works} as published; that time is free only once its pending change is "
+            "published (a swap: publish both shifts together)",
+            conflicting_shift_id=other.shift.shift_id,
+        )  # fmt: skip
+    return RosterViolation(
+        409, "overlapping_shift", works, conflicting_shift_id=other.shift.shift_id
+    )
 
 
 def check_leave(leave: Leave, today: date) -> None:

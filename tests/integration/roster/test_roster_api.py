@@ -426,6 +426,49 @@ async def test_swaps_exchange_or_cover_shifts_without_double_booking_anyone(
     ]  # fmt: skip
 
 
+async def test_a_published_shift_blocks_its_time_until_its_change_is_published(
+    roster: httpx.AsyncClient, tap: RosterTap, unique_id: str
+) -> None:
+    chain = await make_chain(roster, tap, unique_id)
+    held, other, sha = f"held-{unique_id}", f"other-{unique_id}", f"sha-{unique_id}"
+
+    def shift(opt: str, store_id: str, start: str, end: str, **kw: str) -> dict[str, str]:
+        return {"optometrist_id": opt, "store_id": store_id, "date": "2026-03-26",
+                "start": start, "end": end, **kw}  # fmt: skip
+
+    await ok(await roster.post("/v1/shifts", json=shift(chain.o2, chain.berlin, "09:00",
+                                                        "17:00", shift_id=held)), 201)  # fmt: skip
+    await ok(await roster.post(f"/v1/shifts/{held}/publish"))
+    # 15:00-18:00 Shanghai is 08:00-11:00 Berlin (CET): blocked while the published
+    # 09:00-17:00 is live, whether its edit or its cancellation is still a draft
+    overlapping = shift(chain.o2, chain.shanghai, "15:00", "18:00", shift_id=sha)
+    await ok(await roster.put(f"/v1/shifts/{held}",
+                              json=shift(chain.o2, chain.berlin, "14:00", "18:00")))  # fmt: skip
+    assert_problem(await roster.post("/v1/shifts", json=overlapping), 409,
+                   "overlapping_published_shift")  # fmt: skip
+    await ok(await roster.delete(f"/v1/shifts/{held}"))
+    assert_problem(await roster.post("/v1/shifts", json=overlapping), 409,
+                   "overlapping_published_shift")  # fmt: skip
+    await ok(await roster.post(f"/v1/shifts/{held}/publish"))  # the cancellation is live
+    await ok(await roster.post("/v1/shifts", json=overlapping), 201)
+    await ok(await roster.post(f"/v1/shifts/{sha}/publish"))
+
+    # an exchange between Berlin and Shanghai at the same time: publishing one side alone
+    # would leave o2 live at both stores, so it is refused; both together go out
+    await ok(await roster.post("/v1/shifts", json=shift(chain.o1, chain.berlin, "08:00",
+                                                        "11:00", shift_id=other)), 201)  # fmt: skip
+    await ok(await roster.post(f"/v1/shifts/{other}/publish"))
+    await ok(await roster.put(f"/v1/optometrists/{chain.o1}", json={
+        "name": "Anna", "skills": ["general"], "home_store_id": chain.berlin,
+        "store_ids": [chain.berlin, chain.shanghai],
+    }))  # fmt: skip
+    await ok(await roster.post(f"/v1/shifts/{other}/swap", json={"with_shift_id": sha}))
+    body = assert_problem(await roster.post(f"/v1/shifts/{other}/publish"), 409,
+                          "overlapping_published_shift")  # fmt: skip
+    assert body["conflicting_shift_id"] == sha
+    await ok(await roster.post("/v1/shifts/publish", json={"shift_ids": [other, sha]}))
+
+
 async def test_store_position_and_exam_preparation_notes_reach_the_events(
     roster: httpx.AsyncClient, tap: RosterTap, unique_id: str
 ) -> None:

@@ -83,6 +83,15 @@ def test_overlap_is_checked_across_stores_in_utc() -> None:
     )
 
 
+def test_a_published_version_awaiting_its_change_names_itself_in_the_refusal() -> None:
+    mine = PlacedShift(shift(9, 12, "s2", "new"), "Europe/Berlin")
+    cancel_pending = PlacedShift(shift(9, 17, "s1", "old"), "Europe/Berlin", superseded=True)
+    with pytest.raises(RosterViolation) as info:
+        check_no_overlap(mine, [cancel_pending])
+    assert (info.value.status, info.value.reason) == (409, "overlapping_published_shift")
+    assert info.value.extra["conflicting_shift_id"] == "old"
+
+
 def test_a_shift_never_overlaps_itself() -> None:
     mine = PlacedShift(shift(9, 12), "Europe/Berlin")
     check_no_overlap(mine, [mine])
