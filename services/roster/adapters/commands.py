@@ -185,26 +185,29 @@ class RosterCommands:
                 change.emit(store["store_id"], payload, "exam", exam.code, str(revision))
             return await self._commit(change)
 
-    async def put_optometrist(self, opt: Optometrist, correlation_id: str | None = None) -> Emitted:
+    async def put_optometrist(
+        self, opt: Optometrist, correlation_id: str | None = None, *, rehire: bool = False
+    ) -> Emitted:
+        """Hire or change an optometrist. An announced departure survives the change (and is
+        announced again after OptometristJoined, which clears it downstream) unless
+        ``rehire``."""
         async with self._lock:
-            if opt.home_store_id not in opt.store_ids:
-                raise RosterViolation(
-                    422, "home_store_not_listed",
-                    f"home store {opt.home_store_id} must be one of store_ids",
-                )  # fmt: skip
-            for store_id in opt.store_ids:
-                await self.store(store_id, status=422)
+            await self._check_stores(opt)
             old = await self.repo.get_optometrist(opt.optometrist_id)
-            revision = (old or {}).get("revision", 0) + 1
-            change = self._change(correlation_id)
+            left_on = None if rehire else (old or {}).get("left_on")
             joined = events.optometrist_joined(opt)
-            doc = {**joined.model_dump(mode="json"), "left_on": None}
+            doc = {**joined.model_dump(mode="json"), "left_on": left_on}
             if _unchanged(old, doc):
                 return Emitted(True, [])
+            revision = (old or {}).get("revision", 0) + 1
+            change = self._change(correlation_id)
             change.set("optometrists", opt.optometrist_id, {**doc, "revision": revision})
             rev = str(revision)
             for store_id in opt.store_ids:
                 change.emit(store_id, joined, "opt", opt.optometrist_id, rev)
+                if left_on is not None:
+                    left = events.optometrist_left(opt.optometrist_id, date.fromisoformat(left_on))
+                    change.emit(store_id, left, "opt", opt.optometrist_id, rev)
             previous = (old or {}).get("store_ids", [])
             for store_id in sorted(set(previous) - set(opt.store_ids)):
                 store = await self.repo.get_store(store_id)
@@ -212,6 +215,15 @@ class RosterCommands:
                 left = events.optometrist_left(opt.optometrist_id, today)
                 change.emit(store_id, left, "opt", opt.optometrist_id, rev)
             return await self._commit(change)
+
+    async def _check_stores(self, opt: Optometrist) -> None:
+        if opt.home_store_id not in opt.store_ids:
+            raise RosterViolation(
+                422, "home_store_not_listed",
+                f"home store {opt.home_store_id} must be one of store_ids",
+            )  # fmt: skip
+        for store_id in opt.store_ids:
+            await self.store(store_id, status=422)
 
     async def offboard(
         self, optometrist_id: str, effective_date: date, correlation_id: str | None = None

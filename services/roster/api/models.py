@@ -51,6 +51,11 @@ class OptometristBody(_Body):
     skills: list[Id] = Field(min_length=1)
     home_store_id: Id
     store_ids: list[Id] = Field(min_length=1)
+    rehire: bool = Field(
+        default=False,
+        description="true clears an announced or past departure (offboard); any other "
+        "change keeps it",
+    )
 
 
 class OffboardBody(_Body):

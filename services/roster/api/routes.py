@@ -192,7 +192,8 @@ async def put_optometrist(
         optometrist_id, body.name, frozenset(body.skills), body.home_store_id,
         tuple(dict.fromkeys(body.store_ids)),
     )  # fmt: skip
-    return _emitted(await commands.put_optometrist(opt, correlation_id), response)
+    result = await commands.put_optometrist(opt, correlation_id, rehire=body.rehire)
+    return _emitted(result, response)
 
 
 @router.get("/optometrists/{optometrist_id}", summary="One optometrist")

@@ -391,6 +391,34 @@ async def test_store_hours_and_staff_changes_emit_their_events(
                    "optometrist_left")  # fmt: skip
 
 
+async def test_an_announced_departure_survives_edits_until_a_rehire(
+    roster: httpx.AsyncClient, tap: RosterTap, unique_id: str
+) -> None:
+    chain = await make_chain(roster, tap, unique_id)
+    anna = {"name": "Anna", "skills": ["general"], "home_store_id": chain.berlin,
+            "store_ids": [chain.berlin]}  # fmt: skip
+    april = {"optometrist_id": chain.o1, "store_id": chain.berlin, "date": "2026-04-01",
+             "start": "09:00", "end": "12:00"}  # fmt: skip
+    await ok(await roster.post(f"/v1/optometrists/{chain.o1}/offboard",
+                               json={"effective_date": "2026-04-01"}))  # fmt: skip
+    await ok(await roster.put(f"/v1/optometrists/{chain.o1}",
+                              json={**anna, "skills": ["general", "dilation"]}))  # fmt: skip
+    assert (await ok(await roster.get(f"/v1/optometrists/{chain.o1}")))["left_on"] == "2026-04-01"
+    assert_problem(await roster.post("/v1/shifts", json=april), 422, "optometrist_left")
+    # the departure is announced again after the OptometristJoined that would clear it
+    got = await tap.after(chain.berlin, chain.mark(chain.berlin), 3)
+    assert [(e.type, getattr(e.payload, "effective_date", None)) for e in got] == [
+        ("OptometristLeft", dt.date(2026, 4, 1)), ("OptometristJoined", None),
+        ("OptometristLeft", dt.date(2026, 4, 1)),
+    ]  # fmt: skip
+    # only an explicit rehire clears it
+    await ok(await roster.put(f"/v1/optometrists/{chain.o1}", json={**anna, "rehire": True}))
+    assert (await ok(await roster.get(f"/v1/optometrists/{chain.o1}")))["left_on"] is None
+    await ok(await roster.post("/v1/shifts", json=april), 201)
+    rehired = await tap.after(chain.berlin, chain.mark(chain.berlin) + 3, 1)
+    assert [e.type for e in rehired] == ["OptometristJoined"]
+
+
 async def test_swaps_exchange_or_cover_shifts_without_double_booking_anyone(
     roster: httpx.AsyncClient, tap: RosterTap, unique_id: str
 ) -> None:
