@@ -203,18 +203,35 @@ class RosterCommands:
             change = self._change(correlation_id)
             change.set("optometrists", opt.optometrist_id, {**doc, "revision": revision})
             rev = str(revision)
+            previous = set((old or {}).get("store_ids", []))
             for store_id in opt.store_ids:
                 change.emit(store_id, joined, "opt", opt.optometrist_id, rev)
                 if left_on is not None:
                     left = events.optometrist_left(opt.optometrist_id, date.fromisoformat(left_on))
                     change.emit(store_id, left, "opt", opt.optometrist_id, rev)
-            previous = (old or {}).get("store_ids", [])
-            for store_id in sorted(set(previous) - set(opt.store_ids)):
+                if store_id not in previous:
+                    await self._send_time_off(change, opt.optometrist_id, store_id, rev)
+            for store_id in sorted(previous - set(opt.store_ids)):
                 store = await self.repo.get_store(store_id)
                 today = self.today_in(store["timezone"] if store else "UTC")
                 left = events.optometrist_left(opt.optometrist_id, today)
                 change.emit(store_id, left, "opt", opt.optometrist_id, rev)
             return await self._commit(change)
+
+    async def _send_time_off(
+        self, change: Change, optometrist_id: str, store_id: str, rev: str
+    ) -> None:
+        """Leave and training not over yet, to a store the optometrist newly works at: they
+        were sent only to the optometrist's stores of the time."""
+        today = self.today_in((await self.store(store_id, status=422)).timezone)
+        for leave in await self.repo.leave_ending_from(optometrist_id, today):
+            granted = events.leave_granted(leave)
+            change.emit(store_id, granted, "opt", optometrist_id, rev, leave.leave_id)
+        # a day's margin for training kept in another zone; each is checked in its own
+        for training in await self.repo.training_from(optometrist_id, today - timedelta(days=1)):
+            if training.day >= self.today_in(training.timezone):
+                scheduled = events.training_scheduled(training)
+                change.emit(store_id, scheduled, "opt", optometrist_id, rev, training.training_id)
 
     async def _check_stores(self, opt: Optometrist) -> None:
         if opt.home_store_id not in opt.store_ids:

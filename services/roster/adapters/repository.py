@@ -165,6 +165,17 @@ class RosterRepository:
         }
         return [leave_from_doc(d) async for d in self.db.leave.find(query)]
 
+    async def leave_ending_from(self, optometrist_id: str, day: date) -> list[Leave]:
+        """Leave not over by ``day``: current and future."""
+        query = {"optometrist_id": optometrist_id, "end_date": {"$gte": day.isoformat()}}
+        cursor = self.db.leave.find(query).sort("start_date", ASCENDING)
+        return [leave_from_doc(d) async for d in cursor]
+
+    async def training_from(self, optometrist_id: str, day: date) -> list[Training]:
+        query = {"optometrist_id": optometrist_id, "date": {"$gte": day.isoformat()}}
+        cursor = self.db.training.find(query).sort("date", ASCENDING)
+        return [training_from_doc(d) async for d in cursor]
+
     async def training_on(self, optometrist_id: str, day: date) -> list[Training]:
         query = {"optometrist_id": optometrist_id, "date": day.isoformat()}
         return [training_from_doc(d) async for d in self.db.training.find(query)]

@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.roster.conftest import RosterTap, eventually
+from optisync_common.clock import FixedClock
+from tests.integration.roster.conftest import NOW, RosterTap, eventually
 
 WEEK = dt.date(2026, 3, 23)  # Monday; Sunday 29 March is Berlin's spring-forward day
 BERLIN_HOURS = {
@@ -339,6 +340,41 @@ async def test_leave_sick_days_and_training_go_to_every_store_of_the_optometrist
     assert once == twice
     berlin = await tap.after(chain.berlin, chain.mark(chain.berlin), 4, settle_s=0.8)
     assert [e.type for e in berlin].count("LeaveGranted") == 3  # lv, sick, keyed: once each
+
+
+async def test_a_store_added_later_gets_the_leave_and_training_not_over_yet(
+    roster: httpx.AsyncClient, tap: RosterTap, unique_id: str, roster_clock: FixedClock
+) -> None:
+    chain = await make_chain(roster, tap, unique_id)
+    o1 = f"/v1/optometrists/{chain.o1}"
+    for leave_id, first, last in (("past", "2026-03-02", "2026-03-03"),
+                                  ("now", "2026-03-04", "2026-03-06"),
+                                  ("soon", "2026-03-20", "2026-03-22")):  # fmt: skip
+        await ok(await roster.post(f"{o1}/leave", json={
+            "leave_id": f"{leave_id}-{unique_id}", "start_date": first, "end_date": last,
+        }))  # fmt: skip
+    for training_id, day in (("past", "2026-03-02"), ("soon", "2026-03-25")):
+        await ok(await roster.post(f"{o1}/training", json={
+            "training_id": f"{training_id}-{unique_id}", "date": day, "start": "14:00",
+            "end": "16:00",
+        }))  # fmt: skip
+    roster_clock.set(dt.datetime(2026, 3, 5, 9, tzinfo=dt.UTC))
+    try:
+        await ok(await roster.put(o1, json={
+            "name": "Anna", "skills": ["general"], "home_store_id": chain.berlin,
+            "store_ids": [chain.berlin, chain.shanghai],
+        }))  # fmt: skip
+    finally:
+        roster_clock.set(NOW)
+    got = await tap.after(chain.shanghai, chain.mark(chain.shanghai), 4)
+    assert [(e.type, getattr(e.payload, "optometrist_id", None)) for e in got] == [
+        ("OptometristJoined", chain.o1), ("LeaveGranted", chain.o1), ("LeaveGranted", chain.o1),
+        ("TrainingScheduled", chain.o1),
+    ]  # fmt: skip
+    assert [e.payload.leave_id for e in got[1:3]] == [f"now-{unique_id}", f"soon-{unique_id}"]
+    assert got[3].payload.training_id == f"soon-{unique_id}"
+    berlin = await tap.after(chain.berlin, chain.mark(chain.berlin) + 5, 1)
+    assert [e.type for e in berlin] == ["OptometristJoined"]  # Berlin had them all already
 
 
 async def test_store_hours_and_staff_changes_emit_their_events(
