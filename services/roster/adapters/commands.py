@@ -131,6 +131,7 @@ class RosterCommands:
 
     async def put_store(self, store: Store, correlation_id: str | None = None) -> Emitted:
         async with self._lock:
+            rules.check_opening_hours(store)
             old = await self.repo.get_store(store.store_id)
             revision = (old or {}).get("revision", 0) + 1
             change = self._change(correlation_id)

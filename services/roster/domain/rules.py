@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -71,6 +72,19 @@ def check_shift(shift: Shift, store: Store, optometrist: Optometrist) -> None:
             f"hours ({hours})",
         )  # fmt: skip
     shift_interval(shift, store.timezone)
+
+
+def check_opening_hours(store: Store) -> None:
+    """A weekday's opening intervals may touch but not overlap (the event contract refuses
+    them, and a slot would be offered twice)."""
+    for day, ranges in store.opening_hours.items():
+        ordered = sorted(ranges, key=lambda r: r.start)
+        for earlier, later in itertools.pairwise(ordered):
+            if later.start < earlier.end:
+                raise RosterViolation(
+                    422, "overlapping_opening_hours",
+                    f"opening hours {_fmt(earlier)} and {_fmt(later)} overlap on {day}",
+                )  # fmt: skip
 
 
 def check_no_overlap(candidate: PlacedShift, others: Iterable[PlacedShift]) -> None:

@@ -284,6 +284,14 @@ async def test_invalid_rosters_get_4xx_problems_with_a_reason(
         }),
         422, "bad_timezone",
     )  # fmt: skip
+    assert_problem(
+        await roster.put(f"/v1/stores/x-{unique_id}", json={
+            "name": "X", "region": "eu", "timezone": "Europe/Berlin", "opening_hours": {
+                "mon": [{"open": "09:00", "close": "13:00"}, {"open": "12:00", "close": "18:00"}],
+            },
+        }),
+        422, "overlapping_opening_hours",
+    )  # fmt: skip
     # the clock says 2026-03-01: leave from 27 February is in the past, today is fine
     assert_problem(
         await roster.post(f"/v1/optometrists/{chain.o1}/leave",

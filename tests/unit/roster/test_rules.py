@@ -10,6 +10,7 @@ from services.roster.domain.rules import (
     RosterViolation,
     check_leave,
     check_no_overlap,
+    check_opening_hours,
     check_shift,
     check_training,
 )
@@ -51,6 +52,17 @@ def test_a_closed_day_refuses_every_shift() -> None:
     friday = date(2026, 6, 12)
     assert reason(lambda: check_shift(shift(9, 12, day=friday), store(), OPT)) == (
         "outside_opening_hours"
+    )
+
+
+def test_overlapping_opening_hours_are_refused_but_touching_ones_are_fine() -> None:
+    def hours(*ranges: tuple[int, int]) -> Store:
+        day = tuple(TimeRange(time(a), time(b)) for a, b in ranges)
+        return Store("s1", "s1", "eu", "Europe/Berlin", {"mon": day})
+
+    check_opening_hours(hours((13, 18), (9, 13)))
+    assert reason(lambda: check_opening_hours(hours((12, 18), (9, 13)))) == (
+        "overlapping_opening_hours"
     )
 
 
