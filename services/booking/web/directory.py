@@ -1,13 +1,16 @@
 """The store directory the pages show (names, address, position, exam types with preparation
-notes, optometrists' names), folded from `roster.events.v1`. Pure: events in, state out; the
-live adapter feeds it from Kafka."""
+notes, optometrists' names), folded from `roster.events.v1`. Pure: events in, state out (time
+comes from the injected clock); the live adapter feeds it from Kafka."""
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from optisync_common.clock import Clock, SystemClock
 from schemas.events.base import EventPayload
 from schemas.events.roster import (
     ExamTypeDefined,
@@ -36,7 +39,21 @@ class StoreEntry:
     latitude: float | None = None
     longitude: float | None = None
     exam_types: dict[str, ExamTypeEntry] = field(default_factory=dict)
-    optometrists: dict[str, str] = field(default_factory=dict)  # id -> name
+    staff: dict[str, str] = field(default_factory=dict)  # id -> name, departures included
+    # id -> first store-local date not worked (OptometristLeft is announced ahead)
+    departures: dict[str, dt.date] = field(default_factory=dict)
+    clock: Clock = field(default_factory=SystemClock, repr=False, compare=False)
+
+    @property
+    def optometrists(self) -> dict[str, str]:
+        """Id -> name of those working here today (store-local): a departure hides them from
+        its effective date on, not from its announcement."""
+        today = self.clock.now().astimezone(ZoneInfo(self.timezone or "UTC")).date()
+        return {
+            opt: name
+            for opt, name in self.staff.items()
+            if opt not in self.departures or today < self.departures[opt]
+        }
 
     def public(self) -> dict[str, Any]:
         return {
@@ -61,14 +78,18 @@ class StoreEntry:
 
 
 class StoreDirectory:
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock | None = None) -> None:
         self.stores: dict[str, StoreEntry] = {}
+        self.clock = clock or SystemClock()
+
+    def _entry(self, store_id: str) -> StoreEntry:
+        return self.stores.setdefault(store_id, StoreEntry(store_id, clock=self.clock))
 
     def apply(self, store_id: str | None, payload: EventPayload) -> None:
         if store_id is None:
             return
         if isinstance(payload, StoreRegistered):
-            entry = self.stores.setdefault(payload.store_id, StoreEntry(payload.store_id))
+            entry = self._entry(payload.store_id)
             entry.name = payload.name
             entry.timezone = payload.timezone
             entry.locale = payload.locale
@@ -76,7 +97,7 @@ class StoreDirectory:
             entry.latitude = payload.latitude
             entry.longitude = payload.longitude
         elif isinstance(payload, ExamTypeDefined):
-            entry = self.stores.setdefault(store_id, StoreEntry(store_id))
+            entry = self._entry(store_id)
             entry.exam_types[payload.code] = ExamTypeEntry(
                 payload.code,
                 payload.name,
@@ -85,10 +106,11 @@ class StoreDirectory:
                 payload.preparation_notes,
             )
         elif isinstance(payload, OptometristJoined):
-            entry = self.stores.setdefault(store_id, StoreEntry(store_id))
-            entry.optometrists[payload.optometrist_id] = payload.name
+            entry = self._entry(store_id)
+            entry.staff[payload.optometrist_id] = payload.name
+            entry.departures.pop(payload.optometrist_id, None)  # as the processor: joined anew
         elif isinstance(payload, OptometristLeft) and store_id in self.stores:
-            self.stores[store_id].optometrists.pop(payload.optometrist_id, None)
+            self.stores[store_id].departures[payload.optometrist_id] = payload.effective_date
 
     def get(self, store_id: str) -> StoreEntry | None:
         entry = self.stores.get(store_id)

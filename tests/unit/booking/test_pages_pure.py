@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 
+from optisync_common.clock import FixedClock
 from schemas.events.roster import (
     ExamTypeDefined,
     OptometristJoined,
@@ -128,9 +129,26 @@ def test_the_directory_searches_name_and_address_and_shows_active_exams_only() -
     (sh,) = d.listing("Nanjing Rd 1")
     assert [e["code"] for e in sh["exam_types"]] == ["std"]
     assert sh["exam_types"][0]["preparation_notes"] == "Bring glasses"
-    d.apply("sh", OptometristLeft(optometrist_id="o1", effective_date=dt.date(2031, 1, 1)))
+
+
+def test_a_departing_optometrist_is_shown_until_the_store_local_effective_date() -> None:
+    announced = _directory()
+    announced.apply("sh", OptometristLeft(optometrist_id="o1", effective_date=dt.date(2999, 1, 1)))
+    assert (entry := announced.get("sh")) is not None and entry.optometrists == {"o1": "Dr Li"}
+    clock = FixedClock(dt.datetime(2026, 12, 30, 12, tzinfo=dt.UTC))  # 20:00 in Shanghai
+    d = StoreDirectory(clock)
+    d.apply("sh", StoreRegistered(store_id="sh", name="Nanjing Rd", region="cn",
+                                  timezone="Asia/Shanghai", opening_hours={}))  # fmt: skip
+    d.apply("sh", OptometristJoined(optometrist_id="o1", name="Dr Li", skills=["general"],
+                                    home_store_id="sh", store_ids=["sh"]))  # fmt: skip
+    d.apply("sh", OptometristLeft(optometrist_id="o1", effective_date=dt.date(2026, 12, 31)))
     entry = d.get("sh")
-    assert entry is not None and entry.optometrists == {}
+    assert entry is not None and entry.optometrists == {"o1": "Dr Li"}  # announced ahead
+    clock.set(dt.datetime(2026, 12, 30, 16, tzinfo=dt.UTC))  # 31 December 00:00 in Shanghai
+    assert entry.optometrists == {}
+    d.apply("sh", OptometristJoined(optometrist_id="o1", name="Dr Li", skills=["general"],
+                                    home_store_id="sh", store_ids=["sh"]))  # fmt: skip
+    assert entry.optometrists == {"o1": "Dr Li"}  # rehired
 
 
 def test_distance_is_great_circle() -> None:
