@@ -75,6 +75,9 @@ Save = Callable[[Doc, str, dict[str, Any]], Awaitable[None]]
 # Channel configuration edits reach running workers within this many seconds.
 CONFIG_CACHE_S = 30.0
 CLAIM_TTL_S = 8 * 24 * 3600  # longer than booking.events.v1 keeps an event (7 days)
+# Events this much older than the claims' memory (see `_memory_since`) are checked in MongoDB
+# too: producers' clocks may run ahead of ours.
+CLAIMS_CLOCK_SKEW_S = 60.0
 SENDING_TTL_S = 24 * 3600  # longer than any retry schedule of one attempt
 DONE = "done"
 _TAKE_OVER = (
@@ -168,17 +171,46 @@ class Dispatcher:
     def _claim_key(self, notification_id: str) -> str:
         return f"{self.settings.redis_prefix}claim:{notification_id}"
 
-    async def deliver_fresh(self, docs: list[Doc]) -> tuple[list[Doc], list[str]]:
+    async def _memory_since(self) -> float:
+        """Since when Redis remembers claims (Unix seconds): the first time a worker asked
+        this Redis. Redis keeps no copy on disk here, so a restart or a flush forgets every
+        claim, and this marker with them: the next ask sets it anew."""
+        key = f"{self.settings.redis_prefix}claims:since"
+        since = await self.batched.execute("GET", key)
+        if since is None:
+            now = f"{time.time():.3f}"
+            await self.batched.execute("SET", key, now, "NX")
+            since = await self.batched.execute("GET", key) or now
+        return float(since)
+
+    async def _sent_before(self, docs: list[Doc], event_at: dt.datetime | None) -> set[str]:
+        """Ids among `docs` the outbox already holds, when their event is older than the
+        claims Redis remembers (after a Redis loss a won claim proves nothing); else none,
+        without a MongoDB read (the hot path)."""
+        if not docs or event_at is None:
+            return set()
+        if event_at.timestamp() >= await self._memory_since() + CLAIMS_CLOCK_SKEW_S:
+            return set()
+        return await self.repo.stored_ids([doc["_id"] for doc in docs])
+
+    async def deliver_fresh(
+        self, docs: list[Doc], event_at: dt.datetime | None = None
+    ) -> tuple[list[Doc], list[str]]:
         """Send, in order, notifications that are due now and were never stored.
 
         Returns (documents to store, outcome included; ids claimed). The caller inserts the
         documents in one batch, then calls `settle(claimed)`. A notification already claimed
         (a redelivered event) is skipped without a MongoDB read: the first claim of an id is a
-        Redis `SET NX` that stays for as long as Kafka keeps the event."""
+        Redis `SET NX` that stays for as long as Kafka keeps the event. An event (`event_at`)
+        older than Redis's memory of claims is checked in the outbox instead."""
         to_store: list[Doc] = []
         claimed: list[str] = []
+        stored = await self._sent_before(docs, event_at)
         for doc in docs:
             nid = doc["_id"]
+            if nid in stored:  # handled before Redis forgot its claim
+                await self.batched.execute("SET", self._claim_key(nid), DONE, "EX", CLAIM_TTL_S)
+                continue
             value = f"{self.owner}|{time.time():.3f}"
             won = await self.batched.execute(
                 "SET", self._claim_key(nid), value, "NX", "EX", CLAIM_TTL_S

@@ -236,6 +236,11 @@ class NotifyRepository:
     async def get(self, notification_id: str) -> Doc | None:
         return await self.outbox.find_one({"_id": notification_id})
 
+    async def stored_ids(self, notification_ids: list[str]) -> set[str]:
+        """Which of these notifications the outbox holds (by `_id` alone)."""
+        found = self.outbox.find({"_id": {"$in": notification_ids}}, {"_id": 1})
+        return {doc["_id"] async for doc in found}
+
     async def due(self, now: dt.datetime, limit: int) -> list[tuple[str, float]]:
         return await self._schedule().due(now, limit)
 

@@ -268,7 +268,7 @@ class EventHandler:
         self, envelope: Envelope[EventPayload], immediate: list[Doc], later: list[Doc]
     ) -> None:
         """Send what is due now (claimed in Redis), then store it with what is due later."""
-        attempted, claimed = await self.dispatcher.deliver_fresh(immediate)
+        attempted, claimed = await self.dispatcher.deliver_fresh(immediate, envelope.occurred_at)
         if attempted:
             EVENT_TO_ADAPTER.observe(
                 max(0.0, (self.clock.now() - envelope.occurred_at).total_seconds())

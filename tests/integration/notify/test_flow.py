@@ -422,3 +422,33 @@ async def test_roster_driven_changes_and_post_visit_messages(
     ]
     assert f"{day:%a} {day.day} {day:%b} {day.year}, 11:00" in got[2].body["text"]
     assert "rating from 1 to 5" in got[3].body["text"]
+
+
+async def test_an_event_redelivered_after_redis_lost_its_claims_is_not_sent_again(
+    worker: NotifyWorker,
+    notify_settings: NotifySettings,
+    resources: Resources,
+    receiver: WebhookReceiver,
+    store: str,
+    repo: NotifyRepository,
+    clock: MovableClock,
+):
+    """Redis keeps no copy on disk: a restart forgets every claim. An event redelivered after
+    that (its offset was not committed yet) would win its claim again and go out twice; the
+    outbox in MongoDB still knows it was handled."""
+    assert resources.redis is not None
+    slot = at_local(days_ahead(3, SHANGHAI), "10:00", SHANGHAI)
+    first = confirmed(store, f"{store}-once", slot, SHANGHAI, locale="en", now=clock.now())
+    await publish_all(resources.publisher, [first])
+    (sent,) = await receiver.wait_for(store, 1)
+    await wait_state(repo, sent.notification_id, "sent")  # handled to the end: claim done
+
+    prefix = notify_settings.redis_prefix  # Redis restarted: the claim and its marker gone
+    await resources.redis.delete(f"{prefix}claim:{sent.notification_id}", f"{prefix}claims:since")
+    sentinel = confirmed(store, f"{store}-after", slot, SHANGHAI, locale="en", now=clock.now())
+    await publish_all(resources.publisher, [first, sentinel])  # the same event again, then one
+    got = await receiver.wait_for(store, 2)  # the sentinel: the redelivery was handled before it
+    await asyncio.sleep(0.5)
+    assert sorted(r.body["booking_id"] for r in receiver.for_store(store)) == sorted(
+        [f"{store}-once", f"{store}-after"]
+    ), got
