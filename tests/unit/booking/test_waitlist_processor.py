@@ -220,12 +220,7 @@ def test_a_new_shift_offers_one_slot_per_waiting_entry() -> None:
     proc, _ = berlin_store()
     next_day = DAY + dt.timedelta(days=1)
     for n in (1, 2):
-        cmd = JoinWaitlist(
-            idempotency_key=f"j{n}", waitlist_entry_id=f"w{n}", channel="line",
-            customer=Customer(customer_ref=f"c{n}"), exam_type="standard",
-            date_from=next_day, date_to=next_day,
-        )  # fmt: skip
-        proc.handle(env("berlin", cmd, NOW), NOW)
+        join(proc, n, NOW, date_from=next_day, date_to=next_day)
     shift = ShiftPublished(shift_id="A-new", optometrist_id="A", store_id="berlin",
                            date=next_day, start="10:00", end="12:00")  # fmt: skip
     out = proc.handle(env("berlin", shift, NOW), NOW)
@@ -366,12 +361,7 @@ def test_a_new_shift_stops_offering_once_the_records_budget_is_spent(monkeypatch
     proc, tables = berlin_store()
     next_day = DAY + dt.timedelta(days=1)
     for n in range(1, 7):
-        cmd = JoinWaitlist(
-            idempotency_key=f"j{n}", waitlist_entry_id=f"w{n}", channel="line",
-            customer=Customer(customer_ref=f"c{n}"), exam_type="standard",
-            date_from=next_day, date_to=next_day,
-        )  # fmt: skip
-        proc.handle(env("berlin", cmd, NOW), NOW)
+        join(proc, n, NOW, date_from=next_day, date_to=next_day)
     size = len(orjson.dumps(tables.waitlist["berlin"]))
     monkeypatch.setattr(waitlist_desk, "OFFERS_BUDGET", size + 1)  # room for one start's offers
     shift = ShiftPublished(shift_id="A-new", optometrist_id="A", store_id="berlin",
