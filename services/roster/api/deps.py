@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Path, Request
 
 from optisync_common.resources import Resources
 from services.roster.adapters.commands import RosterCommands
@@ -21,6 +21,11 @@ def get_commands(request: Request) -> RosterCommands:
 
 RepoDep = Annotated[RosterRepository, Depends(get_repository)]
 CommandsDep = Annotated[RosterCommands, Depends(get_commands)]
+# A new store's id: the platform keys state by "<store id>|...", and events carry ids of at
+# most 128 characters.
+NewStoreId = Annotated[
+    str, Path(min_length=1, max_length=128, pattern=r"^[^|\s]+$", description="no '|' or spaces")
+]
 CorrelationId = Annotated[
     str | None,
     Header(alias="X-Correlation-Id", max_length=256, description="carried into the events"),

@@ -21,7 +21,13 @@ from services.roster.adapters.repository import (
     shift_view,
     store_from_doc,
 )
-from services.roster.api.deps import CommandsDep, CorrelationId, IdempotencyKey, RepoDep
+from services.roster.api.deps import (
+    CommandsDep,
+    CorrelationId,
+    IdempotencyKey,
+    NewStoreId,
+    RepoDep,
+)
 from services.roster.api.models import (
     DayPatternBody,
     ExamTypeBody,
@@ -101,7 +107,7 @@ async def list_stores(repo: RepoDep) -> dict[str, Any]:
 
 @router.put("/stores/{store_id}", summary="Register a store or change it (emits at once)")
 async def put_store(
-    store_id: str, body: StoreBody, commands: CommandsDep, response: Response,
+    store_id: NewStoreId, body: StoreBody, commands: CommandsDep, response: Response,
     correlation_id: CorrelationId = None,
 ) -> dict[str, Any]:  # fmt: skip
     _domain(lambda: zone(body.timezone), "bad_timezone")

@@ -116,10 +116,21 @@ def _overlap(shift: Shift, other: PlacedShift) -> RosterViolation:
     )
 
 
+# One leave at most this long: each of its days becomes a store-day (and a view) in every
+# store of the optometrist, in one transaction; a typo'd end year would be hundreds of thousands.
+MAX_LEAVE_DAYS = 366
+
+
 def check_leave(leave: Leave, today: date) -> None:
     """Leave starts today at the earliest (today is fine: a sick day is reported that day)."""
     if leave.end_date < leave.start_date:
         raise RosterViolation(422, "invalid_range", "end_date is before start_date")
+    if (leave.end_date - leave.start_date).days >= MAX_LEAVE_DAYS:
+        raise RosterViolation(
+            422,
+            "leave_too_long",
+            f"one leave is at most {MAX_LEAVE_DAYS} days: grant more in parts",
+        )
     if leave.start_date < today:
         raise RosterViolation(
             422, "leave_in_past", f"leave from {leave.start_date} starts before today ({today})"

@@ -292,6 +292,16 @@ async def test_invalid_rosters_get_4xx_problems_with_a_reason(
         }),
         422, "overlapping_opening_hours",
     )  # fmt: skip
+    for bad_id in (f"a%7Cb-{unique_id}", "x" * 129):  # "|" splits the processor's keys
+        refused = await roster.put(f"/v1/stores/{bad_id}", json={
+            "name": "X", "region": "eu", "timezone": "Europe/Berlin", "opening_hours": {},
+        })  # fmt: skip
+        assert (refused.status_code, refused.json()["code"]) == (422, "invalid_request")
+    assert_problem(
+        await roster.post(f"/v1/optometrists/{chain.o1}/leave",
+                          json={"start_date": "2026-03-02", "end_date": "2999-03-02"}),
+        422, "leave_too_long",
+    )  # fmt: skip
     # the clock says 2026-03-01: leave from 27 February is in the past, today is fine
     assert_problem(
         await roster.post(f"/v1/optometrists/{chain.o1}/leave",

@@ -118,6 +118,13 @@ def test_leave_cannot_start_in_the_past_but_today_is_fine() -> None:
     assert reason(lambda: check_leave(backwards, today)) == "invalid_range"
 
 
+def test_one_leave_is_at_most_a_year() -> None:
+    today = date(2026, 6, 10)
+    check_leave(Leave("year", "o1", today, date(2027, 6, 10)), today)  # 366 days
+    typo = Leave("typo", "o1", today, date(2999, 6, 10))
+    assert reason(lambda: check_leave(typo, today)) == "leave_too_long"
+
+
 def test_training_in_the_past_and_in_a_dst_gap_is_refused() -> None:
     hours = TimeRange(time(2), time(3))
     gap = Training("t1", "o1", date(2026, 3, 29), hours, "Europe/Berlin")
