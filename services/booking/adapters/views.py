@@ -38,6 +38,7 @@ from schemas.events.roster import (
     StoreHoursChanged,
     StoreRegistered,
 )
+from services.booking.domain.model import hours_in_force, with_scheduled
 
 ViewOutcome = Literal["written", "stale", "expired"]
 
@@ -119,12 +120,9 @@ class StoreCatalog(BaseModel):
 
     def hours_on(self, day: dt.date) -> tuple[list[OpeningInterval], int]:
         """Opening intervals and slot grid in force on a local date (closed: no intervals)."""
-        hours, slot_minutes = self.opening_hours, self.slot_minutes
-        for change in self.hours_changes:  # sorted by effective_from
-            if change.effective_from > day:
-                break
-            hours = change.opening_hours
-            slot_minutes = change.slot_minutes or slot_minutes
+        hours, slot_minutes = hours_in_force(
+            self.opening_hours, self.slot_minutes, self.hours_changes, day
+        )
         if day in self.closed_dates:
             return [], slot_minutes
         return list(hours.get(WEEKDAYS[day.weekday()], [])), slot_minutes
@@ -158,8 +156,7 @@ def apply_roster_event(current: StoreCatalog | None, payload: EventPayload) -> S
                 opening_hours=payload.opening_hours,
                 slot_minutes=payload.slot_minutes,
             )
-            others = [c for c in base.hours_changes if c.effective_from != change.effective_from]
-            update["hours_changes"] = sorted([*others, change], key=lambda c: c.effective_from)
+            update["hours_changes"] = with_scheduled(base.hours_changes, change)
         return base.model_copy(update=update)
     if isinstance(payload, ExamTypeDefined):
         info = ExamTypeInfo(

@@ -4,8 +4,10 @@ and the bookings that occupy them. Pure data, no I/O; times are UTC epoch second
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any, Protocol, TypeVar
 
 
 class BookingStatus(StrEnum):
@@ -58,6 +60,41 @@ class ExamSpec:
     active: bool = True
 
 
+H = TypeVar("H")
+H_co = TypeVar("H_co", covariant=True)
+C = TypeVar("C", bound="ScheduledHours[Any]")
+
+
+class ScheduledHours(Protocol[H_co]):
+    """Opening hours that take over from a date (the processor's `HoursChange`, the API
+    catalog's alike): both read them with the functions below, so they agree on every date."""
+
+    @property
+    def effective_from(self) -> dt.date: ...
+    @property
+    def opening_hours(self) -> H_co: ...
+    @property
+    def slot_minutes(self) -> int | None: ...
+
+
+def hours_in_force(
+    hours: H, slot_minutes: int, changes: Iterable[ScheduledHours[H]], date: dt.date
+) -> tuple[H, int]:
+    """The hours and slot grid in force on a local date: the last scheduled change on or
+    before it (`changes` sorted by date), else the current ones."""
+    for change in changes:
+        if change.effective_from > date:
+            break
+        hours, slot_minutes = change.opening_hours, change.slot_minutes or slot_minutes
+    return hours, slot_minutes
+
+
+def with_scheduled(changes: Iterable[C], change: C) -> list[C]:
+    """`changes` with `change` added (replacing one from the same date), sorted by date."""
+    kept = [c for c in changes if c.effective_from != change.effective_from]
+    return sorted([*kept, change], key=lambda c: c.effective_from)
+
+
 @dataclass(frozen=True)
 class HoursChange:
     """Opening hours (and grid) that take over from `effective_from`: a scheduled change."""
@@ -91,17 +128,10 @@ class StoreConfig:
 
     def hours_on(self, date: dt.date) -> tuple[dict[str, list[tuple[str, str]]], int]:
         """The opening hours and slot grid in force on a local date."""
-        hours, slot_minutes = self.opening_hours, self.slot_minutes
-        for change in self.hours_changes:  # sorted by effective_from
-            if change.effective_from > date:
-                break
-            hours, slot_minutes = change.opening_hours, change.slot_minutes or slot_minutes
-        return hours, slot_minutes
+        return hours_in_force(self.opening_hours, self.slot_minutes, self.hours_changes, date)
 
     def schedule(self, change: HoursChange) -> None:
-        """Add a scheduled change (replacing one from the same date)."""
-        kept = [c for c in self.hours_changes if c.effective_from != change.effective_from]
-        self.hours_changes = sorted([*kept, change], key=lambda c: c.effective_from)
+        self.hours_changes = with_scheduled(self.hours_changes, change)
 
 
 @dataclass(frozen=True)
